@@ -1,0 +1,5 @@
+import sys
+
+from steelseg.cli import main
+
+sys.exit(main())

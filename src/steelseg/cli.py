@@ -1,0 +1,125 @@
+"""The ``steelseg`` command: parse arguments, call one library function, print."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    from steelseg.errors import USER_ERRORS
+
+    try:
+        args.run(args)
+    except USER_ERRORS as err:
+        print(f"steelseg {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _synth(args) -> None:
+    from steelseg.synth import write_dataset
+
+    out = write_dataset(args.out, args.n, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {args.n} strips to {out / 'train_images'} and their masks to {out / 'train.csv'}")
+
+
+def _train(args) -> None:
+    from steelseg.config import load_config
+    from steelseg.training.fit import train
+
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.max_minutes:
+        overrides.append(f"train.max_minutes={args.max_minutes}")
+    summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
+    print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f} "
+          f"(untuned {summary['val_dice']:.4f}); run saved in {args.out}")
+
+
+def _predict(args) -> None:
+    from steelseg.predictor import Predictor
+    from steelseg.submission import write_submission
+
+    predictor = Predictor(args.run_dir, device=args.device, batch_size=args.batch_size)
+    predictions = predictor.predict_folder(args.images, progress=not args.quiet)
+    rows = write_submission(args.out, predictions, predictor.num_classes, layout=args.layout)
+    print(f"wrote {rows} rows ({len(predictions.image_ids)} images x {predictor.num_classes} classes) to {args.out}")
+
+
+def _score(args) -> None:
+    from steelseg.evaluate import format_scores, score_files
+
+    scores, num_classes = score_files(args.truth, args.pred, shape=tuple(args.shape), num_classes=args.num_classes)
+    print(format_scores(scores, [str(c) for c in range(1, num_classes + 1)]))
+
+
+def _demo(args) -> None:
+    from steelseg.config import load_config
+    from steelseg.demo import run_demo
+
+    config = load_config(args.config, args.set)
+    run_demo(args.out, n_train=args.n_train, n_test=args.n_test, config=config, progress=not args.quiet)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steelseg", description="Find and outline defects on photos of steel sheet.")
+    commands = parser.add_subparsers(dest="command")
+
+    p = commands.add_parser("synth", help="write synthetic steel strips in the competition's layout")
+    p.add_argument("out", help="output folder (gets train_images/, train.csv, classes.json)")
+    p.add_argument("--n", type=int, default=100, help="number of strips (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_synth)
+
+    p = commands.add_parser("train", help="train a segmentation model into a run directory")
+    p.add_argument("data", nargs="?", help="dataset folder (severstal or mask-folder layout)")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--config", help="YAML file or bundled recipe name (default: built-in defaults)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("predict", help="predict a folder of images into a submission CSV")
+    p.add_argument("run_dir")
+    p.add_argument("images", help="folder of images")
+    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--layout", choices=["long", "2019"], default="long", help="CSV layout (default long: ImageId,ClassId,EncodedPixels)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.set_defaults(run=_predict)
+
+    p = commands.add_parser("score", help="score a submission against the truth (competition mean Dice)")
+    p.add_argument("truth")
+    p.add_argument("pred")
+    p.add_argument("--shape", type=int, nargs=2, default=[256, 1600], metavar=("H", "W"), help="image size (default 256 1600)")
+    p.add_argument("--num-classes", type=int, help="default: the largest class id in either file")
+    p.set_defaults(run=_score)
+
+    p = commands.add_parser("demo", help="synthesise data, train, predict, score, draw: the whole path")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--n-train", type=int, default=240)
+    p.add_argument("--n-test", type=int, default=60)
+    p.add_argument("--config", default="demo", help="YAML file or bundled recipe (default: demo)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.set_defaults(run=_demo)
+
+    for sub in commands.choices.values():
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

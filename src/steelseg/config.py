@@ -1,0 +1,144 @@
+"""Typed configuration: YAML files whose keys are the parameter names; unknown keys are errors.
+
+A run directory stores the fully resolved ``Config`` (class names included), so prediction,
+export and serving need nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+BUNDLED_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not describe a valid run."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    root: str | None = None  # dataset folder (severstal or mask_folder layout)
+    layout: Literal["auto", "severstal", "mask_folder"] = "auto"
+    csv_name: str = "train.csv"
+    class_names: list[str] | None = None  # None: from classes.json or the labels
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+    crop_height: int | None = 256  # random training crops; None = full images
+    crop_width: int | None = 512
+    hflip: bool = True
+    vflip: bool = True
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class ModelConfig(_Strict):
+    arch: str = "unet"  # any segmentation_models_pytorch architecture
+    encoder_name: str = "resnet18"  # smp encoder, or "tu-<timm name>"
+    # None, "imagenet" (from the hub cache; nothing is downloaded offline) or a local file.
+    encoder_weights: str | None = None
+    in_channels: Literal[1, 3] = 1
+    arch_params: dict[str, Any] = Field(default_factory=dict)  # passed to the smp architecture
+    # Inputs are scaled to [0, 1], then standardised with these (ImageNet's gray statistics).
+    input_mean: float = 0.449
+    input_std: float = 0.226
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(20, ge=1)
+    max_minutes: float | None = Field(None, gt=0)  # stop early once this much time is spent
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    loss: str = "bce_dice"
+    seed: int = 0
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: int = Field(1, ge=1)
+    tune_postprocess: bool = True  # search pixel threshold and min area on validation
+
+
+class PostprocessConfig(_Strict):
+    """Defaults, before tuning; a float or int applies to every class, a list is per class."""
+
+    pixel_threshold: float | list[float] = 0.5
+    min_area: int | list[int] = 0
+    threshold_grid: list[float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    min_area_grid: list[int] = [0, 50, 100, 200, 400, 600, 900, 1200, 2000, 3000]
+
+    @field_validator("threshold_grid", "min_area_grid")
+    @classmethod
+    def _non_empty(cls, grid: list) -> list:
+        if not grid:
+            raise ValueError("grid must not be empty")
+        return grid
+
+
+class Config(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or the name of a bundled recipe, e.g. ``"demo"``) and apply
+    ``section.key=value`` overrides, whose values are parsed as YAML."""
+    data: dict = {}
+    if source is not None:
+        path = resolve_config_path(source)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    for override in overrides or []:
+        _apply_override(data, override)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}invalid configuration:\n{_describe(err)}") from None
+
+
+def resolve_config_path(source: str | os.PathLike) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_DIR / f"{source}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")))
+    raise ConfigError(f"{source}: no such config file or bundled recipe (bundled: {names})")
+
+
+def _apply_override(data: dict, override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        location = ".".join(str(p) for p in problem["loc"])
+        lines.append(f"  {location}: {problem['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Labelled image sets on disk, in the two layouts people ship steel-defect data in.
+
+- ``severstal``: ``train_images/`` plus a CSV of run-length masks (``train.csv``), either
+  competition layout; images without a row have no defect.
+- ``mask_folder``: ``images/`` plus ``masks/`` holding a single-channel PNG per image with the
+  same stem, pixel value = class id, 0 = background (e.g. NEU-Seg).
+
+Both give the same thing: ``load(i) -> (image (H, W) uint8, masks (C, H, W) bool)``. The class
+count and names come from ``classes.json`` beside the data, from the caller, or from the labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from steelseg.annotations import AnnotationError, Annotations, read_annotations
+from steelseg.images import list_images, read_gray, read_label_map
+
+CLASSES_FILE = "classes.json"
+LAYOUTS = ("severstal", "mask_folder")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that does not hold what its layout promises."""
+
+
+@dataclass
+class SegmentationDataset:
+    """An indexable set of (image, masks) pairs; see the module docstring for the layouts."""
+
+    root: Path
+    layout: str
+    image_paths: list[Path]
+    class_names: list[str]
+    annotations: Annotations | None = None  # severstal layout
+    mask_dir: Path | None = None  # mask_folder layout
+    image_shape: tuple[int, int] | None = None  # enforced when set
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [p.name for p in self.image_paths]
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``index`` as (H, W) uint8 and its masks as (C, H, W) bool."""
+        path = self.image_paths[index]
+        image = read_gray(path, self.image_shape)
+        if self.annotations is not None:
+            masks = self.annotations.masks(path.name, self.num_classes, image.shape)
+        else:
+            labels = read_label_map(self.mask_dir / f"{path.stem}.png", image.shape)
+            if labels.max(initial=0) > self.num_classes:
+                raise DatasetError(
+                    f"{self.mask_dir / (path.stem + '.png')}: unknown class id {labels.max()} "
+                    f"(this dataset has {self.num_classes} classes: {', '.join(self.class_names)})"
+                )
+            masks = labels[None] == np.arange(1, self.num_classes + 1)[:, None, None]
+        return image, masks
+
+    def subset(self, indices: list[int] | np.ndarray) -> "SegmentationDataset":
+        return SegmentationDataset(
+            self.root, self.layout, [self.image_paths[i] for i in indices], self.class_names,
+            self.annotations, self.mask_dir, self.image_shape,
+        )  # fmt: skip
+
+
+def open_dataset(
+    root: str | os.PathLike,
+    layout: str = "auto",
+    class_names: list[str] | None = None,
+    csv_name: str = "train.csv",
+    image_shape: tuple[int, int] | None = None,
+) -> SegmentationDataset:
+    """Open a dataset folder; ``layout="auto"`` recognises either layout by its sub-folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if layout == "auto":
+        layout = detect_layout(root, csv_name)
+    class_names = class_names or _names_from_file(root)
+    if layout == "severstal":
+        return _open_severstal(root, csv_name, class_names, image_shape)
+    if layout == "mask_folder":
+        return _open_mask_folder(root, class_names, image_shape)
+    raise DatasetError(f"unknown dataset layout {layout!r}; choose one of auto, {', '.join(LAYOUTS)}")
+
+
+def detect_layout(root: Path, csv_name: str = "train.csv") -> str:
+    if (root / "train_images").is_dir() and (root / csv_name).is_file():
+        return "severstal"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "mask_folder"
+    raise DatasetError(
+        f"{root}: not a dataset folder: expected train_images/ + {csv_name} (severstal layout) "
+        "or images/ + masks/ (mask_folder layout)"
+    )
+
+
+def write_class_names(root: str | os.PathLike, class_names: list[str]) -> None:
+    from steelseg.atomic import write_text
+
+    write_text(Path(root) / CLASSES_FILE, json.dumps({"class_names": class_names}, indent=2) + "\n")
+
+
+def _names_from_file(root: Path) -> list[str] | None:
+    path = root / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        names = json.loads(path.read_text())["class_names"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise DatasetError(f"{path}: expected {{\"class_names\": [...]}} ({err})") from None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{path}: class_names must be a non-empty list of strings")
+    return names
+
+
+def _open_severstal(root: Path, csv_name: str, class_names, image_shape) -> SegmentationDataset:
+    annotations = read_annotations(root / csv_name, len(class_names) if class_names else None)
+    image_paths = list_images(root / "train_images")
+    on_disk = {p.name for p in image_paths}
+    for image_id in annotations.image_ids:
+        if image_id not in on_disk:
+            line = min(line for (i, _), line in annotations.lines.items() if i == image_id)
+            raise AnnotationError(f"{annotations.source}:{line}: image {image_id} not found in {root / 'train_images'}")
+    if not class_names:
+        class_names = [str(c) for c in range(1, max(annotations.class_ids, default=1) + 1)]
+    return SegmentationDataset(root, "severstal", image_paths, class_names, annotations=annotations, image_shape=image_shape)
+
+
+def _open_mask_folder(root: Path, class_names, image_shape) -> SegmentationDataset:
+    image_paths = list_images(root / "images")
+    mask_dir = root / "masks"
+    missing = [p for p in image_paths if not (mask_dir / f"{p.stem}.png").is_file()]
+    if missing:
+        raise DatasetError(f"{mask_dir / (missing[0].stem + '.png')}: label mask not found for image {missing[0]}"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if not class_names:
+        # No names given: the labels themselves say how many classes there are.
+        top = max((int(read_label_map(mask_dir / f"{p.stem}.png").max()) for p in image_paths), default=1)
+        class_names = [str(c) for c in range(1, max(top, 1) + 1)]
+    return SegmentationDataset(root, "mask_folder", image_paths, class_names, mask_dir=mask_dir, image_shape=image_shape)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train / validation index split, deterministic per seed; both sides non-empty."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if n < 2:
+        raise DatasetError(f"need at least 2 images to split into train and validation, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -1,0 +1,92 @@
+"""``steelseg demo``: the whole path on synthetic strips, in a few minutes on a laptop CPU.
+
+synthesise train + separate test strips -> train -> predict the test set -> score it next to
+the all-empty submission -> overlay pictures of truth vs prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from steelseg import synth
+from steelseg.annotations import read_annotations
+from steelseg.atomic import write_text
+from steelseg.config import Config, load_config
+from steelseg.images import read_gray
+from steelseg.evaluate import empty_like, format_scores, score_annotations
+from steelseg.overlay import save_png, truth_vs_prediction
+from steelseg.predictor import Predictor
+from steelseg.submission import write_submission
+
+
+def run_demo(
+    out: str | os.PathLike,
+    n_train: int = 240,
+    n_test: int = 60,
+    config: Config | None = None,
+    n_overlays: int = 8,
+    progress: bool = True,
+    say=print,
+) -> dict:
+    """Run the demo into ``out``; returns the test scores of the model and of all-empty."""
+    out = Path(out)
+    started = time.monotonic()
+    config = config or load_config("demo")
+    train_dir, test_dir, run_dir = out / "data" / "train", out / "data" / "test", out / "run"
+    if (run_dir / "config.yaml").exists():
+        raise FileExistsError(f"{out} holds an earlier demo; remove it or pick another --out")
+    say(f"[1/4] synthesising {n_train} training and {n_test} test strips in {out / 'data'}")
+    synth.write_dataset(train_dir, n_train, seed=0, progress=progress)
+    synth.write_dataset(test_dir, n_test, seed=1, progress=progress)
+
+    say(f"[2/4] training {config.model.arch}-{config.model.encoder_name} (at most {config.train.max_minutes} min)")
+    from steelseg.training.fit import train  # Lightning stays out of the prediction path
+
+    config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(train_dir)})})
+    summary = train(config, run_dir, progress=progress)
+    say(f"      best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f}")
+
+    say("[3/4] predicting the test strips")
+    predictor = Predictor(run_dir)
+    truth = read_annotations(test_dir / "train.csv")
+    truth.image_ids = [p.name for p in sorted((test_dir / "train_images").iterdir())]
+    predictions = predictor.predict_folder(test_dir / "train_images", progress=progress)
+    write_submission(out / "submission.csv", predictions, predictor.num_classes)
+
+    say("[4/4] scoring")
+    shape = (256, 1600)
+    scores = score_annotations(truth, predictions, predictor.num_classes, shape)
+    baseline = score_annotations(truth, empty_like(truth), predictor.num_classes, shape)
+    table = format_scores(scores, predictor.class_names, baseline)
+    write_overlays(out / "overlays", predictor, test_dir, truth, n_overlays)
+    result = {
+        "mean_dice": scores.mean_dice,
+        "all_empty_mean_dice": baseline.mean_dice,
+        "class_dice": scores.class_dice.tolist(),
+        "dataset_iou": scores.dataset_iou.tolist(),
+        "minutes": round((time.monotonic() - started) / 60, 2),
+        "run_dir": str(run_dir),
+    }
+    write_text(out / "scores.json", json.dumps(result, indent=2) + "\n")
+    say(table)
+    say(
+        f"mean Dice {scores.mean_dice:.4f} vs all-empty {baseline.mean_dice:.4f} "
+        f"({result['minutes']} min). Submission: {out / 'submission.csv'}; pictures: {out / 'overlays'}"
+    )
+    return result
+
+
+def write_overlays(folder: Path, predictor: Predictor, test_dir: Path, truth, n: int) -> None:
+    """Truth-vs-prediction pictures of the first ``n`` test strips, defective ones first."""
+    image_dir = test_dir / "train_images"
+    with_defects = [i for i in truth.image_ids if any(k[0] == i for k in truth.encoded)]
+    clean = [i for i in truth.image_ids if i not in set(with_defects)]
+    for image_id in (with_defects[: n - n // 4] + clean[: n // 4])[:n]:
+        image = read_gray(image_dir / image_id)
+        true_masks = truth.masks(image_id, predictor.num_classes, image.shape)
+        pred_masks = predictor.predict(image)
+        picture = truth_vs_prediction(image, true_masks, pred_masks, image_id, predictor.class_names)
+        save_png(folder / f"{Path(image_id).stem}.png", picture)

@@ -1,0 +1,106 @@
+"""The segmentation network: any segmentation_models_pytorch architecture and encoder.
+
+One output channel per class (sigmoid, multi-label). Inputs whose sides are not a multiple of
+the encoder's stride are padded and the output cropped back, so any image size works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from steelseg.config import ModelConfig
+
+
+
+class WeightsError(RuntimeError):
+    """Encoder weights that were asked for but cannot be had."""
+
+
+class PaddedSegmenter(nn.Module):
+    """Wraps an smp model: zero-pads H and W up to a multiple of ``divisor``, crops back."""
+
+    def __init__(self, net: nn.Module, divisor: int = 32):
+        super().__init__()
+        self.net = net
+        self.divisor = divisor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h = -height % self.divisor
+        pad_w = -width % self.divisor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        logits = self.net(x)
+        return logits[..., :height, :width]
+
+
+def build_model(config: ModelConfig, num_classes: int) -> PaddedSegmenter:
+    """Create the network of ``config`` with ``num_classes`` outputs (logits)."""
+    weights = config.encoder_weights
+    local_file = weights is not None and weights not in _HUB_WEIGHTS
+    try:
+        net = smp.create_model(
+            config.arch,
+            encoder_name=config.encoder_name,
+            encoder_weights=None if local_file else weights,
+            in_channels=config.in_channels,
+            classes=num_classes,
+            **config.arch_params,
+        )
+    except KeyError as err:
+        raise ValueError(f"unknown architecture or encoder: {err}") from None
+    except Exception as err:  # the hub raises many kinds of network errors
+        if weights is None:
+            raise
+        raise WeightsError(_offline_help(config, err)) from err
+    if local_file:
+        load_encoder_weights(net.encoder, weights)
+    return PaddedSegmenter(net, divisor=_stride(net))
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    """Load pretrained encoder weights from a local ``.safetensors`` or ``.pth`` file.
+
+    ``.pth`` files are read with ``weights_only=True``: loading never runs pickled code. A
+    3-channel first convolution is summed over its input channels for a 1-channel encoder,
+    which is what the pretrained response to a gray image is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: encoder weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = encoder.state_dict()
+    for key, tensor in state.items():
+        if key in own and tensor.ndim == 4 and own[key].shape[1] != tensor.shape[1] and own[key].shape[1] == 1:
+            state[key] = tensor.sum(dim=1, keepdim=True)
+    missing, _ = encoder.load_state_dict(state, strict=False)
+    if len(missing) == len(own):
+        raise WeightsError(f"{path}: no tensor matches the encoder (first keys: {list(state)[:3]})")
+
+
+_HUB_WEIGHTS = ("imagenet", "ssl", "swsl", "instagram", "advprop", "noisy-student", "imagenet21k")
+
+
+def _stride(net: nn.Module) -> int:
+    return int(getattr(net.encoder, "output_stride", 32) or 32)
+
+
+def _offline_help(config: ModelConfig, err: Exception) -> str:
+    return (
+        f"could not load {config.encoder_weights!r} weights for encoder {config.encoder_name!r} "
+        f"({type(err).__name__}: {err}). steelseg never needs the network: either copy the weights "
+        "into the torch hub / Hugging Face cache on this machine, or download the file elsewhere and "
+        "set model.encoder_weights to its path (.safetensors or .pth), or train from scratch with "
+        "model.encoder_weights=null."
+    )

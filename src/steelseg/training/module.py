@@ -1,0 +1,88 @@
+"""The LightningModule: the plain network plus loss, optimiser and validation scoring."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+
+from steelseg.config import Config
+from steelseg.metrics import DiceAccumulator
+from steelseg.model import build_model
+from steelseg.postprocess import PostProcess
+from steelseg.training.losses import build_loss
+from steelseg.tune import PostprocessSearch
+
+OPTIMIZERS = {
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay),
+}
+
+
+class SegmentationModule(L.LightningModule):
+    """Validation scores full images with the competition metric, twice: with the configured
+    post-processing and with the best one found on this epoch's predictions. After each
+    validation, ``epoch_result`` holds both and the tuned ``PostProcess``."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        if not config.data.class_names:
+            raise ValueError("resolve the dataset's class names before building the module")
+        self.config = config
+        self.class_names = list(config.data.class_names)
+        self.num_classes = num_classes = len(self.class_names)
+        self.model = build_model(config.model, num_classes)
+        self.loss = build_loss(config.train.loss)
+        post = config.postprocess
+        self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)
+        self.epoch_result: dict = {}
+        self._train_losses: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_index):
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self.log("loss", loss, prog_bar=True)
+        self._train_losses.append(loss.item())
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._scores = DiceAccumulator(self.num_classes)
+        post = self.config.postprocess
+        self._search = PostprocessSearch(self.num_classes, post.threshold_grid, post.min_area_grid)
+        self._val_losses: list[float] = []
+
+    def validation_step(self, batch, batch_index):
+        x, y = batch
+        logits = self(x)
+        self._val_losses.append(self.loss(logits, y).item())
+        probs = torch.sigmoid(logits).float().cpu().numpy()
+        truths = y.cpu().numpy().astype(bool)
+        for p, t in zip(probs, truths):
+            self._scores.update(self.default_postprocess(p), t)
+            self._search.update(p, t)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self._scores.result()
+        tuned, tuned_class_dice = self._search.best()
+        self.epoch_result = {
+            "epoch": self.current_epoch,
+            "train_loss": float(np.mean(self._train_losses)) if self._train_losses else float("nan"),
+            "val_loss": float(np.mean(self._val_losses)),
+            "val_dice": scores.mean_dice,
+            "val_dice_tuned": float(tuned_class_dice.mean()),
+            "val_class_dice_tuned": tuned_class_dice.tolist(),
+            "val_iou": scores.mean_iou,
+            "lr": self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan"),
+            "tuned_postprocess": tuned,
+        }
+        self._train_losses = []
+        self.log("val_dice", scores.mean_dice, prog_bar=True)
+        self.log("val_dice_tuned", self.epoch_result["val_dice_tuned"], prog_bar=True)
+
+    def configure_optimizers(self):
+        name = self.config.train.optimizer
+        return OPTIMIZERS[name](self.parameters(), self.config.train)

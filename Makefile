@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-output
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv venv-path clean
 
 demo: venv
 	$(VENV)/bin/steelseg demo --out $(DEMO_OUT)
@@ -36,6 +36,9 @@ venv:
 	fi
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
 		|| { echo "could not install steelseg into $(VENV)"; exit 1; }
+
+venv-path:
+	@echo $(VENV)
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build src/*.egg-info

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="train a segmentation model into a run directory")
     p.add_argument("data", nargs="?", help="dataset folder (severstal or mask-folder layout)")
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--config", help="YAML file or bundled recipe name (default: built-in defaults)")
+    p.add_argument("--config", default="default", help="YAML file or bundled recipe name (default: default)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from steelseg.annotations import AnnotationError, Annotations, read_annotations
+from steelseg.atomic import write_text
 from steelseg.images import list_images, read_gray, read_label_map
 
 CLASSES_FILE = "classes.json"
@@ -108,8 +109,6 @@ def detect_layout(root: Path, csv_name: str = "train.csv") -> str:
 
 
 def write_class_names(root: str | os.PathLike, class_names: list[str]) -> None:
-    from steelseg.atomic import write_text
-
     write_text(Path(root) / CLASSES_FILE, json.dumps({"class_names": class_names}, indent=2) + "\n")
 
 

@@ -84,9 +84,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     for key, tensor in state.items():
         if key in own and tensor.ndim == 4 and own[key].shape[1] != tensor.shape[1] and own[key].shape[1] == 1:
             state[key] = tensor.sum(dim=1, keepdim=True)
-    missing, _ = encoder.load_state_dict(state, strict=False)
-    if len(missing) == len(own):
+    if not set(state) & set(own):
         raise WeightsError(f"{path}: no tensor matches the encoder (first keys: {list(state)[:3]})")
+    encoder.load_state_dict(state, strict=False)
 
 
 _HUB_WEIGHTS = ("imagenet", "ssl", "swsl", "instagram", "advprop", "noisy-student", "imagenet21k")

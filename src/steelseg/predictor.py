@@ -18,7 +18,7 @@ from tqdm import tqdm
 from steelseg.annotations import Annotations
 from steelseg.images import list_images, read_gray
 from steelseg.model import build_model
-from steelseg.preprocess import to_input
+from steelseg.preprocess import to_input, upsample_probs
 from steelseg.rundir import load_postprocess, load_run_config, load_weights
 
 
@@ -56,7 +56,8 @@ class Predictor:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W) uint8 gray images -> (N, C, H, W) float32 defect probabilities."""
         model = self.config.model
-        return self.backend(to_input(images, model.input_mean, model.input_std, model.in_channels))
+        x = to_input(images, model.input_mean, model.input_std, model.in_channels, model.input_scale)
+        return upsample_probs(self.backend(x), images.shape[-2:])
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """One (H, W) uint8 image -> (C, H, W) bool defect masks, post-processed."""

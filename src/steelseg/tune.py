@@ -10,16 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from steelseg.metrics import dice_from_counts
-from steelseg.postprocess import PostProcess
+from steelseg.postprocess import NEVER, PostProcess
 
 
 class PostprocessSearch:
     def __init__(self, num_classes: int, thresholds: list[float], min_areas: list[int]):
         # Ties go to the most cautious setting (highest threshold, then largest min area):
         # on data without defects every setting that predicts nothing scores 1, and the
-        # cautious one is the one that keeps predicting nothing on new clean images.
+        # cautious one is the one that keeps predicting nothing on new clean images. Switching
+        # a class off (NEVER) is tried last, so it wins only when strictly better.
         self.thresholds = np.sort(np.asarray(thresholds, dtype=float))[::-1]
-        self.min_areas = np.sort(np.asarray(min_areas, dtype=np.int64))[::-1]
+        finite = np.sort(np.asarray(min_areas, dtype=np.int64))[::-1]
+        self.min_areas = np.append(finite[finite < NEVER], NEVER)
         self.num_classes = num_classes
         self._areas: list[np.ndarray] = []  # per image: (T, C) predicted pixels
         self._inters: list[np.ndarray] = []  # per image: (T, C) true positive pixels

@@ -14,12 +14,15 @@ from steelseg.config import DataConfig  # noqa: E402
 
 
 def train_transform(config: DataConfig) -> A.Compose:
-    """Random crop (padding first when the image is smaller than the crop) and flips."""
+    """Random crop, on a defect for a share of them (padding first when the image is smaller
+    than the crop), then flips."""
     steps: list = []
-    if config.crop_height and config.crop_width:
+    height, width = config.crop_height, config.crop_width
+    if height and width:
+        on_defect = config.defect_crop_fraction
         steps += [
-            A.PadIfNeeded(config.crop_height, config.crop_width, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
-            A.RandomCrop(config.crop_height, config.crop_width),
+            A.PadIfNeeded(height, width, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+            A.OneOf([A.CropNonEmptyMaskIfExists(height, width, p=on_defect), A.RandomCrop(height, width, p=1 - on_defect)], p=1),
         ]
     if config.hflip:
         steps.append(A.HorizontalFlip(p=0.5))

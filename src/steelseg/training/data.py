@@ -8,24 +8,33 @@ from torch.utils.data import Dataset
 
 from steelseg.config import DataConfig, ModelConfig
 from steelseg.datasets import SegmentationDataset
-from steelseg.preprocess import to_input
+from steelseg.preprocess import resize_image, resize_masks, to_input
 from steelseg.training.augment import apply, train_transform
 
 
 class TorchSegmentationData(Dataset):
-    """Items are ``(input (in_channels, H, W) float32, masks (C, H, W) float32)``."""
+    """Items are ``(input (in_channels, h, w) float32, masks (C, H, W) float32)``.
+
+    Training items (``data`` given) are random crops of the image and masks resized by
+    ``model.input_scale``; validation items are whole images whose masks stay at full size,
+    so that validation scores what prediction will deliver.
+    """
 
     def __init__(self, source: SegmentationDataset, model: ModelConfig, data: DataConfig | None = None):
         self.source = source
         self.model = model
         self.transform = train_transform(data) if data is not None else None
+        # A 1600-px strip holds several crops' worth of surface: draw more than one per epoch.
+        self.repeats = data.crops_per_image if data is not None else 1
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source) * self.repeats
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, masks = self.source.load(index)
+        image, masks = self.source.load(index % len(self.source))
+        scale = self.model.input_scale
         if self.transform is not None:
-            image, masks = apply(self.transform, image, masks)
-        x = to_input(image, self.model.input_mean, self.model.input_std, self.model.in_channels)[0]
+            image, masks = apply(self.transform, resize_image(image, scale), resize_masks(masks, scale))
+            scale = 1.0
+        x = to_input(image, self.model.input_mean, self.model.input_std, self.model.in_channels, scale)[0]
         return torch.from_numpy(x), torch.from_numpy(masks.astype(np.float32))

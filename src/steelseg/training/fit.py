@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -68,6 +70,7 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
 
     Returns the summary of the best epoch (also in ``run_dir/summary.json``).
     """
+    _quiet_lightning()
     run_dir = Path(run_dir)
     if (run_dir / rundir.CONFIG).exists():
         raise FileExistsError(f"{run_dir} already holds a run; choose another output folder")
@@ -107,6 +110,13 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     if writer.best is None:
         raise RuntimeError("training ended before its first validation; nothing was saved")
     return _summary(writer.best, dataset.class_names)
+
+
+def _quiet_lightning() -> None:
+    # Lightning's start-up banner (accelerator lines, a cloud-logging advert) and a deprecation
+    # inside Lightning itself say nothing about this run; real warnings still show.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=Warning)
 
 
 def _summary(result: dict, class_names: list[str]) -> dict:

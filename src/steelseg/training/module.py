@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from steelseg.config import Config
 from steelseg.metrics import DiceAccumulator
@@ -58,6 +59,8 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch, batch_index):
         x, y = batch
         logits = self(x)
+        if logits.shape[-2:] != y.shape[-2:]:  # network ran at input_scale < 1
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
         self._val_losses.append(self.loss(logits, y).item())
         probs = torch.sigmoid(logits).float().cpu().numpy()
         truths = y.cpu().numpy().astype(bool)

@@ -1,0 +1,45 @@
+import pytest
+import yaml
+
+from steelseg.config import BUNDLED_DIR, ConfigError, load_config
+
+
+def test_defaults_and_overrides():
+    config = load_config(None, ["data.batch_size=3", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}"])
+    assert config.data.batch_size == 3
+    assert config.model.arch_params == {"decoder_channels": [8, 8, 8, 8, 8]}
+    assert config.model.encoder_weights is None  # offline by default
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: invalid configuration:\n  train.learning_rate: Extra inputs"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_config(None, ["nonsense.key=1"])
+
+
+def test_bad_values_and_files(tmp_path):
+    with pytest.raises(ConfigError, match="data.val_fraction"):
+        load_config(None, ["data.val_fraction=1.5"])
+    with pytest.raises(ConfigError, match="no such config file or bundled recipe"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(None, ["epochs"])
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")))
+def test_bundled_recipes_load_with_every_value_they_set(recipe):
+    config = load_config(recipe).model_dump()
+    written = yaml.safe_load((BUNDLED_DIR / f"{recipe}.yaml").read_text())
+    for section, values in written.items():
+        for key, value in values.items():
+            assert config[section][key] == value, f"{recipe}: {section}.{key}"
+
+
+def test_yaml_round_trip(tmp_path):
+    config = load_config("demo")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config

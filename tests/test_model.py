@@ -1,0 +1,67 @@
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from safetensors.torch import save_file
+
+from steelseg.config import ModelConfig
+from steelseg.model import WeightsError, build_model
+
+TINY = dict(encoder_name="tu-test_resnet", arch_params={"decoder_channels": [16, 16, 8, 8, 8]})
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn"])
+@pytest.mark.parametrize("size", [(64, 128), (50, 70), (33, 200)])
+def test_any_input_size_gives_one_logit_map_per_class(arch, size):
+    params = TINY["arch_params"] if arch == "unet" else {}
+    model = build_model(ModelConfig(arch=arch, encoder_name="tu-test_resnet", arch_params=params), num_classes=4).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, *size))
+    assert out.shape == (2, 4, *size)
+
+
+def test_padding_does_not_change_an_already_aligned_input():
+    model = build_model(ModelConfig(**TINY), num_classes=2).eval()
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.net(x))
+
+
+def _first_conv(encoder):
+    return next(p for p in encoder.state_dict().values() if p.ndim == 4)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_encoder_weights_load_and_adapt_rgb_to_gray(tmp_path, suffix):
+    torch.manual_seed(0)
+    rgb = build_model(ModelConfig(in_channels=3, **TINY), num_classes=4)
+    state = {k: v.contiguous() for k, v in rgb.net.encoder.state_dict().items()}
+    path = tmp_path / f"encoder{suffix}"
+    save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
+    gray = build_model(ModelConfig(in_channels=1, encoder_weights=str(path), **TINY), num_classes=4)
+    torch.testing.assert_close(_first_conv(gray.net.encoder), _first_conv(rgb.net.encoder).sum(dim=1, keepdim=True))
+    for key, value in gray.net.encoder.state_dict().items():
+        if value.ndim != 4 or value.shape[1] != 1:
+            torch.testing.assert_close(value, state[key])
+
+
+def test_weights_that_match_nothing_or_are_missing(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"something.else": torch.zeros(3)}, path)
+    with pytest.raises(WeightsError, match="no tensor matches the encoder"):
+        build_model(ModelConfig(encoder_weights=str(path), **TINY), num_classes=1)
+    with pytest.raises(WeightsError, match="encoder weights file not found"):
+        build_model(ModelConfig(encoder_weights=str(tmp_path / "missing.pth"), **TINY), num_classes=1)
+
+
+def test_failed_hub_download_explains_how_to_work_offline(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(smp, "create_model", offline)
+    with pytest.raises(WeightsError, match=r"'imagenet' weights for encoder 'resnet18'.*set model.encoder_weights to its path"):
+        build_model(ModelConfig(encoder_name="resnet18", encoder_weights="imagenet"), num_classes=4)
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(Exception, match="no_such_encoder"):
+        build_model(ModelConfig(encoder_name="no_such_encoder"), num_classes=1)

@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     masks, source = load_masks(args.data)
+    # Row-major, as a model's thresholded output is (decode returns a column-major view,
+    # which would flatter the encoder).
+    masks = [np.ascontiguousarray(m) for m in masks]
     encoded = [rle.encode(m) for m in masks]
     empty = np.zeros(SHAPE, bool)
     pixels = np.mean([m.sum() for m in masks])

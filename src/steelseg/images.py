@@ -22,15 +22,7 @@ class ImageError(ValueError):
 
 def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image as (H, W) uint8 grayscale; ``expected_shape`` (H, W) is checked if given."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: image not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            gray = np.asarray(image.convert("L") if image.mode != "L" else image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"{path}: cannot read image ({err})") from None
+    gray = _read(Path(path), "image", lambda image: image.convert("L") if image.mode != "L" else image)
     if expected_shape is not None and gray.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: image is {gray.shape[0]}x{gray.shape[1]} (HxW), expected "
@@ -41,19 +33,7 @@ def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
 
 def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a single-channel label PNG (pixel value = class id, 0 = background) as (H, W) uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: label mask not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode not in ("L", "P", "I", "I;16"):
-                raise ImageError(f"{path}: label mask must be single-channel, got mode {image.mode}")
-            labels = np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, ImageError):
-            raise
-        raise ImageError(f"{path}: cannot read label mask ({err})") from None
+    labels = _read(Path(path), "label mask", _single_channel)
     if expected_shape is not None and labels.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: label mask is {labels.shape[0]}x{labels.shape[1]}, its image is "
@@ -62,6 +42,25 @@ def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | No
     if labels.max(initial=0) > 255:
         raise ImageError(f"{path}: label value {labels.max()} is above 255")
     return labels.astype(np.uint8)
+
+
+def _read(path: Path, kind: str, convert) -> np.ndarray:
+    if not path.is_file():
+        raise ImageError(f"{path}: {kind} not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(convert(image))
+    except ImageError as err:
+        raise ImageError(f"{path}: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: cannot read {kind} ({err})") from None
+
+
+def _single_channel(image: Image.Image) -> Image.Image:
+    if image.mode not in ("L", "P", "I", "I;16"):
+        raise ImageError(f"label mask must be single-channel, got mode {image.mode}")
+    return image
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -12,14 +12,16 @@ import time
 from pathlib import Path
 
 from steelseg import synth
-from steelseg.annotations import read_annotations
+from steelseg.annotations import Annotations, read_annotations
 from steelseg.atomic import write_text
 from steelseg.config import Config, load_config
+from steelseg.evaluate import format_scores, score_annotations
 from steelseg.images import read_gray
-from steelseg.evaluate import empty_like, format_scores, score_annotations
 from steelseg.overlay import save_png, truth_vs_prediction
 from steelseg.predictor import Predictor
 from steelseg.submission import write_submission
+
+SHAPE = (synth.HEIGHT, synth.WIDTH)
 
 
 def run_demo(
@@ -51,17 +53,15 @@ def run_demo(
 
     say("[3/4] predicting the test strips")
     predictor = Predictor(run_dir)
-    truth = read_annotations(test_dir / "train.csv")
-    truth.image_ids = [p.name for p in sorted((test_dir / "train_images").iterdir())]
     predictions = predictor.predict_folder(test_dir / "train_images", progress=progress)
     write_submission(out / "submission.csv", predictions, predictor.num_classes)
 
     say("[4/4] scoring")
-    shape = (256, 1600)
-    scores = score_annotations(truth, predictions, predictor.num_classes, shape)
-    baseline = score_annotations(truth, empty_like(truth), predictor.num_classes, shape)
+    truth, images, classes = read_annotations(test_dir / "train.csv"), predictions.image_ids, predictor.num_classes
+    scores = score_annotations(truth, predictions, classes, SHAPE, images)
+    baseline = score_annotations(truth, Annotations(), classes, SHAPE, images)  # all-empty submission
     table = format_scores(scores, predictor.class_names, baseline)
-    write_overlays(out / "overlays", predictor, test_dir, truth, n_overlays)
+    write_overlays(out / "overlays", test_dir / "train_images", truth, predictions, predictor.class_names, n_overlays)
     result = {
         "mean_dice": scores.mean_dice,
         "all_empty_mean_dice": baseline.mean_dice,
@@ -79,14 +79,16 @@ def run_demo(
     return result
 
 
-def write_overlays(folder: Path, predictor: Predictor, test_dir: Path, truth, n: int) -> None:
-    """Truth-vs-prediction pictures of the first ``n`` test strips, defective ones first."""
-    image_dir = test_dir / "train_images"
-    with_defects = [i for i in truth.image_ids if any(k[0] == i for k in truth.encoded)]
-    clean = [i for i in truth.image_ids if i not in set(with_defects)]
-    for image_id in (with_defects[: n - n // 4] + clean[: n // 4])[:n]:
+def write_overlays(
+    folder: Path, image_dir: Path, truth: Annotations, predictions: Annotations, class_names: list[str], n: int
+) -> None:
+    """Truth-vs-prediction pictures of ``n`` test strips: three quarters with defects, the rest clean."""
+    defective = {image_id for image_id, _ in truth.encoded}
+    with_defects = [i for i in predictions.image_ids if i in defective]
+    clean = [i for i in predictions.image_ids if i not in defective]
+    for image_id in with_defects[: n - n // 4] + clean[: n // 4]:
         image = read_gray(image_dir / image_id)
-        true_masks = truth.masks(image_id, predictor.num_classes, image.shape)
-        pred_masks = predictor.predict(image)
-        picture = truth_vs_prediction(image, true_masks, pred_masks, image_id, predictor.class_names)
+        true_masks = truth.masks(image_id, len(class_names), image.shape)
+        pred_masks = predictions.masks(image_id, len(class_names), image.shape)
+        picture = truth_vs_prediction(image, true_masks, pred_masks, image_id, class_names)
         save_png(folder / f"{Path(image_id).stem}.png", picture)

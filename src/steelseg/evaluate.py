@@ -12,8 +12,15 @@ from steelseg.metrics import DiceAccumulator, Scores
 SEVERSTAL_SHAPE = (256, 1600)
 
 
-def score_annotations(truth: Annotations, pred: Annotations, num_classes: int, shape: tuple[int, int]) -> Scores:
-    """Competition and dataset-level scores of ``pred`` over every image named by either table.
+def score_annotations(
+    truth: Annotations,
+    pred: Annotations,
+    num_classes: int,
+    shape: tuple[int, int],
+    image_ids: list[str] | None = None,
+) -> Scores:
+    """Competition and dataset-level scores of ``pred`` over ``image_ids`` (default: every image
+    named by either table).
 
     The long layout lists only images with defects, so an image absent from one table has no
     defect there; masks are decoded at ``shape`` (H, W), which also checks their bounds.
@@ -21,7 +28,7 @@ def score_annotations(truth: Annotations, pred: Annotations, num_classes: int, s
     truth.check_classes(num_classes)
     pred.check_classes(num_classes)
     accumulator = DiceAccumulator(num_classes)
-    for image_id in _union(truth.image_ids, pred.image_ids):
+    for image_id in image_ids if image_ids is not None else _union(truth.image_ids, pred.image_ids):
         accumulator.update(pred.masks(image_id, num_classes, shape), truth.masks(image_id, num_classes, shape))
     return accumulator.result()
 
@@ -36,11 +43,6 @@ def score_files(
     truth, pred = read_annotations(truth_path), read_annotations(pred_path)
     num_classes = num_classes or max(truth.class_ids | pred.class_ids | {1})
     return score_annotations(truth, pred, num_classes, shape), num_classes
-
-
-def empty_like(annotations: Annotations) -> Annotations:
-    """A submission for the same images that predicts no defect anywhere."""
-    return Annotations(image_ids=list(annotations.image_ids), source="all-empty")
 
 
 def format_scores(scores: Scores, class_names: list[str], baseline: Scores | None = None) -> str:

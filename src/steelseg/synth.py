@@ -30,6 +30,7 @@ from steelseg.atomic import atomic_path
 from steelseg.datasets import write_class_names
 from steelseg.submission import write_submission
 
+HEIGHT, WIDTH = 256, 1600
 CLASS_NAMES = ["pits", "crazing", "scratches", "blotches"]
 # Chance that a defective strip carries each class (class 3 commonest, class 2 rarest, as in
 # the competition's train set); a defective strip always has at least one.
@@ -44,7 +45,7 @@ class Strip:
     masks: np.ndarray  # (4, H, W) bool, never overlapping
 
 
-def make_strip(seed: int, index: int, height: int = 256, width: int = 1600, clean_fraction: float = 0.5) -> Strip:
+def make_strip(seed: int, index: int, height: int = HEIGHT, width: int = WIDTH, clean_fraction: float = 0.5) -> Strip:
     """Generate strip ``index`` of the set made with ``seed``."""
     rng = np.random.default_rng([seed, index])
     image = _background(rng, height, width)
@@ -68,7 +69,7 @@ def make_strip(seed: int, index: int, height: int = 256, width: int = 1600, clea
 
 
 def write_dataset(
-    out: str | os.PathLike, n: int, seed: int = 0, height: int = 256, width: int = 1600, progress: bool = True
+    out: str | os.PathLike, n: int, seed: int = 0, height: int = HEIGHT, width: int = WIDTH, progress: bool = True
 ) -> Path:
     """Write ``n`` strips as ``OUT/train_images/*.jpg`` + ``OUT/train.csv`` (+ ``classes.json``)."""
     out = Path(out)

@@ -24,6 +24,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentStep(_Strict):
+    """One training augmentation: a name from ``training.augment.AUGMENTATIONS``, the chance it
+    is applied, and the keyword arguments of its implementation."""
+
+    name: str
+    p: float = Field(0.5, ge=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossTerm(_Strict):
+    """One term of the training loss: a name from ``training.losses.LOSSES``, its weight in the
+    sum, and the keyword arguments of its implementation (e.g. ``pos_weight``)."""
+
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class DataConfig(_Strict):
     root: str | None = None  # dataset folder (severstal or mask_folder layout)
     layout: Literal["auto", "severstal", "mask_folder"] = "auto"
@@ -36,8 +54,10 @@ class DataConfig(_Strict):
     # Share of training crops placed on a defect when the image has one (rare classes get seen).
     defect_crop_fraction: float = Field(0.5, ge=0, le=1)
     crops_per_image: int = Field(1, ge=1)  # random crops of each image per training epoch
-    hflip: bool = True
-    vflip: bool = True
+    # Applied in order after the crop (see training/augment.py for the names and parameters).
+    augment: list[AugmentStep] = Field(
+        default_factory=lambda: [AugmentStep(name="hflip"), AugmentStep(name="vflip")]
+    )
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
 
@@ -48,6 +68,9 @@ class ModelConfig(_Strict):
     # None, "imagenet" (from the hub cache; nothing is downloaded offline) or a local file.
     encoder_weights: str | None = None
     in_channels: Literal[1, 3] = 1
+    # sigmoid: one independent output per class (multi-label); softmax: background + one per
+    # class, valid because defect masks of different classes never overlap.
+    head: Literal["sigmoid", "softmax"] = "sigmoid"
     arch_params: dict[str, Any] = Field(default_factory=dict)  # passed to the smp architecture
     # Inputs are scaled to [0, 1], then standardised with these (ImageNet's gray statistics).
     input_mean: float = 0.449
@@ -63,12 +86,21 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    loss: str = "bce_dice"
+    # A weighted sum of terms; a bare name is one term of weight 1 (e.g. --set train.loss=focal).
+    loss: list[LossTerm] = Field(
+        default_factory=lambda: [LossTerm(name="bce", weight=0.5), LossTerm(name="dice", weight=0.5)]
+    )
     seed: int = 0
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: int = Field(1, ge=1)
     tune_postprocess: bool = True  # search pixel threshold and min area on validation
+
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _bare_name(cls, value):
+        return [{"name": value}] if isinstance(value, str) else value
 
 
 class PostprocessConfig(_Strict):

@@ -24,10 +24,9 @@ def train_transform(config: DataConfig) -> A.Compose:
             A.PadIfNeeded(height, width, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
             A.OneOf([A.CropNonEmptyMaskIfExists(height, width, p=on_defect), A.RandomCrop(height, width, p=1 - on_defect)], p=1),
         ]
-    if config.hflip:
-        steps.append(A.HorizontalFlip(p=0.5))
-    if config.vflip:
-        steps.append(A.VerticalFlip(p=0.5))
+    flips = {"hflip": A.HorizontalFlip, "vflip": A.VerticalFlip}
+    for step in config.augment:
+        steps.append(flips[step.name](p=step.p, **step.params))
     return A.Compose(steps)
 
 

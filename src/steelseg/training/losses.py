@@ -6,6 +6,8 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 
+from steelseg.config import LossTerm
+
 
 class WeightedSum(nn.Module):
     def __init__(self, parts: list[tuple[float, nn.Module]]):
@@ -18,13 +20,14 @@ class WeightedSum(nn.Module):
 
 
 LOSSES = {
-    "bce": lambda: nn.BCEWithLogitsLoss(),
-    "dice": lambda: DiceLoss(mode="multilabel", from_logits=True),
-    "bce_dice": lambda: WeightedSum([(0.5, nn.BCEWithLogitsLoss()), (0.5, DiceLoss(mode="multilabel", from_logits=True))]),
+    "bce": lambda **params: nn.BCEWithLogitsLoss(**params),
+    "dice": lambda **params: DiceLoss(mode="multilabel", from_logits=True, **params),
 }
 
 
-def build_loss(name: str) -> nn.Module:
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]()
+def build_loss(terms: list[LossTerm], num_classes: int, head: str = "sigmoid") -> nn.Module:
+    """The weighted sum of ``terms``: (logits (N, C, H, W), masks (N, C, H, W) float) -> scalar."""
+    for term in terms:
+        if term.name not in LOSSES:
+            raise ValueError(f"unknown loss {term.name!r}; choose one of {', '.join(sorted(LOSSES))}")
+    return WeightedSum([(term.weight, LOSSES[term.name](**term.params)) for term in terms])

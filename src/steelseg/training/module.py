@@ -34,7 +34,7 @@ class SegmentationModule(L.LightningModule):
         self.class_names = list(config.data.class_names)
         self.num_classes = num_classes = len(self.class_names)
         self.model = build_model(config.model, num_classes)
-        self.loss = build_loss(config.train.loss)
+        self.loss = build_loss(config.train.loss, num_classes, config.model.head)
         post = config.postprocess
         self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)
         self.epoch_result: dict = {}

@@ -34,8 +34,18 @@ def _synth(args) -> None:
 
 def _train(args) -> None:
     from steelseg.config import load_config
-    from steelseg.training.fit import train
+    from steelseg.training.fit import resume, resume_point, train
 
+    if args.resume:
+        if args.data or args.out or args.set or args.epochs or args.max_minutes:
+            raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
+        start, epochs = resume_point(args.resume)
+        print(f"resuming at epoch {start} of {epochs}", flush=True)
+        summary = resume(args.resume, progress=not args.quiet)
+        print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f}; run {args.resume} complete")
+        return
+    if not args.out:
+        raise SystemExit("steelseg train: --out RUN_DIR is required (or --resume RUN_DIR)")
     overrides = list(args.set or [])
     if args.data:
         overrides.append(f"data.root={args.data}")
@@ -85,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train a segmentation model into a run directory")
     p.add_argument("data", nargs="?", help="dataset folder (severstal or mask-folder layout)")
-    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last finished epoch")
     p.add_argument("--config", default="default", help="YAML file or bundled recipe name (default: default)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float)

@@ -54,6 +54,9 @@ class DataConfig(_Strict):
     # Share of training crops placed on a defect when the image has one (rare classes get seen).
     defect_crop_fraction: float = Field(0.5, ge=0, le=1)
     crops_per_image: int = Field(1, ge=1)  # random crops of each image per training epoch
+    # random: every image once per epoch; balanced: drawn so that each class set (and clean
+    # images) is seen about equally often, however rare (Severstal class 2: 247 of 12,568).
+    sampler: Literal["random", "balanced"] = "random"
     # Applied in order after the crop (see training/augment.py for the names and parameters).
     augment: list[AugmentStep] = Field(
         default_factory=lambda: [AugmentStep(name="hflip"), AugmentStep(name="vflip")]
@@ -80,22 +83,33 @@ class ModelConfig(_Strict):
     input_scale: float = Field(1.0, gt=0, le=1)
 
 
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule: a name from ``training.optim.SCHEDULERS`` and its parameters."""
+
+    name: Literal["constant", "plateau", "cosine", "flat_cosine", "noam"] = "constant"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(20, ge=1)
-    max_minutes: float | None = Field(None, gt=0)  # stop early once this much time is spent
+    max_minutes: float | None = Field(None, gt=0)  # stop before an epoch that would not fit
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "radam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     # A weighted sum of terms; a bare name is one term of weight 1 (e.g. --set train.loss=focal).
     loss: list[LossTerm] = Field(
         default_factory=lambda: [LossTerm(name="bce", weight=0.5), LossTerm(name="dice", weight=0.5)]
     )
+    # Gradients of this many batches are summed before a step: effective batch = batch_size x this.
+    accumulate_batches: int = Field(1, ge=1)
     seed: int = 0
-    precision: str = "32-true"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     accelerator: str = "auto"
     devices: int = Field(1, ge=1)
+    strategy: str = "auto"  # with devices > 1: "ddp" (GPUs) or "ddp_spawn" (also CPU, gloo)
     tune_postprocess: bool = True  # search pixel threshold and min area on validation
-
 
     @field_validator("loss", mode="before")
     @classmethod

@@ -69,6 +69,22 @@ class SegmentationDataset:
             masks = labels[None] == np.arange(1, self.num_classes + 1)[:, None, None]
         return image, masks
 
+    def class_presence(self) -> np.ndarray:
+        """Which classes each image holds: (N, C) bool. From the table when there is one
+        (no decoding), else from the label masks (one read each)."""
+        presence = np.zeros((len(self), self.num_classes), dtype=bool)
+        if self.annotations is not None:
+            row = {image_id: i for i, image_id in enumerate(self.image_ids)}
+            for image_id, class_id in self.annotations.encoded:
+                if image_id in row and class_id <= self.num_classes:
+                    presence[row[image_id], class_id - 1] = True
+            return presence
+        for i, path in enumerate(self.image_paths):
+            labels = read_label_map(self.mask_dir / f"{path.stem}.png")
+            present = np.unique(labels)
+            presence[i, present[(present > 0) & (present <= self.num_classes)] - 1] = True
+        return presence
+
     def subset(self, indices: list[int] | np.ndarray) -> "SegmentationDataset":
         return SegmentationDataset(
             self.root, self.layout, [self.image_paths[i] for i in indices], self.class_names,

@@ -39,8 +39,19 @@ class PaddedSegmenter(nn.Module):
         return logits[..., :height, :width]
 
 
+def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Per-class defect probabilities (N, C, H, W) from the network's logits.
+
+    sigmoid: one independent channel per class; softmax: channel 0 is the background, dropped.
+    """
+    if head == "softmax":
+        return torch.softmax(logits, dim=1)[:, 1:]
+    return torch.sigmoid(logits)
+
+
 def build_model(config: ModelConfig, num_classes: int) -> PaddedSegmenter:
-    """Create the network of ``config`` with ``num_classes`` outputs (logits)."""
+    """Create the network of ``config`` for ``num_classes`` defect classes (logits out; one more
+    channel, the background, with the softmax head)."""
     weights = config.encoder_weights
     local_file = weights is not None and weights not in _HUB_WEIGHTS
     try:
@@ -49,7 +60,7 @@ def build_model(config: ModelConfig, num_classes: int) -> PaddedSegmenter:
             encoder_name=config.encoder_name,
             encoder_weights=None if local_file else weights,
             in_channels=config.in_channels,
-            classes=num_classes,
+            classes=num_classes + (config.head == "softmax"),
             **config.arch_params,
         )
     except KeyError as err:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from steelseg.annotations import Annotations
 from steelseg.images import list_images, read_gray
-from steelseg.model import build_model
+from steelseg.model import build_model, probabilities
 from steelseg.preprocess import to_input, upsample_probs
 from steelseg.rundir import load_postprocess, load_run_config, load_weights
 
@@ -28,14 +28,15 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    def __init__(self, model: torch.nn.Module, device: str = "cpu"):
+    def __init__(self, model: torch.nn.Module, head: str, device: str = "cpu"):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.head = head
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         logits = self.model(torch.from_numpy(x).to(self.device))
-        return torch.sigmoid(logits).float().cpu().numpy()
+        return probabilities(logits, self.head).float().cpu().numpy()
 
 
 class Predictor:
@@ -46,7 +47,7 @@ class Predictor:
         self.postprocess = load_postprocess(run_dir, self.config)
         model = build_model(self.config.model.model_copy(update={"encoder_weights": None}), self.num_classes)
         load_weights(run_dir, model)
-        self.backend: Backend = TorchBackend(model, device)
+        self.backend: Backend = TorchBackend(model, self.config.model.head, device)
         self.batch_size = batch_size
 
     @property

@@ -9,17 +9,11 @@ import torch.nn.functional as F
 
 from steelseg.config import Config
 from steelseg.metrics import DiceAccumulator
-from steelseg.model import build_model
+from steelseg.model import build_model, probabilities
 from steelseg.postprocess import PostProcess
 from steelseg.training.losses import build_loss
+from steelseg.training.optim import build_optimizer, build_scheduler
 from steelseg.tune import PostprocessSearch
-
-OPTIMIZERS = {
-    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
-    "adamw": lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
-    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay),
-}
-
 
 class SegmentationModule(L.LightningModule):
     """Validation scores full images with the competition metric, twice: with the configured
@@ -62,7 +56,7 @@ class SegmentationModule(L.LightningModule):
         if logits.shape[-2:] != y.shape[-2:]:  # network ran at input_scale < 1
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
         self._val_losses.append(self.loss(logits, y).item())
-        probs = torch.sigmoid(logits).float().cpu().numpy()
+        probs = probabilities(logits, self.config.model.head).float().cpu().numpy()
         truths = y.cpu().numpy().astype(bool)
         for p, t in zip(probs, truths):
             self._scores.update(self.default_postprocess(p), t)
@@ -86,6 +80,12 @@ class SegmentationModule(L.LightningModule):
         self.log("val_dice", scores.mean_dice, prog_bar=True)
         self.log("val_dice_tuned", self.epoch_result["val_dice_tuned"], prog_bar=True)
 
+    def on_train_epoch_start(self) -> None:
+        # Dropout and friends draw from the global generator: seed it per epoch so that an epoch
+        # replayed after a crash draws the same numbers as the first time.
+        torch.manual_seed(self.config.train.seed * 100_003 + self.current_epoch)
+
     def configure_optimizers(self):
-        name = self.config.train.optimizer
-        return OPTIMIZERS[name](self.parameters(), self.config.train)
+        optimizer = build_optimizer(self.parameters(), self.config.train)
+        scheduler = build_scheduler(optimizer, self.config.train.scheduler, self.trainer.estimated_stepping_batches)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -83,3 +83,15 @@ def test_cli_reports_bad_input_without_a_traceback(trained, capsys, tmp_path):
     root, _ = trained
     assert main(["predict", str(tmp_path), str(root / "data" / "test" / "train_images"), "--out", str(tmp_path / "s.csv")]) == 1
     assert "config.yaml not found" in capsys.readouterr().err
+
+
+def test_out_of_fold_probabilities_are_saved_compactly(trained):
+    from steelseg.training.oof import load_oof
+
+    root, _ = trained
+    oof = load_oof(root / "run")
+    n = len(oof["image_ids"])
+    assert n == 2  # 20% of 8 training strips
+    assert oof["probs"].dtype == np.float16 and oof["probs"].shape == (n, 4, 16, 80)  # quarter scale
+    assert oof["masks"].dtype == bool and oof["masks"].shape == oof["probs"].shape
+    assert 0 <= oof["probs"].min() and oof["probs"].max() <= 1

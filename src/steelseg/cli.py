@@ -37,7 +37,7 @@ def _train(args) -> None:
     from steelseg.training.fit import resume, resume_point, train
 
     if args.resume:
-        if args.data or args.out or args.set or args.epochs or args.max_minutes:
+        if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds:
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
         start, epochs = resume_point(args.resume)
         print(f"resuming at epoch {start} of {epochs}", flush=True)
@@ -53,9 +53,43 @@ def _train(args) -> None:
         overrides.append(f"train.epochs={args.epochs}")
     if args.max_minutes:
         overrides.append(f"train.max_minutes={args.max_minutes}")
+    if args.folds:
+        overrides.append(f"data.folds={args.folds}")
+    if args.fold == "all":
+        from steelseg.training.cv import train_all_folds
+
+        overrides.append("data.fold=0")  # each fold in turn
+        print(train_all_folds(load_config(args.config, overrides), args.out, progress=not args.quiet))
+        return
+    if args.fold is not None:
+        overrides.append(f"data.fold={args.fold}")
     summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
     print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f} "
           f"(untuned {summary['val_dice']:.4f}); run saved in {args.out}")
+
+
+def _folds(args) -> None:
+    from steelseg.datasets import open_dataset
+    from steelseg.folds import make_folds, write_folds
+
+    table = make_folds(open_dataset(args.data), k=args.k, seed=args.seed, max_distance=args.max_distance, progress=not args.quiet)
+    write_folds(args.out, table)
+    print(table.summary())
+    print(f"wrote {len(table.image_ids)} rows to {args.out}")
+
+
+def _augment_preview(args) -> None:
+    from steelseg.config import load_config
+    from steelseg.datasets import open_dataset
+    from steelseg.training.preview import write_augment_preview
+
+    config = load_config(args.config, list(args.set or []) + ([f"data.root={args.data}"] if args.data else []))
+    data = config.data
+    if not data.root:
+        raise SystemExit("steelseg augment-preview: give a dataset folder (or data.root in the config)")
+    dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
+    path = write_augment_preview(dataset, data, args.out, n=args.n, seed=args.seed)
+    print(f"wrote {args.n} augmented samples to {path}")
 
 
 def _predict(args) -> None:
@@ -101,7 +135,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--folds", help="folds CSV from `steelseg folds` (sets data.folds)")
+    p.add_argument("--fold", help="validation fold: a number, or 'all' to train every fold and print the CV table")
     p.set_defaults(run=_train)
+
+    p = commands.add_parser("folds", help="split a dataset into k folds, stratified, near-duplicates kept together")
+    p.add_argument("data", help="dataset folder (severstal or mask-folder layout)")
+    p.add_argument("--out", required=True, help="CSV to write (ImageId,Fold,Group)")
+    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-distance", type=int, default=4, help="hash bits two near-duplicates may differ in (default 4)")
+    p.set_defaults(run=_folds)
+
+    p = commands.add_parser("augment-preview", help="write a PNG grid of augmented training samples with their masks")
+    p.add_argument("data", nargs="?", help="dataset folder (default: data.root of the config)")
+    p.add_argument("--out", default="augment-preview.png")
+    p.add_argument("--config", default="default", help="YAML file or bundled recipe name")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_augment_preview)
 
     p = commands.add_parser("predict", help="predict a folder of images into a submission CSV")
     p.add_argument("run_dir")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 BUNDLED_DIR = Path(__file__).parent / "configs"
 
@@ -49,6 +49,10 @@ class DataConfig(_Strict):
     class_names: list[str] | None = None  # None: from classes.json or the labels
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
+    # Cross-validation: a CSV from `steelseg folds` and the fold to validate on; when set, it
+    # replaces the random val_fraction split.
+    folds: str | None = None
+    fold: int | None = Field(None, ge=0)
     crop_height: int | None = 256  # random training crops; None = full images
     crop_width: int | None = 512
     # Share of training crops placed on a defect when the image has one (rare classes get seen).
@@ -110,6 +114,10 @@ class TrainConfig(_Strict):
     devices: int = Field(1, ge=1)
     strategy: str = "auto"  # with devices > 1: "ddp" (GPUs) or "ddp_spawn" (also CPU, gloo)
     tune_postprocess: bool = True  # search pixel threshold and min area on validation
+    mixup_alpha: float | None = Field(None, gt=0)  # mixup (7th place): lam ~ Beta(alpha, alpha)
+    # Out-of-fold probabilities of the best model on the validation images, saved as float16 at
+    # this scale (oof.npz) for threshold tuning and ensembling later; None: not saved.
+    oof_scale: float | None = Field(0.25, gt=0, le=1)
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -138,6 +146,14 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        if self.data.folds and self.data.fold is None:
+            raise ValueError("data.folds is set: choose the validation fold with data.fold (or --fold)")
+        if self.train.mixup_alpha and self.model.head == "softmax":
+            raise ValueError("mixup needs the sigmoid head: the softmax losses take one class per pixel")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -235,40 +235,21 @@ class FoldTable:
 
 def make_folds(dataset, k: int = 5, seed: int = 0, max_distance: int = 4, progress: bool = True) -> FoldTable:
     """Hash every image of a ``SegmentationDataset`` (each read once), group near-duplicates
-    and assign folds. Class presence comes from the annotation table when the dataset has
-    one (no mask decoding), else from the masks. A k that does not fit raises ``FoldError``.
+    and assign folds; class presence from ``dataset.class_presence()``. A k that does not fit raises ``FoldError``.
     """
     if k < 2:  # before reading thousands of images
         raise FoldError(f"k must be at least 2, got {k}")
     n = len(dataset)
     hashes = np.zeros(n, dtype=np.uint64)
-    presence = np.zeros((n, dataset.num_classes), dtype=bool)
-    annotations = dataset.annotations
     for i in tqdm(range(n), desc="hash", unit="img", disable=not progress):
-        if annotations is not None:
-            image = read_gray(dataset.image_paths[i], dataset.image_shape)
-        else:
-            image, masks = dataset.load(i)
-            presence[i] = masks.any(axis=(1, 2))
-        hashes[i] = perceptual_hash(image)
-    if annotations is not None:
-        presence = _presence_from_annotations(annotations, dataset.image_ids, dataset.num_classes)
+        hashes[i] = perceptual_hash(read_gray(dataset.image_paths[i], dataset.image_shape))
+    presence = dataset.class_presence()
     groups = group_near_duplicates(hashes, max_distance)
     try:
         folds = assign_folds(presence, groups, k, seed)
     except ValueError as err:
         raise FoldError(f"{dataset.root}: cannot make {k} folds of {n} images: {err}") from None
     return FoldTable(dataset.image_ids, folds, groups, presence, hashes, list(dataset.class_names))
-
-
-def _presence_from_annotations(annotations, image_ids: list[str], num_classes: int) -> np.ndarray:
-    """(N, C) bool from the keys of non-empty masks; images without a row are clean."""
-    index = {image_id: i for i, image_id in enumerate(image_ids)}
-    presence = np.zeros((len(image_ids), num_classes), dtype=bool)
-    for image_id, class_id in annotations.encoded:
-        if image_id in index and 1 <= class_id <= num_classes:
-            presence[index[image_id], class_id - 1] = True
-    return presence
 
 
 def write_folds(path: str | os.PathLike, table: FoldTable) -> None:

@@ -17,7 +17,7 @@ def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """(H, W) uint8 -> (round(H*scale), round(W*scale)) uint8, area-averaged."""
+    """(H, W) uint8 or float32 -> (round(H*scale), round(W*scale)), same dtype, area-averaged."""
     if scale == 1:
         return image
     height, width = scaled_shape(image.shape, scale)

@@ -21,6 +21,8 @@ from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config
 from steelseg.datasets import SegmentationDataset, open_dataset, split_indices
+from steelseg.folds import read_folds, split_by_fold
+from steelseg.training.oof import save_oof
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.module import SegmentationModule
 from steelseg.training.sampling import EpochSampler, balanced_weights
@@ -139,7 +141,7 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
     _quiet_lightning()
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     data = config.data
-    train_index, val_index = split_indices(len(dataset), data.val_fraction, data.split_seed)
+    train_index, val_index = _split(config, dataset)
     train_loader, val_loader = _loaders(config, dataset.subset(train_index), dataset.subset(val_index))
     writer = RunDirWriter(run_dir, config)
     trainer = L.Trainer(
@@ -163,7 +165,16 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
     summary_path = run_dir / rundir.SUMMARY
     if not summary_path.is_file():
         raise RuntimeError("training ended before its first validation; nothing was saved")
+    if config.train.oof_scale and trainer.is_global_zero:
+        save_oof(run_dir, dataset.subset(val_index), config.train.oof_scale, progress)
     return json.loads(summary_path.read_text())
+
+
+def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
+    data = config.data
+    if data.folds:
+        return split_by_fold(dataset.image_ids, read_folds(data.folds), data.fold)
+    return split_indices(len(dataset), data.val_fraction, data.split_seed)
 
 
 def _loaders(config: Config, train_set: SegmentationDataset, val_set: SegmentationDataset) -> tuple[DataLoader, DataLoader]:

@@ -12,6 +12,7 @@ from steelseg.metrics import DiceAccumulator
 from steelseg.model import build_model, probabilities
 from steelseg.postprocess import PostProcess
 from steelseg.training.losses import build_loss
+from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
 from steelseg.tune import PostprocessSearch
 
@@ -39,6 +40,8 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch, batch_index):
         x, y = batch
+        if self.config.train.mixup_alpha:
+            x, y = mixup_batch(x, y, self.config.train.mixup_alpha, self._mixup_generator)
         loss = self.loss(self(x), y)
         self.log("loss", loss, prog_bar=True)
         self._train_losses.append(loss.item())
@@ -83,7 +86,9 @@ class SegmentationModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # Dropout and friends draw from the global generator: seed it per epoch so that an epoch
         # replayed after a crash draws the same numbers as the first time.
-        torch.manual_seed(self.config.train.seed * 100_003 + self.current_epoch)
+        epoch_seed = self.config.train.seed * 100_003 + self.current_epoch
+        torch.manual_seed(epoch_seed)
+        self._mixup_generator = torch.Generator().manual_seed(epoch_seed)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.parameters(), self.config.train)

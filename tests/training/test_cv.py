@@ -1,0 +1,52 @@
+"""Folds on the command line, training one fold, and `--fold all` with its CV table."""
+
+import numpy as np
+import pytest
+
+from steelseg import synth
+from steelseg.cli import main
+from steelseg.folds import read_folds
+from steelseg.training.cv import cv_rows
+
+TINY = [
+    "--set", "model.encoder_name=tu-test_resnet", "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set", "data.crop_height=32", "--set", "data.crop_width=64", "--set", "data.batch_size=4",
+    "--epochs", "1", "--quiet",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_folds_then_train_every_fold(tmp_path, capsys):
+    data = tmp_path / "data"
+    synth.write_dataset(data, 9, seed=4, height=64, width=256, progress=False)
+    assert main(["folds", str(data), "--k", "3", "--out", str(tmp_path / "folds.csv"), "--quiet"]) == 0
+    folds = read_folds(tmp_path / "folds.csv")
+    assert sorted(set(folds.values())) == [0, 1, 2] and len(folds) == 9
+    capsys.readouterr()
+    assert main(["train", str(data), "--out", str(tmp_path / "cv"), "--folds", str(tmp_path / "folds.csv"), "--fold", "all", *TINY]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:4] == ["fold", "epoch", "dice", "iou"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["0", "1", "2", "mean", "std"]
+    for fold in range(3):
+        run = tmp_path / "cv" / f"fold-{fold}"
+        assert (run / "model.safetensors").is_file() and (run / "oof.npz").is_file()
+        with np.load(run / "oof.npz") as oof:  # validated on exactly this fold's images
+            assert sorted(oof["image_ids"].tolist()) == sorted(i for i, f in folds.items() if f == fold)
+    assert (tmp_path / "cv" / "cv.csv").read_text().count("\n") == 6
+
+
+def test_cv_rows_mean_and_std():
+    summaries = [
+        {"class_names": ["a", "b"], "epoch": 3, "val_dice_tuned": 0.9, "val_iou": 0.5, "val_class_dice_tuned": [0.8, 1.0]},
+        {"class_names": ["a", "b"], "epoch": 1, "val_dice_tuned": 0.7, "val_iou": 0.3, "val_class_dice_tuned": [0.6, 0.8]},
+    ]
+    header, rows = cv_rows(summaries, [0, 1])
+    assert header == ["fold", "epoch", "dice", "iou", "dice_a", "dice_b"]
+    assert rows[2] == ["mean", "", 0.8, 0.4, 0.7, 0.9]
+    assert rows[3] == ["std", "", 0.1, 0.1, 0.1, 0.1]
+
+
+def test_folds_without_a_fold_is_a_config_error(tmp_path, capsys):
+    (tmp_path / "folds.csv").write_text("ImageId,Fold\na.jpg,0\n")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--set", f"data.folds={tmp_path / 'folds.csv'}"]) == 1
+    assert "choose the validation fold" in capsys.readouterr().err

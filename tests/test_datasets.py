@@ -112,3 +112,17 @@ def test_split_is_deterministic_and_disjoint():
     assert len(val) == 2 and len(train) == 8 and not set(train) & set(val)
     np.testing.assert_array_equal(split_indices(10, 0.2, seed=3)[1], val)
     assert len(split_indices(2, 0.01, 0)[1]) == 1  # both sides non-empty
+
+
+def test_a_class_subset_loads_only_those_channels(tmp_path):
+    labels = np.zeros((20, 30), np.uint8)
+    labels[:5] = 1
+    labels[10:] = 3
+    dataset = open_dataset(_mask_folder(tmp_path, [labels]), class_names=["a", "b", "c"])
+    only = dataset.select_classes([3, 1])
+    assert only.class_names == ["c", "a"] and only.num_classes == 2
+    np.testing.assert_array_equal(only.load(0)[1], dataset.load(0)[1][[2, 0]])
+    np.testing.assert_array_equal(only.class_presence(), [[True, True]])
+    assert only.subset([0]).class_names == ["c", "a"]
+    with pytest.raises(DatasetError, match="class id 4 not in 1..3"):
+        dataset.select_classes([4])

@@ -95,3 +95,46 @@ def test_out_of_fold_probabilities_are_saved_compactly(trained):
     assert oof["probs"].dtype == np.float16 and oof["probs"].shape == (n, 4, 16, 80)  # quarter scale
     assert oof["masks"].dtype == bool and oof["masks"].shape == oof["probs"].shape
     assert 0 <= oof["probs"].min() and oof["probs"].max() <= 1
+
+
+def test_average_of_the_best_epochs_is_validated_and_kept_only_if_not_worse(tmp_path):
+    synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
+    config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=3", "train.average_best=2"])
+    train(config, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    averaged = summary["averaged"]
+    assert len(averaged["epochs"]) == 2 and set(averaged["epochs"]) <= {0, 1, 2}
+    assert averaged["used"] == (averaged["val_dice_tuned"] >= summary["val_dice_tuned"])
+    assert len(list((tmp_path / "run" / "top").iterdir())) == 2
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4  # the extra validation adds no row
+
+
+def test_second_stage_starts_from_the_first_stages_best_weights(tmp_path):
+    synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
+    stages = "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001, loss: [{name: bce, weight: 0.75}, {name: dice, weight: 0.25}]}}]"
+    config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages])
+    summary = train(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    first, second = run / "stages" / "1", run / "stages" / "2-finetune"
+    assert rundir.load_run_config(second).model.init_from == str(first)
+    assert [t.weight for t in rundir.load_run_config(second).train.loss] == [0.75, 0.25]
+    assert (run / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
+    assert rundir.load_run_config(run).stages == []  # the last stage's config: what predict needs
+    assert "stages" in (run / "recipe.yaml").read_text() and set(summary["stages"]) == {"1", "2-finetune"}
+    Predictor(run)  # the run directory alone is enough to predict
+
+
+def test_a_stage_with_an_unknown_key_fails_at_load_time():
+    from steelseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="stage 2-oops"):
+        load_config(None, ["stages=[{name: oops, train: {learning_rate: 1}}]"])
+
+
+def test_binary_model_for_one_class(tmp_path):
+    synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
+    config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "data.classes=[3]"])
+    train(config, tmp_path / "run", progress=False)
+    predictor = Predictor(tmp_path / "run")
+    assert predictor.class_names == ["scratches"]
+    assert predictor.predict_proba(np.zeros((1, 64, 256), np.uint8)).shape == (1, 1, 64, 256)

@@ -37,7 +37,7 @@ def _train(args) -> None:
     from steelseg.training.fit import resume, resume_point, train
 
     if args.resume:
-        if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds:
+        if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds or args.per_class:
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
         start, epochs = resume_point(args.resume)
         print(f"resuming at epoch {start} of {epochs}", flush=True)
@@ -63,6 +63,11 @@ def _train(args) -> None:
         return
     if args.fold is not None:
         overrides.append(f"data.fold={args.fold}")
+    if args.per_class:
+        from steelseg.training.per_class import train_per_class
+
+        print(train_per_class(load_config(args.config, overrides), args.out, progress=not args.quiet))
+        return
     summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
     print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f} "
           f"(untuned {summary['val_dice']:.4f}); run saved in {args.out}")
@@ -137,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     p.add_argument("--folds", help="folds CSV from `steelseg folds` (sets data.folds)")
     p.add_argument("--fold", help="validation fold: a number, or 'all' to train every fold and print the CV table")
+    p.add_argument("--per-class", action="store_true", help="one binary model per class, in OUT/class-<id>-<name>")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("folds", help="split a dataset into k folds, stratified, near-duplicates kept together")

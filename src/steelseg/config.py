@@ -47,6 +47,9 @@ class DataConfig(_Strict):
     layout: Literal["auto", "severstal", "mask_folder"] = "auto"
     csv_name: str = "train.csv"
     class_names: list[str] | None = None  # None: from classes.json or the labels
+    # Train on these class ids only (1-based): [2] makes a binary class-2 model, [1, 3, 4]
+    # leaves class 2 out. None: every class.
+    classes: list[int] | None = None
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
     # Cross-validation: a CSV from `steelseg folds` and the fold to validate on; when set, it
@@ -85,6 +88,9 @@ class ModelConfig(_Strict):
     # The network sees images resized by this factor (0.5: a quarter of the pixels, ~4x
     # faster); probabilities are resized back, so masks and scores stay at full resolution.
     input_scale: float = Field(1.0, gt=0, le=1)
+    # Start from these weights: a run directory (its model.safetensors) or a .safetensors file.
+    # Multi-stage training sets it to the previous stage's run.
+    init_from: str | None = None
 
 
 class SchedulerConfig(_Strict):
@@ -114,7 +120,14 @@ class TrainConfig(_Strict):
     devices: int = Field(1, ge=1)
     strategy: str = "auto"  # with devices > 1: "ddp" (GPUs) or "ddp_spawn" (also CPU, gloo)
     tune_postprocess: bool = True  # search pixel threshold and min area on validation
+    # An "epoch" of at most this many training batches (validation after each): for large data
+    # sets or slow machines, so that validation, checkpoints and time budgets come often.
+    batches_per_epoch: int | None = Field(None, ge=1)
+    val_batches: int | None = Field(None, ge=1)  # validate on this many batches only (smoke tests)
     mixup_alpha: float | None = Field(None, gt=0)  # mixup (7th place): lam ~ Beta(alpha, alpha)
+    # Keep the weights of the k best epochs and, at the end, try their average; it replaces
+    # the best single epoch only if it scores at least as well on validation.
+    average_best: int = Field(0, ge=0)
     # Out-of-fold probabilities of the best model on the validation images, saved as float16 at
     # this scale (oof.npz) for threshold tuning and ensembling later; None: not saved.
     oof_scale: float | None = Field(0.25, gt=0, le=1)
@@ -146,6 +159,10 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    # Multi-stage training (1st place: BCE, then BCE + Dice; 7th: crops, then full images):
+    # each entry overrides this config for one more stage, which starts from the previous
+    # stage's best weights; e.g. [{name: finetune, train: {loss: [...], epochs: 5}}].
+    stages: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
@@ -153,7 +170,33 @@ class Config(_Strict):
             raise ValueError("data.folds is set: choose the validation fold with data.fold (or --fold)")
         if self.train.mixup_alpha and self.model.head == "softmax":
             raise ValueError("mixup needs the sigmoid head: the softmax losses take one class per pixel")
+        names, classes = self.data.class_names, self.data.classes
+        if classes is not None and (not classes or len(set(classes)) != len(classes)):
+            raise ValueError(f"data.classes must list distinct class ids, got {classes}")
+        if names and classes and not all(1 <= c <= len(names) for c in classes):
+            raise ValueError(f"data.classes {classes} must be ids within 1..{len(names)}")
+        if self.stages:
+            self.stage_configs()  # a stage with a bad key fails now, not hours into training
         return self
+
+    @property
+    def output_class_names(self) -> list[str]:
+        """Names of the classes the model outputs, in channel order (``data.classes`` applied)."""
+        names = list(self.data.class_names or [])
+        return [names[c - 1] for c in self.data.classes] if self.data.classes else names
+
+    def stage_configs(self) -> list[tuple[str, "Config"]]:
+        """[(stage name, its complete config)], the first stage being this config itself."""
+        base = self.model_dump(mode="json", exclude={"stages"})
+        stages = [("1", Config.model_validate(base))]
+        for number, overrides in enumerate(self.stages, start=2):
+            overrides = dict(overrides)
+            name = f"{number}-{overrides.pop('name', 'stage')}"
+            try:
+                stages.append((name, Config.model_validate(_merge(base, overrides))))
+            except ValidationError as err:
+                raise ValueError(f"stage {name}:\n{_describe(err)}") from None
+        return stages
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -189,6 +232,14 @@ def resolve_config_path(source: str | os.PathLike) -> Path:
         return bundled
     names = ", ".join(sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml")))
     raise ConfigError(f"{source}: no such config file or bundled recipe (bundled: {names})")
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` laid over it, section by section; lists are replaced whole."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def _apply_override(data: dict, override: str) -> None:

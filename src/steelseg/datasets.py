@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +37,15 @@ class SegmentationDataset:
     root: Path
     layout: str
     image_paths: list[Path]
-    class_names: list[str]
+    all_class_names: list[str]
     annotations: Annotations | None = None  # severstal layout
     mask_dir: Path | None = None  # mask_folder layout
     image_shape: tuple[int, int] | None = None  # enforced when set
+    keep: list[int] | None = None  # class ids (1-based) that load() returns; None: all
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.all_class_names[c - 1] for c in self.keep] if self.keep else list(self.all_class_names)
 
     @property
     def num_classes(self) -> int:
@@ -55,41 +60,50 @@ class SegmentationDataset:
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``index`` as (H, W) uint8 and its masks as (C, H, W) bool."""
+        image, masks = self._load_all(index)
+        return image, masks if self.keep is None else masks[[c - 1 for c in self.keep]]
+
+    def select_classes(self, class_ids: list[int]) -> "SegmentationDataset":
+        """A view that loads only ``class_ids`` (1-based), in that order."""
+        bad = [c for c in class_ids if not 1 <= c <= len(self.all_class_names)]
+        if bad:
+            raise DatasetError(f"{self.root}: class id {bad[0]} not in 1..{len(self.all_class_names)}")
+        return replace(self, keep=list(class_ids))
+
+    def _load_all(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         path = self.image_paths[index]
         image = read_gray(path, self.image_shape)
         if self.annotations is not None:
-            masks = self.annotations.masks(path.name, self.num_classes, image.shape)
+            masks = self.annotations.masks(path.name, len(self.all_class_names), image.shape)
         else:
             labels = read_label_map(self.mask_dir / f"{path.stem}.png", image.shape)
-            if labels.max(initial=0) > self.num_classes:
+            count = len(self.all_class_names)
+            if labels.max(initial=0) > count:
                 raise DatasetError(
                     f"{self.mask_dir / (path.stem + '.png')}: unknown class id {labels.max()} "
-                    f"(this dataset has {self.num_classes} classes: {', '.join(self.class_names)})"
+                    f"(this dataset has {count} classes: {', '.join(self.all_class_names)})"
                 )
-            masks = labels[None] == np.arange(1, self.num_classes + 1)[:, None, None]
+            masks = labels[None] == np.arange(1, count + 1)[:, None, None]
         return image, masks
 
     def class_presence(self) -> np.ndarray:
         """Which classes each image holds: (N, C) bool. From the table when there is one
         (no decoding), else from the label masks (one read each)."""
-        presence = np.zeros((len(self), self.num_classes), dtype=bool)
+        count = len(self.all_class_names)
+        presence = np.zeros((len(self), count), dtype=bool)
         if self.annotations is not None:
             row = {image_id: i for i, image_id in enumerate(self.image_ids)}
             for image_id, class_id in self.annotations.encoded:
-                if image_id in row and class_id <= self.num_classes:
+                if image_id in row and class_id <= count:
                     presence[row[image_id], class_id - 1] = True
-            return presence
-        for i, path in enumerate(self.image_paths):
-            labels = read_label_map(self.mask_dir / f"{path.stem}.png")
-            present = np.unique(labels)
-            presence[i, present[(present > 0) & (present <= self.num_classes)] - 1] = True
-        return presence
+        else:
+            for i, path in enumerate(self.image_paths):
+                present = np.unique(read_label_map(self.mask_dir / f"{path.stem}.png"))
+                presence[i, present[(present > 0) & (present <= count)] - 1] = True
+        return presence if self.keep is None else presence[:, [c - 1 for c in self.keep]]
 
     def subset(self, indices: list[int] | np.ndarray) -> "SegmentationDataset":
-        return SegmentationDataset(
-            self.root, self.layout, [self.image_paths[i] for i in indices], self.class_names,
-            self.annotations, self.mask_dir, self.image_shape,
-        )  # fmt: skip
+        return replace(self, image_paths=[self.image_paths[i] for i in indices])
 
 
 def open_dataset(

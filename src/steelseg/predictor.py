@@ -43,9 +43,10 @@ class Predictor:
     def __init__(self, run_dir: str | os.PathLike, device: str = "cpu", batch_size: int = 4):
         self.run_dir = Path(run_dir)
         self.config = load_run_config(run_dir)
-        self.class_names = list(self.config.data.class_names)
+        self.class_names = self.config.output_class_names
         self.postprocess = load_postprocess(run_dir, self.config)
-        model = build_model(self.config.model.model_copy(update={"encoder_weights": None}), self.num_classes)
+        # The run's own weights replace whatever the network was initialised from.
+        model = build_model(self.config.model.model_copy(update={"encoder_weights": None, "init_from": None}), self.num_classes)
         load_weights(run_dir, model)
         self.backend: Backend = TorchBackend(model, self.config.model.head, device)
         self.batch_size = batch_size

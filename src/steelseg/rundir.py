@@ -60,7 +60,10 @@ def load_run_config(run_dir: str | os.PathLike) -> Config:
 
 
 def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
-    path = _need(run_dir, WEIGHTS)
+    """Load a run's weights into ``model``; ``run_dir`` may also be a .safetensors file."""
+    path = Path(run_dir) if str(run_dir).endswith(".safetensors") else _need(run_dir, WEIGHTS)
+    if not path.is_file():
+        raise RunDirError(f"{path}: weights file not found")
     try:
         model.load_state_dict(load_file(str(path)))
     except RuntimeError as err:
@@ -70,7 +73,7 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
 def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
     """The tuned post-processing, or the config's defaults when the run was not tuned."""
     path = Path(run_dir) / POSTPROCESS
-    num_classes = len(config.data.class_names)
+    num_classes = len(config.output_class_names)
     if not path.is_file():
         return PostProcess.uniform(num_classes, config.postprocess.pixel_threshold, config.postprocess.min_area)
     try:

@@ -50,3 +50,13 @@ def test_folds_without_a_fold_is_a_config_error(tmp_path, capsys):
     (tmp_path / "folds.csv").write_text("ImageId,Fold\na.jpg,0\n")
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--set", f"data.folds={tmp_path / 'folds.csv'}"]) == 1
     assert "choose the validation fold" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_binary_model_per_class(tmp_path, capsys):
+    data = tmp_path / "data"
+    synth.write_dataset(data, 6, seed=4, height=64, width=256, progress=False)
+    assert main(["train", str(data), "--out", str(tmp_path / "pc"), "--per-class", "--set", "data.classes=[2, 3]", *TINY]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["class 2 crazing", "class 3 scratches"]
+    assert sorted(p.name for p in (tmp_path / "pc").iterdir()) == ["class-2-crazing", "class-3-scratches"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +17,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from steelseg import rundir
@@ -23,11 +27,14 @@ from steelseg.config import Config
 from steelseg.datasets import SegmentationDataset, open_dataset, split_indices
 from steelseg.folds import read_folds, split_by_fold
 from steelseg.training.oof import save_oof
+from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.module import SegmentationModule
 from steelseg.training.sampling import EpochSampler, balanced_weights
 
 RESUME = "resume.ckpt"
+TOP_DIR = "top"
+RECIPE = "recipe.yaml"
 METRIC_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss", "val_dice", "val_dice_tuned", "val_iou", "lr"]
 
 
@@ -48,7 +55,7 @@ class RunDirWriter(L.Callback):
         self.start = time.monotonic() - (self.rows[-1]["seconds"] if self.rows else 0.0)
 
     def on_validation_end(self, trainer, module: SegmentationModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:  # validate() after fit: no epoch
             return
         result = dict(
             module.epoch_result,
@@ -63,6 +70,7 @@ class RunDirWriter(L.Callback):
             self.best = result
         if trainer.is_global_zero:
             self._write_metrics(module.class_names)
+            self._keep_top(module, result)
             if improved:
                 rundir.save_weights(self.run_dir, module.model)
                 tuned = self.config.train.tune_postprocess
@@ -73,7 +81,21 @@ class RunDirWriter(L.Callback):
             trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        trainer.save_checkpoint(self.run_dir / RESUME)
+        trainer.save_checkpoint(self.run_dir / RESUME, weights_only=False)  # full state, to resume
+
+    def _keep_top(self, module: SegmentationModule, result: dict) -> None:
+        """With train.average_best = k, keep the weights of the k best epochs on disk (they
+        survive a crash with the resume checkpoint); averaged when training ends."""
+        k = self.config.train.average_best
+        if k < 2:
+            return
+        ranked = sorted(self.rows, key=lambda row: row["val_dice_tuned"], reverse=True)
+        keep = {row["epoch"] for row in ranked[:k]}
+        if result["epoch"] in keep:
+            rundir.save_weights(self.run_dir / TOP_DIR / f"epoch-{result['epoch']:04d}", module.model)
+        for path in (self.run_dir / TOP_DIR).glob("epoch-*"):
+            if int(path.name.split("-")[1]) not in keep:
+                shutil.rmtree(path)
 
     def state_dict(self) -> dict:
         return {"rows": self.rows, "best": self.best}
@@ -104,7 +126,7 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     Returns the summary of the best epoch (also in ``run_dir/summary.json``).
     """
     run_dir = Path(run_dir)
-    if (run_dir / rundir.CONFIG).exists():
+    if (run_dir / rundir.CONFIG).exists() or (run_dir / RECIPE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; choose another output folder (or --resume it)")
     if not config.data.root:
         raise ValueError("no training data: set data.root (or pass a dataset folder)")
@@ -112,8 +134,33 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
     config = config.model_copy(update={"data": data.model_copy(update={"class_names": dataset.class_names})})
     run_dir.mkdir(parents=True, exist_ok=True)
+    if config.data.classes:  # now that the names are known
+        config = Config.model_validate(config.model_dump())
+    if config.stages:
+        return _train_stages(config, dataset, run_dir, progress)
     rundir.save_config(run_dir, config)
     return _fit(config, dataset, run_dir, progress, resume_from=None)
+
+
+def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool) -> dict:
+    """Each stage in ``run_dir/stages/<n-name>`` from the previous stage's best weights; the
+    last stage's model becomes the run's. ``recipe.yaml`` keeps the whole multi-stage config."""
+    write_text(run_dir / RECIPE, config.to_yaml())
+    previous, summaries = None, {}
+    for name, stage in config.stage_configs():
+        if previous is not None:
+            stage = stage.model_copy(update={"model": stage.model.model_copy(update={"init_from": str(previous)})})
+        stage_dir = run_dir / "stages" / name
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        rundir.save_config(stage_dir, stage)
+        summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=None)
+        previous = stage_dir
+    for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.POSTPROCESS):
+        with atomic_path(run_dir / file) as tmp:
+            shutil.copyfile(previous / file, tmp)
+    summary = dict(summaries[name], stages=summaries)
+    rundir.save_summary(run_dir, summary)
+    return summary
 
 
 def resume_point(run_dir: str | os.PathLike) -> tuple[int, int]:
@@ -141,6 +188,8 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
     _quiet_lightning()
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     data = config.data
+    if data.classes:
+        dataset = dataset.select_classes(data.classes)
     train_index, val_index = _split(config, dataset)
     train_loader, val_loader = _loaders(config, dataset.subset(train_index), dataset.subset(val_index))
     writer = RunDirWriter(run_dir, config)
@@ -149,10 +198,12 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
         accelerator=config.train.accelerator,
         devices=config.train.devices,
         strategy=config.train.strategy,
-        precision=config.train.precision,
+        precision=_precision(config),
         accumulate_grad_batches=config.train.accumulate_batches,
+        limit_train_batches=config.train.batches_per_epoch,
+        limit_val_batches=config.train.val_batches,
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
-        logger=False,
+        logger=_tensorboard(run_dir),
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -160,14 +211,38 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
         callbacks=[writer],
         plugins=[AtomicCheckpointIO()],
     )
+    module = SegmentationModule(config)
     # weights_only: the checkpoint is read without unpickling arbitrary objects.
-    trainer.fit(SegmentationModule(config), train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     summary_path = run_dir / rundir.SUMMARY
     if not summary_path.is_file():
         raise RuntimeError("training ended before its first validation; nothing was saved")
+    if config.train.average_best > 1 and trainer.is_global_zero:
+        _try_average(trainer, module, val_loader, run_dir, writer.best)
     if config.train.oof_scale and trainer.is_global_zero:
         save_oof(run_dir, dataset.subset(val_index), config.train.oof_scale, progress)
     return json.loads(summary_path.read_text())
+
+
+def _try_average(trainer: L.Trainer, module: SegmentationModule, val_loader, run_dir: Path, best: dict) -> None:
+    """Validate the average of the kept epochs; it becomes the run's model only if it scores at
+    least as well as the best single epoch. summary.json records the outcome either way."""
+    top = sorted((run_dir / TOP_DIR).glob("epoch-*"))
+    if len(top) < 2:
+        return
+    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    states = [load_file(str(path / rundir.WEIGHTS)) for path in top]
+    module.model.load_state_dict(average_state_dicts(states))
+    trainer.validate(module, val_loader, verbose=False)
+    result = module.epoch_result
+    summary["averaged"] = {"epochs": [int(p.name.split("-")[1]) for p in top], "val_dice_tuned": result["val_dice_tuned"]}
+    if result["val_dice_tuned"] >= best["val_dice_tuned"]:
+        rundir.save_weights(run_dir, module.model)
+        rundir.save_postprocess(run_dir, result["tuned_postprocess"])
+        summary["averaged"]["used"] = True
+    else:
+        summary["averaged"]["used"] = False
+    rundir.save_summary(run_dir, summary)
 
 
 def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +268,23 @@ def _loaders(config: Config, train_set: SegmentationDataset, val_set: Segmentati
         TorchSegmentationData(val_set, config.model), batch_size=max(1, data.batch_size // 2), num_workers=data.num_workers
     )
     return train_loader, val_loader
+
+
+def _tensorboard(run_dir: Path):
+    """Lightning's TensorBoard logger into ``run_dir/tensorboard`` when tensorboard is
+    installed (it is not a dependency); metrics.csv is written either way."""
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        return False
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+
+
+def _precision(config: Config) -> str:
+    """fp16 autocast needs a GPU; on a CPU a "16-mixed" recipe runs in bf16, its CPU twin."""
+    precision = config.train.precision
+    on_cpu = config.train.accelerator == "cpu" or not torch.cuda.is_available()
+    return "bf16-mixed" if precision == "16-mixed" and on_cpu else precision
 
 
 def _quiet_lightning() -> None:

@@ -127,11 +127,23 @@ def _focal(head: str, num_classes: int, **params) -> nn.Module:
     return OnClassIndex(SoftmaxFocalLoss(**params))
 
 
+class PerMaskLovasz(nn.Module):
+    """Lovasz hinge of every (image, class) mask on its own, then averaged: the competition
+    scores each pair separately, while smp's multilabel mode pools an image's classes."""
+
+    def __init__(self, per_image: bool = True):
+        super().__init__()
+        self.loss = LovaszLoss(mode="binary", per_image=per_image)
+
+    def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits.flatten(0, 1)[:, None], masks.flatten(0, 1)[:, None])
+
+
 def _lovasz(head: str, num_classes: int, per_image: bool = True) -> nn.Module:
-    """Sigmoid: Lovasz hinge, where an image's C masks form one binary problem (smp multilabel);
-    softmax: Lovasz-softmax over the classes present. ``per_image`` averages over images."""
+    """Sigmoid: Lovasz hinge per (image, class) mask; softmax: Lovasz-softmax over the classes
+    present. ``per_image=False`` pools all pixels of the batch instead."""
     if head == "sigmoid":
-        return LovaszLoss(mode="multilabel", per_image=per_image)
+        return PerMaskLovasz(per_image)
     return OnClassIndex(LovaszLoss(mode="multiclass", per_image=per_image))
 
 

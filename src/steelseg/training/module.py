@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steelseg import rundir
 from steelseg.config import Config
 from steelseg.metrics import DiceAccumulator
 from steelseg.model import build_model, probabilities
@@ -26,9 +27,11 @@ class SegmentationModule(L.LightningModule):
         if not config.data.class_names:
             raise ValueError("resolve the dataset's class names before building the module")
         self.config = config
-        self.class_names = list(config.data.class_names)
+        self.class_names = config.output_class_names
         self.num_classes = num_classes = len(self.class_names)
         self.model = build_model(config.model, num_classes)
+        if config.model.init_from:  # a previous stage or run: every layer, not just the encoder
+            rundir.load_weights(config.model.init_from, self.model)
         self.loss = build_loss(config.train.loss, num_classes, config.model.head)
         post = config.postprocess
         self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)

@@ -40,3 +40,11 @@ def test_synth_command(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "synth" in capsys.readouterr().out
+
+
+def test_augment_preview_command(tmp_path, capsys):
+    main(["synth", str(tmp_path / "s"), "--n", "2", "--quiet"])
+    out = tmp_path / "grid.png"
+    assert main(["augment-preview", str(tmp_path / "s"), "--config", "fifth_place", "--n", "2", "--out", str(out),
+                 "--set", "data.crop_height=64", "--set", "data.crop_width=128"]) == 0  # fmt: skip
+    assert out.read_bytes()[:4] == b"\x89PNG" and "wrote 2 augmented samples" in capsys.readouterr().out

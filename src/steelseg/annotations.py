@@ -22,7 +22,7 @@ from steelseg import rle
 LAYOUT_2019 = "2019"
 LAYOUT_LONG = "long"
 LAYOUTS = (LAYOUT_2019, LAYOUT_LONG)
-_HEADERS = {
+HEADERS = {
     LAYOUT_2019: ["ImageId_ClassId", "EncodedPixels"],
     LAYOUT_LONG: ["ImageId", "ClassId", "EncodedPixels"],
 }
@@ -129,10 +129,10 @@ def _layout(header: list[str] | None, path: Path) -> tuple[str, dict[str, int]]:
     if header is None:
         raise AnnotationError(f"{path}:1: empty file, expected a header")
     names = [name.strip() for name in header]
-    for layout, required in _HEADERS.items():
+    for layout, required in HEADERS.items():
         if sorted(names) == sorted(required):
             return layout, {name: names.index(name) for name in required}
-    expected = " or ".join(",".join(h) for h in _HEADERS.values())
+    expected = " or ".join(",".join(h) for h in HEADERS.values())
     raise AnnotationError(f"{path}:1: unknown header {','.join(names)!r}; expected {expected}")
 
 

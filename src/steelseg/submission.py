@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
-from steelseg.annotations import _HEADERS, LAYOUT_2019, LAYOUT_LONG, LAYOUTS, Annotations
+from steelseg.annotations import HEADERS, LAYOUT_2019, LAYOUT_LONG, LAYOUTS, Annotations
 from steelseg.atomic import atomic_open
 
 
@@ -27,7 +27,7 @@ def write_submission(
     rows = 0
     with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(_HEADERS[layout])
+        writer.writerow(HEADERS[layout])
         for image_id in annotations.image_ids:
             for class_id in range(1, num_classes + 1):
                 encoded = annotations.get(image_id, class_id)

@@ -14,11 +14,10 @@ import numpy as np
 
 from steelseg.config import DataConfig
 from steelseg.datasets import SegmentationDataset
-from steelseg.overlay import _label, _present, overlay, save_png
+from steelseg.overlay import LABEL_HEIGHT, label_bar, overlay, present_classes, save_png
 from steelseg.training.augment import apply, seed_transform, train_transform
 
 GAP = 4  # white pixels between tiles
-LABEL_HEIGHT = 22  # the bar ``overlay._label`` adds above each tile
 
 
 def write_augment_preview(
@@ -44,7 +43,7 @@ def write_augment_preview(
 def sample_tile(image: np.ndarray, masks: np.ndarray, class_names: list[str]) -> np.ndarray:
     """(H, W) uint8 image + (C, H, W) bool masks -> (LABEL_HEIGHT + H, W, 3) uint8: the
     overlay under a bar naming the classes present ("no defect" when none)."""
-    return _label(overlay(image, masks), _present(masks, class_names))
+    return label_bar(overlay(image, masks), present_classes(masks, class_names))
 
 
 def tile_grid(tiles: list[np.ndarray], gap: int = GAP) -> np.ndarray:

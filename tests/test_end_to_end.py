@@ -138,3 +138,12 @@ def test_binary_model_for_one_class(tmp_path):
     predictor = Predictor(tmp_path / "run")
     assert predictor.class_names == ["scratches"]
     assert predictor.predict_proba(np.zeros((1, 64, 256), np.uint8)).shape == (1, 1, 64, 256)
+
+
+def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
+    synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
+    config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "model.head=softmax", "train.loss=ce"])
+    train(config, tmp_path / "run", progress=False)
+    probs = Predictor(tmp_path / "run").predict_proba(np.zeros((1, 64, 256), np.uint8))
+    assert probs.shape == (1, 4, 64, 256)  # the background channel is dropped
+    assert probs.sum(axis=1).max() <= 1 + 1e-5  # what is left of a softmax over 5 channels

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 from safetensors.torch import load_file
 
@@ -147,3 +148,25 @@ def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
     probs = Predictor(tmp_path / "run").predict_proba(np.zeros((1, 64, 256), np.uint8))
     assert probs.shape == (1, 4, 64, 256)  # the background channel is dropped
     assert probs.sum(axis=1).max() <= 1 + 1e-5  # what is left of a softmax over 5 channels
+
+
+def test_an_interrupted_multi_stage_run_resumes_at_its_unfinished_stage(tmp_path, capsys):
+    from steelseg.training.fit import FINISHED, RESUME
+
+    synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
+    stages = "stages=[{name: finetune, train: {epochs: 2, lr: 0.0001}}]"
+    train(load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages]), tmp_path / "run", progress=False)
+    run, second = tmp_path / "run", tmp_path / "run" / "stages" / "2-finetune"
+    # as if killed after the second stage's first epoch: no final files, checkpoint at epoch 0
+    first_stage_rows = (run / "stages" / "1" / "metrics.csv").read_text()
+    (second / FINISHED).unlink()
+    (run / "model.safetensors").unlink()
+    state = torch.load(second / RESUME, weights_only=True)
+    assert state["epoch"] == 1
+    state["epoch"], state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] = 0, 1
+    torch.save(state, second / RESUME)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "resuming stage 2-finetune at epoch 2 of 2" in capsys.readouterr().out
+    assert (run / "stages" / "1" / "metrics.csv").read_text() == first_stage_rows  # not trained again
+    assert (run / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
+    assert (second / FINISHED).exists()

@@ -39,8 +39,7 @@ def _train(args) -> None:
     if args.resume:
         if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds or args.per_class:
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
-        start, epochs = resume_point(args.resume)
-        print(f"resuming at epoch {start} of {epochs}", flush=True)
+        print(resume_point(args.resume), flush=True)
         summary = resume(args.resume, progress=not args.quiet)
         print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f}; run {args.resume} complete")
         return

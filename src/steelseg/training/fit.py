@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
-from steelseg.config import Config
+from steelseg.config import Config, load_config
 from steelseg.datasets import SegmentationDataset, open_dataset, split_indices
 from steelseg.folds import read_folds, split_by_fold
 from steelseg.training.oof import save_oof
@@ -35,6 +35,7 @@ from steelseg.training.sampling import EpochSampler, balanced_weights
 RESUME = "resume.ckpt"
 TOP_DIR = "top"
 RECIPE = "recipe.yaml"
+FINISHED = "finished"  # written when a run's training loop has ended normally
 METRIC_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss", "val_dice", "val_dice_tuned", "val_iou", "lr"]
 
 
@@ -144,16 +145,24 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
 
 def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool) -> dict:
     """Each stage in ``run_dir/stages/<n-name>`` from the previous stage's best weights; the
-    last stage's model becomes the run's. ``recipe.yaml`` keeps the whole multi-stage config."""
-    write_text(run_dir / RECIPE, config.to_yaml())
+    last stage's model becomes the run's. ``recipe.yaml`` keeps the whole multi-stage config.
+    Run again on the same folder (``--resume``), finished stages are skipped and an
+    interrupted one continues from its checkpoint."""
+    if not (run_dir / RECIPE).exists():
+        write_text(run_dir / RECIPE, config.to_yaml())
     previous, summaries = None, {}
     for name, stage in config.stage_configs():
         if previous is not None:
             stage = stage.model_copy(update={"model": stage.model.model_copy(update={"init_from": str(previous)})})
         stage_dir = run_dir / "stages" / name
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        rundir.save_config(stage_dir, stage)
-        summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=None)
+        if (stage_dir / FINISHED).exists():
+            summaries[name] = json.loads((stage_dir / rundir.SUMMARY).read_text())
+        elif (stage_dir / RESUME).exists():
+            summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=stage_dir / RESUME)
+        else:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            rundir.save_config(stage_dir, stage)
+            summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=None)
         previous = stage_dir
     for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.POSTPROCESS):
         with atomic_path(run_dir / file) as tmp:
@@ -163,25 +172,39 @@ def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, p
     return summary
 
 
-def resume_point(run_dir: str | os.PathLike) -> tuple[int, int]:
-    """(the 1-based epoch a resumed run starts at, its total epochs)."""
-    checkpoint = Path(run_dir) / RESUME
+def resume_point(run_dir: str | os.PathLike) -> str:
+    """Where a resumed run continues, in words; fails clearly when there is nothing to resume."""
+    run_dir = Path(run_dir)
+    if (run_dir / RECIPE).exists():
+        for name, stage in load_config(run_dir / RECIPE).stage_configs():
+            stage_dir = run_dir / "stages" / name
+            if not (stage_dir / FINISHED).exists():
+                start = _next_epoch(stage_dir) if (stage_dir / RESUME).exists() else 1
+                return f"resuming stage {name} at epoch {start} of {stage.train.epochs}"
+        raise rundir.RunDirError(f"{run_dir}: every stage has finished; nothing to resume")
+    return f"resuming at epoch {_next_epoch(run_dir)} of {rundir.load_run_config(run_dir).train.epochs}"
+
+
+def _next_epoch(run_dir: Path) -> int:
+    checkpoint = run_dir / RESUME
     if not checkpoint.is_file():
         raise rundir.RunDirError(f"{checkpoint} not found: the run has no finished epoch to resume from")
-    finished = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
-    return finished + 2, rundir.load_run_config(run_dir).train.epochs
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"] + 2
 
 
 def resume(run_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Continue a run that stopped (or was killed) from its last finished epoch: weights,
     optimiser, schedule, epoch and the data order all carry on as if it had never stopped."""
     run_dir = Path(run_dir)
+    if (run_dir / RECIPE).exists():  # multi-stage: carry on where the stages stopped
+        config = load_config(run_dir / RECIPE)
+        data = config.data
+        return _train_stages(config, open_dataset(data.root, data.layout, data.class_names, data.csv_name), run_dir, progress)
     config = rundir.load_run_config(run_dir)
-    checkpoint = run_dir / RESUME
     resume_point(run_dir)  # fails clearly when there is nothing to resume
     data = config.data
     dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
-    return _fit(config, dataset, run_dir, progress, resume_from=checkpoint)
+    return _fit(config, dataset, run_dir, progress, resume_from=run_dir / RESUME)
 
 
 def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None) -> dict:
@@ -221,6 +244,8 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
         _try_average(trainer, module, val_loader, run_dir, writer.best)
     if config.train.oof_scale and trainer.is_global_zero:
         save_oof(run_dir, dataset.subset(val_index), config.train.oof_scale, progress)
+    if trainer.is_global_zero:
+        write_text(run_dir / FINISHED, "")
     return json.loads(summary_path.read_text())
 
 

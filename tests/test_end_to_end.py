@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from steelseg import rundir, synth

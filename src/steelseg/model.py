@@ -16,7 +16,6 @@ from torch import nn
 from steelseg.config import ModelConfig
 
 
-
 class WeightsError(RuntimeError):
     """Encoder weights that were asked for but cannot be had."""
 

@@ -6,7 +6,8 @@ from PIL import Image
 
 from steelseg.config import AugmentStep, DataConfig
 from steelseg.datasets import open_dataset
-from steelseg.training.preview import LABEL_HEIGHT, GAP, sample_tile, tile_grid, write_augment_preview
+from steelseg.overlay import LABEL_HEIGHT
+from steelseg.training.preview import GAP, sample_tile, tile_grid, write_augment_preview
 
 CLASSES = ["pits", "crazing", "scratches", "blotches"]
 

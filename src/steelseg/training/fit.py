@@ -26,10 +26,10 @@ from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config, load_config
 from steelseg.datasets import SegmentationDataset, open_dataset, split_indices
 from steelseg.folds import read_folds, split_by_fold
-from steelseg.training.oof import save_oof
 from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.module import SegmentationModule
+from steelseg.training.oof import save_oof
 from steelseg.training.sampling import EpochSampler, balanced_weights
 
 RESUME = "resume.ckpt"

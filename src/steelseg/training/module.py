@@ -17,6 +17,7 @@ from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
 from steelseg.tune import PostprocessSearch
 
+
 class SegmentationModule(L.LightningModule):
     """Validation scores full images with the competition metric, twice: with the configured
     post-processing and with the best one found on this epoch's predictions. After each

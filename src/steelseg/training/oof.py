@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from steelseg.atomic import atomic_path
 from steelseg.datasets import SegmentationDataset
-from steelseg.preprocess import resize_image, resize_masks
 from steelseg.predictor import Predictor
+from steelseg.preprocess import resize_image, resize_masks
 
 OOF = "oof.npz"
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from steelseg.config import DataConfig
 from steelseg.datasets import SegmentationDataset
-from steelseg.overlay import LABEL_HEIGHT, label_bar, overlay, present_classes, save_png
+from steelseg.overlay import label_bar, overlay, present_classes, save_png
 from steelseg.training.augment import apply, seed_transform, train_transform
 
 GAP = 4  # white pixels between tiles

@@ -110,7 +110,7 @@ def _score(args) -> None:
     from steelseg.evaluate import format_scores, score_files
 
     scores, num_classes = score_files(args.truth, args.pred, shape=tuple(args.shape), num_classes=args.num_classes)
-    print(format_scores(scores, [str(c) for c in range(1, num_classes + 1)]))
+    print(format_scores(scores, [""] * num_classes))
 
 
 def _demo(args) -> None:

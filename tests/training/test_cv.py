@@ -60,3 +60,11 @@ def test_one_binary_model_per_class(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["class 2 crazing", "class 3 scratches"]
     assert sorted(p.name for p in (tmp_path / "pc").iterdir()) == ["class-2-crazing", "class-3-scratches"]
+
+
+def test_a_finished_run_is_not_resumed(tmp_path, capsys):
+    data = tmp_path / "data"
+    synth.write_dataset(data, 4, seed=4, height=64, width=256, progress=False)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 1
+    assert "training has finished; nothing to resume" in capsys.readouterr().err

@@ -182,6 +182,8 @@ def resume_point(run_dir: str | os.PathLike) -> str:
                 start = _next_epoch(stage_dir) if (stage_dir / RESUME).exists() else 1
                 return f"resuming stage {name} at epoch {start} of {stage.train.epochs}"
         raise rundir.RunDirError(f"{run_dir}: every stage has finished; nothing to resume")
+    if (run_dir / FINISHED).exists():
+        raise rundir.RunDirError(f"{run_dir}: training has finished; nothing to resume")
     return f"resuming at epoch {_next_epoch(run_dir)} of {rundir.load_run_config(run_dir).train.epochs}"
 
 

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from steelseg import rundir, synth
@@ -151,22 +150,25 @@ def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
 
 
 def test_an_interrupted_multi_stage_run_resumes_at_its_unfinished_stage(tmp_path, capsys):
-    from steelseg.training.fit import FINISHED, RESUME
+    from steelseg.training.fit import FINISHED, RECIPE
 
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
-    stages = "stages=[{name: finetune, train: {epochs: 2, lr: 0.0001}}]"
+    stages = "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001}}]"
     train(load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages]), tmp_path / "run", progress=False)
     run, second = tmp_path / "run", tmp_path / "run" / "stages" / "2-finetune"
-    # as if killed after the second stage's first epoch: no final files, checkpoint at epoch 0
-    first_stage_rows = (run / "stages" / "1" / "metrics.csv").read_text()
+    # As if the plan were 2 fine-tuning epochs and the process died after the first: the
+    # stage has its epoch-1 checkpoint, no "finished" mark, and the run has no final model.
+    recipe = (run / RECIPE).read_text()
+    (run / RECIPE).write_text(recipe.replace("epochs: 1\n    lr: 0.0001", "epochs: 2\n    lr: 0.0001"))
+    assert (run / RECIPE).read_text() != recipe
     (second / FINISHED).unlink()
     (run / "model.safetensors").unlink()
-    state = torch.load(second / RESUME, weights_only=True)
-    assert state["epoch"] == 1
-    state["epoch"], state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] = 0, 1
-    torch.save(state, second / RESUME)
+    first_stage_rows = (run / "stages" / "1" / "metrics.csv").read_text()
+    second_stage_rows = (second / "metrics.csv").read_text().splitlines()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert "resuming stage 2-finetune at epoch 2 of 2" in capsys.readouterr().out
     assert (run / "stages" / "1" / "metrics.csv").read_text() == first_stage_rows  # not trained again
+    rows = (second / "metrics.csv").read_text().splitlines()
+    assert rows[:2] == second_stage_rows and len(rows) == 3  # its first epoch kept, the second added
     assert (run / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
     assert (second / FINISHED).exists()

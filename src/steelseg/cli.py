@@ -84,15 +84,14 @@ def _folds(args) -> None:
 
 def _augment_preview(args) -> None:
     from steelseg.config import load_config
-    from steelseg.datasets import open_dataset
+    from steelseg.datasets import open_configured
     from steelseg.training.preview import write_augment_preview
 
     config = load_config(args.config, list(args.set or []) + ([f"data.root={args.data}"] if args.data else []))
     data = config.data
     if not data.root:
         raise SystemExit("steelseg augment-preview: give a dataset folder (or data.root in the config)")
-    dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
-    path = write_augment_preview(dataset, data, args.out, n=args.n, seed=args.seed)
+    path = write_augment_preview(open_configured(data), data, args.out, n=args.n, seed=args.seed)
     print(f"wrote {args.n} augmented samples to {path}")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from steelseg.annotations import AnnotationError, Annotations, read_annotations
 from steelseg.atomic import write_text
+from steelseg.config import DataConfig
 from steelseg.images import list_images, read_gray, read_label_map
 
 CLASSES_FILE = "classes.json"
@@ -45,7 +46,12 @@ class SegmentationDataset:
 
     @property
     def class_names(self) -> list[str]:
-        return [self.all_class_names[c - 1] for c in self.keep] if self.keep else list(self.all_class_names)
+        return [self.all_class_names[i] for i in self._channels]
+
+    @property
+    def _channels(self) -> list[int]:
+        """0-based channels of the full class list that this view returns."""
+        return list(range(len(self.all_class_names))) if self.keep is None else [c - 1 for c in self.keep]
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +67,7 @@ class SegmentationDataset:
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``index`` as (H, W) uint8 and its masks as (C, H, W) bool."""
         image, masks = self._load_all(index)
-        return image, masks if self.keep is None else masks[[c - 1 for c in self.keep]]
+        return image, masks if self.keep is None else masks[self._channels]
 
     def select_classes(self, class_ids: list[int]) -> "SegmentationDataset":
         """A view that loads only ``class_ids`` (1-based), in that order."""
@@ -100,7 +106,7 @@ class SegmentationDataset:
             for i, path in enumerate(self.image_paths):
                 present = np.unique(read_label_map(self.mask_dir / f"{path.stem}.png"))
                 presence[i, present[(present > 0) & (present <= count)] - 1] = True
-        return presence if self.keep is None else presence[:, [c - 1 for c in self.keep]]
+        return presence[:, self._channels]
 
     def subset(self, indices: list[int] | np.ndarray) -> "SegmentationDataset":
         return replace(self, image_paths=[self.image_paths[i] for i in indices])
@@ -125,6 +131,13 @@ def open_dataset(
     if layout == "mask_folder":
         return _open_mask_folder(root, class_names, image_shape)
     raise DatasetError(f"unknown dataset layout {layout!r}; choose one of auto, {', '.join(LAYOUTS)}")
+
+
+def open_configured(data: DataConfig) -> SegmentationDataset:
+    """The dataset a config's ``data`` section describes (all classes; see ``select_classes``)."""
+    if not data.root:
+        raise DatasetError("no training data: set data.root (or pass a dataset folder)")
+    return open_dataset(data.root, data.layout, data.class_names, data.csv_name)
 
 
 def detect_layout(root: Path, csv_name: str = "train.csv") -> str:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config, load_config
-from steelseg.datasets import SegmentationDataset, open_dataset, split_indices
+from steelseg.datasets import SegmentationDataset, open_configured, split_indices
 from steelseg.folds import read_folds, split_by_fold
 from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import TorchSegmentationData
@@ -95,7 +95,7 @@ class RunDirWriter(L.Callback):
         if result["epoch"] in keep:
             rundir.save_weights(self.run_dir / TOP_DIR / f"epoch-{result['epoch']:04d}", module.model)
         for path in (self.run_dir / TOP_DIR).glob("epoch-*"):
-            if int(path.name.split("-")[1]) not in keep:
+            if _epoch_of(path) not in keep:
                 shutil.rmtree(path)
 
     def state_dict(self) -> dict:
@@ -129,11 +129,10 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     run_dir = Path(run_dir)
     if (run_dir / rundir.CONFIG).exists() or (run_dir / RECIPE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; choose another output folder (or --resume it)")
-    if not config.data.root:
-        raise ValueError("no training data: set data.root (or pass a dataset folder)")
-    data = config.data
-    dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
-    config = config.model_copy(update={"data": data.model_copy(update={"class_names": dataset.class_names})})
+    dataset = open_configured(config.data)
+    # Names resolved once (a mask folder without names is scanned for them): later opens of
+    # this run's data, on resume or in later stages, find them in the config.
+    config = config.model_copy(update={"data": config.data.model_copy(update={"class_names": dataset.class_names})})
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.data.classes:  # now that the names are known
         config = Config.model_validate(config.model_dump())
@@ -200,13 +199,10 @@ def resume(run_dir: str | os.PathLike, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     if (run_dir / RECIPE).exists():  # multi-stage: carry on where the stages stopped
         config = load_config(run_dir / RECIPE)
-        data = config.data
-        return _train_stages(config, open_dataset(data.root, data.layout, data.class_names, data.csv_name), run_dir, progress)
+        return _train_stages(config, open_configured(config.data), run_dir, progress)
     config = rundir.load_run_config(run_dir)
     resume_point(run_dir)  # fails clearly when there is nothing to resume
-    data = config.data
-    dataset = open_dataset(data.root, data.layout, data.class_names, data.csv_name)
-    return _fit(config, dataset, run_dir, progress, resume_from=run_dir / RESUME)
+    return _fit(config, open_configured(config.data), run_dir, progress, resume_from=run_dir / RESUME)
 
 
 def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None) -> dict:
@@ -262,14 +258,17 @@ def _try_average(trainer: L.Trainer, module: SegmentationModule, val_loader, run
     module.model.load_state_dict(average_state_dicts(states))
     trainer.validate(module, val_loader, verbose=False)
     result = module.epoch_result
-    summary["averaged"] = {"epochs": [int(p.name.split("-")[1]) for p in top], "val_dice_tuned": result["val_dice_tuned"]}
-    if result["val_dice_tuned"] >= best["val_dice_tuned"]:
+    used = result["val_dice_tuned"] >= best["val_dice_tuned"]
+    summary["averaged"] = {"epochs": [_epoch_of(p) for p in top], "val_dice_tuned": result["val_dice_tuned"], "used": used}
+    if used:
         rundir.save_weights(run_dir, module.model)
         rundir.save_postprocess(run_dir, result["tuned_postprocess"])
-        summary["averaged"]["used"] = True
-    else:
-        summary["averaged"]["used"] = False
     rundir.save_summary(run_dir, summary)
+
+
+def _epoch_of(path: Path) -> int:
+    """``top/epoch-0007`` -> 7."""
+    return int(path.name.split("-")[1])
 
 
 def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from steelseg.config import Config
-from steelseg.datasets import open_dataset
+from steelseg.datasets import open_configured
 from steelseg.training.fit import train
 
 
@@ -14,10 +14,10 @@ def train_per_class(config: Config, out: str | os.PathLike, progress: bool = Tru
     """Train ``OUT/class-<id>-<name>`` on each class alone (or on each of ``data.classes``);
     returns a line per class with its best validation Dice."""
     data = config.data
-    names = open_dataset(data.root, data.layout, data.class_names, data.csv_name).class_names
+    names = open_configured(data).class_names  # resolved once: each run below reuses them
     lines = []
     for class_id in data.classes or range(1, len(names) + 1):
-        single = config.model_copy(update={"data": data.model_copy(update={"classes": [class_id]})})
+        single = config.model_copy(update={"data": data.model_copy(update={"classes": [class_id], "class_names": names})})
         run = Path(out) / f"class-{class_id}-{names[class_id - 1]}"
         summary = train(single, run, progress)
         lines.append(f"class {class_id} {names[class_id - 1]}: validation Dice {summary['val_dice_tuned']:.4f} ({run})")

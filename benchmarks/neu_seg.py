@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "neu-seg"
+# The training runs import this repository's src: the shared environment holds only the
+# dependencies, never steelseg itself (see Makefile).
+SRC = Path(__file__).resolve().parents[1] / "src"
 COMMON = [
     "--set", "data.class_names=[inclusion, patches, scratches]",
     "--set", "data.crop_height=null", "--set", "data.crop_width=null",  # 200x200: whole images
@@ -52,7 +56,8 @@ def main() -> None:
         ]  # fmt: skip
         print("$", " ".join(command), flush=True)
         start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "steelseg", *command[1:]], check=True)
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        subprocess.run([sys.executable, "-m", "steelseg", *command[1:]], check=True, env=env)
         summary = json.loads((run / "summary.json").read_text())
         epochs = len((run / "metrics.csv").read_text().splitlines()) - 1
         rows.append((name, summary, epochs, (time.monotonic() - start) / 60))

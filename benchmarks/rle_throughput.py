@@ -9,8 +9,13 @@ uses the masks of synthetic strips instead.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+# This repository's src, whichever python runs the script: the shared environment holds only
+# the dependencies, never steelseg itself (see Makefile).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np
 

@@ -11,10 +11,15 @@ ahead of the training step, or the GPU (or CPU) waits for data.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+
+# This repository's src, whichever python runs the script: the shared environment holds only
+# the dependencies, never steelseg itself (see Makefile).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch
 from torch.utils.data import DataLoader

@@ -1,6 +1,10 @@
+import os
+import stat
+
 import pytest
 
-from steelseg.atomic import atomic_open, write_text
+from steelseg import atomic
+from steelseg.atomic import atomic_open, atomic_path, current_umask, write_text
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -14,6 +18,69 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 
+def test_a_failed_atomic_path_keeps_the_old_file_and_its_mode(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"new")
+            raise RuntimeError("crash")
+    assert path.read_bytes() == b"old" and stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
+
+
 def test_write_creates_parent_folders(tmp_path):
     write_text(tmp_path / "a" / "b" / "c.txt", "x")
     assert (tmp_path / "a" / "b" / "c.txt").read_text() == "x"
+
+
+def _write_text(path):
+    write_text(path, "x")
+
+
+def _atomic_open(path):
+    with atomic_open(path, "wb") as handle:
+        handle.write(b"x")
+
+
+def _atomic_path(path):
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"x")
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and put the old one back."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("writer", [_write_text, _atomic_open, _atomic_path])
+@pytest.mark.parametrize(
+    "mask, mode",
+    [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664), (0o000, 0o666)],
+    ids=["umask 022", "umask 077", "umask 002", "umask 000"],
+)
+def test_outputs_get_the_mode_a_plain_open_would_give(tmp_path, umask, writer, mask, mode):
+    umask(mask)
+    writer(tmp_path / "out")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    assert stat.S_IMODE(plain.stat().st_mode) == mode  # the reference: open() under the same umask
+
+
+def test_current_umask_reads_without_changing_it(umask):
+    umask(0o027)
+    assert current_umask() == 0o027
+    assert os.umask(0o027) == 0o027  # still set
+
+
+def test_current_umask_without_proc(tmp_path, umask, monkeypatch):
+    monkeypatch.setattr(atomic, "_PROC_STATUS", tmp_path / "no-such-status")
+    umask(0o037)
+    assert current_umask() == 0o037
+    assert os.umask(0o037) == 0o037  # put back

@@ -10,7 +10,7 @@ from steelseg import rundir, synth
 from steelseg.annotations import read_annotations
 from steelseg.cli import main
 from steelseg.config import load_config
-from steelseg.predictor import Predictor
+from steelseg.inference.predictor import Predictor
 from steelseg.training.fit import train
 
 TINY = [
@@ -47,7 +47,13 @@ def test_run_directory_describes_itself(trained):
     assert len(post["pixel_threshold"]) == len(post["min_area"]) == 4
     lines = (run / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,seconds,train_loss,val_loss,val_dice") and len(lines) == 3
-    assert 0 <= summary["val_dice_tuned"] <= 1 and summary["val_dice_tuned"] >= summary["val_dice"] - 1e-9
+    assert 0 <= summary.val_dice_tuned <= 1 and summary.val_dice_tuned >= summary.val_dice - 1e-9
+    # epochs shown to people count from 1: the two rows of a 2-epoch run are epochs 1 and 2
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"] and summary.epoch in (1, 2)
+    recorded = json.loads((run / "summary.json").read_text())
+    assert recorded["precision"] in ("bf16-mixed", "32-true") and recorded["channels_last"] is True
+    assert recorded["train_image_shapes"]["min"] == [64, 320]
+    assert config.data.root == str((root / "data" / "train").resolve())  # stored absolute
 
 
 def test_refuses_to_overwrite_a_run(trained):
@@ -58,7 +64,7 @@ def test_refuses_to_overwrite_a_run(trained):
 
 def test_predictor_masks_follow_its_postprocessing(trained):
     root, _ = trained
-    predictor = Predictor(root / "run")
+    predictor = Predictor.from_run_dir(root / "run")
     image = synth.make_strip(1, 0, height=64, width=320).image
     probs = predictor.predict_proba(image[None])
     assert probs.shape == (1, 4, 64, 320) and probs.dtype == np.float32
@@ -74,7 +80,7 @@ def test_predict_and_score_from_the_command_line(trained, capsys):
     table = read_annotations(submission)
     assert len(table.image_ids) == 8 and len(table.lines) == 8 * 4  # every image x every class
     capsys.readouterr()
-    assert main(["score", str(test / "train.csv"), str(submission), "--shape", "64", "320"]) == 0
+    assert main(["score", str(test / "train.csv"), str(submission), "--shape", "64", "320", "--images", str(test / "train_images")]) == 0
     out = capsys.readouterr().out
     assert "mean" in out and "(8 images" in out
 
@@ -103,7 +109,7 @@ def test_average_of_the_best_epochs_is_validated_and_kept_only_if_not_worse(tmp_
     train(config, tmp_path / "run", progress=False)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     averaged = summary["averaged"]
-    assert len(averaged["epochs"]) == 2 and set(averaged["epochs"]) <= {0, 1, 2}
+    assert len(averaged["epochs"]) == 2 and set(averaged["epochs"]) <= {1, 2, 3}  # counted from 1
     assert averaged["used"] == (averaged["val_dice_tuned"] >= summary["val_dice_tuned"])
     assert len(list((tmp_path / "run" / "top").iterdir())) == 2
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4  # the extra validation adds no row
@@ -120,8 +126,8 @@ def test_second_stage_starts_from_the_first_stages_best_weights(tmp_path):
     assert [t.weight for t in rundir.load_run_config(second).train.loss] == [0.75, 0.25]
     assert (run / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
     assert rundir.load_run_config(run).stages == []  # the last stage's config: what predict needs
-    assert "stages" in (run / "recipe.yaml").read_text() and set(summary["stages"]) == {"1", "2-finetune"}
-    Predictor(run)  # the run directory alone is enough to predict
+    assert "stages" in (run / "recipe.yaml").read_text() and set(summary.stages) == {"1", "2-finetune"}
+    Predictor.from_run_dir(run)  # the run directory alone is enough to predict
 
 
 def test_a_stage_with_an_unknown_key_fails_at_load_time():
@@ -135,7 +141,7 @@ def test_binary_model_for_one_class(tmp_path):
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
     config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "data.classes=[3]"])
     train(config, tmp_path / "run", progress=False)
-    predictor = Predictor(tmp_path / "run")
+    predictor = Predictor.from_run_dir(tmp_path / "run")
     assert predictor.class_names == ["scratches"]
     assert predictor.predict_proba(np.zeros((1, 64, 256), np.uint8)).shape == (1, 1, 64, 256)
 
@@ -144,13 +150,13 @@ def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
     config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "model.head=softmax", "train.loss=ce"])
     train(config, tmp_path / "run", progress=False)
-    probs = Predictor(tmp_path / "run").predict_proba(np.zeros((1, 64, 256), np.uint8))
+    probs = Predictor.from_run_dir(tmp_path / "run").predict_proba(np.zeros((1, 64, 256), np.uint8))
     assert probs.shape == (1, 4, 64, 256)  # the background channel is dropped
     assert probs.sum(axis=1).max() <= 1 + 1e-5  # what is left of a softmax over 5 channels
 
 
 def test_an_interrupted_multi_stage_run_resumes_at_its_unfinished_stage(tmp_path, capsys):
-    from steelseg.training.fit import FINISHED, RECIPE
+    from steelseg.rundir import FINISHED, RECIPE
 
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
     stages = "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001}}]"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steelseg.errors import SteelsegError
 from steelseg import rle
 
 LAYOUT_2019 = "2019"
@@ -28,7 +29,7 @@ HEADERS = {
 }
 
 
-class AnnotationError(ValueError):
+class AnnotationError(SteelsegError, ValueError):
     """A table or row that cannot be read; the message starts with ``file:line:``."""
 
 

@@ -2,6 +2,9 @@
 
 Each writer fills a temporary file next to the target and renames it over the target: the
 rename is atomic on POSIX, so readers see either the old file or the complete new one.
+``tempfile.mkstemp`` creates that file readable by its owner only (0600); before the rename it
+gets the mode a plain ``open`` would give (0666 minus the umask), so other users and containers
+can read the outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
+
+_PROC_STATUS = Path("/proc/self/status")
 
 
 @contextmanager
@@ -23,6 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -40,3 +46,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would, for every thread)."""
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0)  # no /proc (macOS, old kernels): the brief race is the only way to ask
+    os.umask(old)
+    return old

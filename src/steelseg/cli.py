@@ -15,11 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    from steelseg.errors import USER_ERRORS
+    from steelseg.errors import SteelsegError
 
     try:
         args.run(args)
-    except USER_ERRORS as err:
+    except SteelsegError as err:
         print(f"steelseg {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -41,7 +41,7 @@ def _train(args) -> None:
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
         print(resume_point(args.resume), flush=True)
         summary = resume(args.resume, progress=not args.quiet)
-        print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f}; run {args.resume} complete")
+        print(f"best epoch {summary.epoch}: validation mean Dice {summary.val_dice_tuned:.4f}; run {args.resume} complete")
         return
     if not args.out:
         raise SystemExit("steelseg train: --out RUN_DIR is required (or --resume RUN_DIR)")
@@ -68,8 +68,8 @@ def _train(args) -> None:
         print(train_per_class(load_config(args.config, overrides), args.out, progress=not args.quiet))
         return
     summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
-    print(f"best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f} "
-          f"(untuned {summary['val_dice']:.4f}); run saved in {args.out}")
+    print(f"best epoch {summary.epoch}: validation mean Dice {summary.val_dice_tuned:.4f} "
+          f"(untuned {summary.val_dice:.4f}); run saved in {args.out}")
 
 
 def _folds(args) -> None:
@@ -96,20 +96,45 @@ def _augment_preview(args) -> None:
 
 
 def _predict(args) -> None:
-    from steelseg.predictor import Predictor
+    from steelseg.inference.predictor import Predictor
     from steelseg.submission import write_submission
 
-    predictor = Predictor(args.run_dir, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor.from_run_dir(
+        args.run_dir, backend=args.backend, device=args.device, batch_size=args.batch_size, check_size=not args.any_size
+    )
+    if not args.quiet:
+        print(f"predicting with {predictor.describe()}", flush=True)
     predictions = predictor.predict_folder(args.images, progress=not args.quiet)
     rows = write_submission(args.out, predictions, predictor.num_classes, layout=args.layout)
     print(f"wrote {rows} rows ({len(predictions.image_ids)} images x {predictor.num_classes} classes) to {args.out}")
 
 
-def _score(args) -> None:
-    from steelseg.evaluate import format_scores, score_files
+def _export(args) -> None:
+    from steelseg.inference.export import export_onnx
 
-    scores, num_classes = score_files(args.truth, args.pred, shape=tuple(args.shape), num_classes=args.num_classes)
-    print(format_scores(scores, [""] * num_classes))
+    print(export_onnx(args.run_dir, args.out, tolerance=args.tolerance).report())
+
+
+def _score(args) -> None:
+    from steelseg.evaluate import SEVERSTAL_NUM_CLASSES, format_scores, read_image_set, score_files
+
+    if args.run_dir is not None:
+        from steelseg.rundir import load_run_config  # only when asked: the run's config names the classes
+
+        class_names = load_run_config(args.run_dir).output_class_names
+        num_classes = len(class_names)
+    else:
+        # the default lives here, not in argparse: a default of 4 would let `--num-classes 4 --run X`
+        # pass the mutually exclusive group, which compares values with the default by identity
+        num_classes = SEVERSTAL_NUM_CLASSES if args.num_classes is None else args.num_classes
+        class_names = [""] * num_classes
+    image_set = read_image_set(args.images, args.sample_submission)
+    scores, warnings = score_files(
+        args.truth, args.pred, tuple(args.shape), num_classes, image_set, allow_missing=args.allow_missing
+    )
+    for warning in warnings:
+        print(f"steelseg score: warning: {warning}", file=sys.stderr)
+    print(format_scores(scores, class_names))
 
 
 def _demo(args) -> None:
@@ -120,13 +145,29 @@ def _demo(args) -> None:
     run_demo(args.out, n_train=args.n_train, n_test=args.n_test, config=config, progress=not args.quiet)
 
 
+def _at_least(minimum: float, number: type = int, strict: bool = False):
+    """An argparse type: a finite ``number`` >= ``minimum`` (> if ``strict``); else a one-line error."""
+
+    def parse(text: str):
+        value = number(text)  # a ValueError here is argparse's "invalid int value: 'x'"
+        if not (value > minimum if strict else value >= minimum) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {minimum}, got {text}")
+        return value
+
+    parse.__name__ = number.__name__
+    return parse
+
+
+_positive_int = _at_least(1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steelseg", description="Find and outline defects on photos of steel sheet.")
     commands = parser.add_subparsers(dest="command")
 
     p = commands.add_parser("synth", help="write synthetic steel strips in the competition's layout")
     p.add_argument("out", help="output folder (gets train_images/, train.csv, classes.json)")
-    p.add_argument("--n", type=int, default=100, help="number of strips (default 100)")
+    p.add_argument("--n", type=_positive_int, default=100, help="number of strips (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_synth)
 
@@ -135,8 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last finished epoch")
     p.add_argument("--config", default="default", help="YAML file or bundled recipe name (default: default)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--max-minutes", type=_at_least(0, float, strict=True))
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     p.add_argument("--folds", help="folds CSV from `steelseg folds` (sets data.folds)")
     p.add_argument("--fold", help="validation fold: a number, or 'all' to train every fold and print the CV table")
@@ -146,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("folds", help="split a dataset into k folds, stratified, near-duplicates kept together")
     p.add_argument("data", help="dataset folder (severstal or mask-folder layout)")
     p.add_argument("--out", required=True, help="CSV to write (ImageId,Fold,Group)")
-    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--k", type=_at_least(2), default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-distance", type=int, default=4, help="hash bits two near-duplicates may differ in (default 4)")
     p.set_defaults(run=_folds)
@@ -156,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="augment-preview.png")
     p.add_argument("--config", default="default", help="YAML file or bundled recipe name")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--n", type=_positive_int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_augment_preview)
 
@@ -165,21 +206,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("images", help="folder of images")
     p.add_argument("--out", required=True, help="submission CSV to write")
     p.add_argument("--layout", choices=["long", "2019"], default="long", help="CSV layout (default long: ImageId,ClassId,EncodedPixels)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"],
+                   help="auto (default): torch-amp where the hardware has fast half precision (bf16 CPU, GPU), else "
+                        "torch; torch: exact fp32; onnx: the run's model.onnx (steelseg export) on onnxruntime")
+    p.add_argument("--device", default="auto", help="auto (default: a GPU if visible), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--any-size", action="store_true",
+                   help="predict images whose size is far from the training images' (by default an error)")
     p.set_defaults(run=_predict)
+
+    p = commands.add_parser("export", help="export a run's network to ONNX, checked against PyTorch")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="ONNX file to write (default RUN_DIR/model.onnx)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest |probability difference| accepted (default 1e-4)")
+    p.set_defaults(run=_export)
 
     p = commands.add_parser("score", help="score a submission against the truth (competition mean Dice)")
     p.add_argument("truth")
     p.add_argument("pred")
     p.add_argument("--shape", type=int, nargs=2, default=[256, 1600], metavar=("H", "W"), help="image size (default 256 1600)")
-    p.add_argument("--num-classes", type=int, help="default: the largest class id in either file")
+    image_set = p.add_mutually_exclusive_group()
+    image_set.add_argument("--images", metavar="DIR", help="score over the image files of this folder")
+    image_set.add_argument("--sample-submission", metavar="CSV", help="score over the image ids this CSV lists")
+    classes = p.add_mutually_exclusive_group()
+    classes.add_argument("--num-classes", type=int, metavar="N", help="number of classes, ids 1..N (default 4)")
+    classes.add_argument("--run", dest="run_dir", metavar="RUN_DIR", help="take the classes and their names from this run")
+    p.add_argument("--allow-missing", action="store_true", help="score images the prediction lacks as empty (warns)")
     p.set_defaults(run=_score)
 
     p = commands.add_parser("demo", help="synthesise data, train, predict, score, draw: the whole path")
     p.add_argument("--out", default="demo-output")
-    p.add_argument("--n-train", type=int, default=240)
-    p.add_argument("--n-test", type=int, default=60)
+    p.add_argument("--n-train", type=_positive_int, default=240)
+    p.add_argument("--n-test", type=_positive_int, default=60)
     p.add_argument("--config", default="demo", help="YAML file or bundled recipe (default: demo)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     p.set_defaults(run=_demo)

@@ -13,10 +13,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from steelseg.errors import SteelsegError
+
 BUNDLED_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(SteelsegError, ValueError):
     """A configuration file or override that does not describe a valid run."""
 
 
@@ -115,7 +117,10 @@ class TrainConfig(_Strict):
     # Gradients of this many batches are summed before a step: effective batch = batch_size x this.
     accumulate_batches: int = Field(1, ge=1)
     seed: int = 0
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    # auto: bf16-mixed on CPUs with native bf16, 16-mixed on GPUs, 32-true otherwise (the
+    # exact fp32 path is "32-true"); "16-mixed" on a CPU runs as bf16-mixed.
+    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
+    channels_last: bool = True  # NHWC tensors: what CPU (oneDNN) and GPU convolutions run fastest
     accelerator: str = "auto"
     devices: int = Field(1, ge=1)
     strategy: str = "auto"  # with devices > 1: "ddp" (GPUs) or "ddp_spawn" (also CPU, gloo)

@@ -15,10 +15,11 @@ from steelseg import synth
 from steelseg.annotations import Annotations, read_annotations
 from steelseg.atomic import write_text
 from steelseg.config import Config, load_config
+from steelseg.errors import OutputExistsError
 from steelseg.evaluate import format_scores, score_annotations
 from steelseg.images import read_gray
 from steelseg.overlay import save_png, truth_vs_prediction
-from steelseg.predictor import Predictor
+from steelseg.inference.predictor import Predictor
 from steelseg.submission import write_submission
 
 SHAPE = (synth.HEIGHT, synth.WIDTH)
@@ -39,7 +40,7 @@ def run_demo(
     config = config or load_config("demo")
     train_dir, test_dir, run_dir = out / "data" / "train", out / "data" / "test", out / "run"
     if (run_dir / "config.yaml").exists():
-        raise FileExistsError(f"{out} holds an earlier demo; remove it or pick another --out")
+        raise OutputExistsError(f"{out} holds an earlier demo; remove it or pick another --out")
     say(f"[1/4] synthesising {n_train} training and {n_test} test strips in {out / 'data'}")
     synth.write_dataset(train_dir, n_train, seed=0, progress=progress)
     synth.write_dataset(test_dir, n_test, seed=1, progress=progress)
@@ -49,10 +50,10 @@ def run_demo(
 
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": str(train_dir)})})
     summary = train(config, run_dir, progress=progress)
-    say(f"      best epoch {summary['epoch']}: validation mean Dice {summary['val_dice_tuned']:.4f}")
+    say(f"      best epoch {summary.epoch}: validation mean Dice {summary.val_dice_tuned:.4f}")
 
     say("[3/4] predicting the test strips")
-    predictor = Predictor(run_dir)
+    predictor = Predictor.from_run_dir(run_dir)
     predictions = predictor.predict_folder(test_dir / "train_images", progress=progress)
     write_submission(out / "submission.csv", predictions, predictor.num_classes)
 

@@ -1,12 +1,15 @@
-"""The errors that mean "your input is wrong" (shown as one line) rather than "a bug" (traceback)."""
+"""The one base class of "your input is wrong" errors, at the bottom of the package.
 
-from steelseg.annotations import AnnotationError
-from steelseg.config import ConfigError
-from steelseg.datasets import DatasetError
-from steelseg.folds import FoldError
-from steelseg.images import ImageError
-from steelseg.model import WeightsError
-from steelseg.rle import RLEError
-from steelseg.rundir import RunDirError
+Every module's user-facing error subclasses ``SteelsegError`` (and, where it reads naturally,
+``ValueError``); the CLI prints such an error as one line naming the file, row or option, and
+lets anything else (a bug) show its traceback. This module imports nothing, so the lightest
+command can catch every user mistake without importing torch.
+"""
 
-USER_ERRORS = (AnnotationError, ConfigError, DatasetError, FoldError, ImageError, RLEError, RunDirError, WeightsError, FileExistsError)
+
+class SteelsegError(Exception):
+    """A user mistake: a bad file, row, option or folder. The message says which, in one line."""
+
+
+class OutputExistsError(SteelsegError, FileExistsError):
+    """An output that would overwrite earlier work."""

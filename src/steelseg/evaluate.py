@@ -1,15 +1,89 @@
-"""Score a submission against the truth, and print scores as people read them."""
+"""Score a submission against the truth, and print scores as people read them.
+
+The competition's mean Dice averages over every (image, class) pair of a fixed image set, so
+the score depends on that set: the long layout lists only images with defects, and a clean
+image scores 1 per class. The set therefore comes from an explicit source (an image folder or
+a sample submission), or from both files naming the same images; a prediction that names
+other images, or lacks some, is refused rather than quietly scored over a different set.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from steelseg.annotations import Annotations, read_annotations
+from steelseg.errors import SteelsegError
+from steelseg.images import list_images
 from steelseg.metrics import DiceAccumulator, Scores
 
 SEVERSTAL_SHAPE = (256, 1600)
+SEVERSTAL_NUM_CLASSES = 4
+
+
+class ScoreError(SteelsegError, ValueError):
+    """A truth, prediction and image set that cannot be scored together; the message names which."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The image ids a submission is scored over, in order, and where they came from (for messages)."""
+
+    image_ids: list[str]
+    source: str  # e.g. "image folder data/train_images"
+
+
+def read_image_set(
+    images_dir: str | os.PathLike | None = None, sample_submission: str | os.PathLike | None = None
+) -> ImageSet | None:
+    """The image set given by a folder (its image file names) or a sample submission (the image
+    ids it lists); None when neither is given. An empty set is an error."""
+    if images_dir is not None and sample_submission is not None:
+        raise ScoreError("give the image set once: --images DIR or --sample-submission CSV, not both")
+    if images_dir is not None:
+        image_ids = [path.name for path in list_images(images_dir)]
+        if not image_ids:
+            raise ScoreError(f"{images_dir}: no image files to score")
+        return ImageSet(image_ids, f"image folder {images_dir}")
+    if sample_submission is not None:
+        image_ids = read_annotations(sample_submission).image_ids
+        if not image_ids:
+            raise ScoreError(f"{sample_submission}: sample submission lists no images")
+        return ImageSet(image_ids, f"sample submission {sample_submission}")
+    return None
+
+
+def resolve_image_set(truth: Annotations, pred: Annotations, image_set: ImageSet | None = None) -> ImageSet:
+    """The image set to score over: ``image_set`` if given, else the one both tables name.
+
+    Images of the set absent from the truth are clean (that is what the long layout means);
+    truth images outside the set are an error, since the set would silently drop defects.
+    """
+    if image_set is None:
+        image_set = _agreed_image_set(truth, pred)
+    if not image_set.image_ids:
+        raise ScoreError(f"no images to score in {image_set.source}")
+    _refuse_images_outside(truth, image_set)
+    return image_set
+
+
+def check_prediction(pred: Annotations, image_set: ImageSet, allow_missing: bool = False) -> list[str]:
+    """Refuse a prediction that names images outside the set, or lacks images of it; with
+    ``allow_missing`` the lacking images count as empty predictions and a warning says how many.
+
+    Returns the warnings (one line each).
+    """
+    _refuse_empty_prediction(pred)
+    _refuse_images_outside(pred, image_set)
+    missing = _outside(image_set.image_ids, set(pred.image_ids))
+    if not missing:
+        return []
+    lacks = f"{pred.source}: lacks {len(missing)} of the {len(image_set.image_ids)} images of {image_set.source}"
+    if not allow_missing:
+        raise ScoreError(f"{lacks}, first {missing[0]} (--allow-missing scores them as empty predictions)")
+    return [f"{lacks}; scored them as empty predictions"]
 
 
 def score_annotations(
@@ -37,12 +111,23 @@ def score_files(
     truth_path: str | os.PathLike,
     pred_path: str | os.PathLike,
     shape: tuple[int, int] = SEVERSTAL_SHAPE,
-    num_classes: int | None = None,
-) -> tuple[Scores, int]:
-    """Read both tables and score them; the class count defaults to the largest id either uses."""
-    truth, pred = read_annotations(truth_path), read_annotations(pred_path)
-    num_classes = num_classes or max(truth.class_ids | pred.class_ids | {1})
-    return score_annotations(truth, pred, num_classes, shape), num_classes
+    num_classes: int = SEVERSTAL_NUM_CLASSES,
+    image_set: ImageSet | None = None,
+    allow_missing: bool = False,
+) -> tuple[Scores, list[str]]:
+    """Read both tables, check them against the image set (see ``resolve_image_set`` and
+    ``check_prediction``) and score ``num_classes`` classes of ``shape`` (H, W) masks.
+
+    Returns the scores and the warnings (one line each). Class ids outside 1..num_classes in
+    either table are an error naming its file and line.
+    """
+    if num_classes < 1:
+        raise ScoreError(f"the number of classes must be at least 1, got {num_classes}")
+    truth, pred = read_annotations(truth_path, num_classes), read_annotations(pred_path, num_classes)
+    _refuse_empty_prediction(pred)  # before the set is resolved, which would blame a mismatch
+    image_set = resolve_image_set(truth, pred, image_set)
+    warnings = check_prediction(pred, image_set, allow_missing)
+    return score_annotations(truth, pred, num_classes, shape, image_set.image_ids), warnings
 
 
 def format_scores(scores: Scores, class_names: list[str], baseline: Scores | None = None) -> str:
@@ -62,6 +147,40 @@ def format_scores(scores: Scores, class_names: list[str], baseline: Scores | Non
     lines.append(mean)
     lines.append(f"({scores.num_images} images; 'dice' is the competition's mean over (image, class) pairs)")
     return "\n".join(lines)
+
+
+def _agreed_image_set(truth: Annotations, pred: Annotations) -> ImageSet:
+    # Without an explicit set only two tables naming the same images define one; anything else
+    # (a long-layout truth, a partial prediction) would score over whichever rows a file lists.
+    only_truth = _outside(truth.image_ids, set(pred.image_ids))
+    only_pred = _outside(pred.image_ids, set(truth.image_ids))
+    if only_truth or only_pred:
+        sides = ((only_truth, truth), (only_pred, pred))
+        examples = [f"{ids[0]} only in {table.source}" for ids, table in sides if ids]
+        raise ScoreError(
+            f"{truth.source} names {len(truth.image_ids)} images and {pred.source} {len(pred.image_ids)}, "
+            f"not the same ones (e.g. {'; '.join(examples)}): pass --images DIR or --sample-submission CSV "
+            "to say which images are scored"
+        )
+    return ImageSet(list(truth.image_ids), "the images both tables name")
+
+
+def _refuse_empty_prediction(pred: Annotations) -> None:
+    if not pred.image_ids:
+        raise ScoreError(f"{pred.source}: lists no images (only a header)")
+
+
+def _refuse_images_outside(table: Annotations, image_set: ImageSet) -> None:
+    outside = _outside(table.image_ids, set(image_set.image_ids))
+    if outside:
+        raise ScoreError(
+            f"{table.source}: {len(outside)} image(s) not in {image_set.source} "
+            f"({len(image_set.image_ids)} images), e.g. {outside[0]}"
+        )
+
+
+def _outside(image_ids: list[str], allowed: set[str]) -> list[str]:
+    return [image_id for image_id in image_ids if image_id not in allowed]
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:

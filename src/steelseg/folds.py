@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from steelseg.errors import SteelsegError
 from steelseg.atomic import atomic_open
 from steelseg.images import read_gray
 
@@ -27,7 +28,7 @@ HASH_ROWS, HASH_COLS = 8, 8  # 64 bits: one uint64 per image
 FOLDS_HEADER = ["ImageId", "Fold", "Group"]
 
 
-class FoldError(ValueError):
+class FoldError(SteelsegError, ValueError):
     """A folds file that cannot be read (message starts ``file:line:``), or folds that miss an image."""
 
 

@@ -3,26 +3,56 @@
 Severstal JPEGs are gray pictures stored as 3 identical channels, and some copies of the data
 are PNG bytes behind a .jpg name, so files are opened by content (Pillow sniffs the bytes),
 never by extension.
+
+How sample values become 0..255 (rounding is half up: ``floor(v + 0.5)``, so 127.5 -> 128):
+
+- 8-bit images (L, RGB, RGBA, P, LA, ...): as Pillow's ``convert("L")`` gives them; colour
+  becomes luminance L = 0.299 R + 0.587 G + 0.114 B.
+- 16-bit unsigned images (Pillow modes I;16, I;16B, I;16L, and an "I" image whose file stores
+  16-bit unsigned samples, e.g. a 16-bit PGM) are scaled by their bit depth, not by their
+  maximum: v * 255 / 65535, so 257 -> 1 and 1000 -> 4. Pillow keeps only the high byte of
+  16-bit colour PNG and TIFF (1000 -> 3), so those are decoded with OpenCV instead, and their
+  luminance is taken before scaling.
+- Float images (mode F, e.g. float32 TIFF): values in 0..1 (maximum <= 1) are scaled by 255;
+  values in 0..255 are taken as they are. A negative value, one above 255, NaN or infinity is
+  an ImageError naming the file and the range found. An image that is all 0..1 is read as 0..1,
+  even if it was meant as a very dark 0..255 image.
+- 32-bit integer images (mode I from other files, signed 16-bit TIFF): values in 0..255 are
+  taken as they are, values in 0..65535 follow the 16-bit rule, anything else is an ImageError.
+- A TIFF that Pillow cannot identify (e.g. 3-channel float32) is decoded with OpenCV and
+  follows the same rules.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from steelseg.errors import SteelsegError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
+_UNSIGNED_16 = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow modes and raw modes
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# ITU-R 601-2 (0.299, 0.587, 0.114) in 65536ths, as Pillow's convert("L") has them: they sum to
+# exactly 1, so three equal channels give back their value
+_LUMINANCE_RGB = np.array([19595, 38470, 7471]) / 65536
 
-class ImageError(ValueError):
+
+class ImageError(SteelsegError, ValueError):
     """An image that is missing, unreadable or of the wrong size; the message names the file."""
 
 
 def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as (H, W) uint8 grayscale; ``expected_shape`` (H, W) is checked if given."""
-    gray = _read(Path(path), "image", lambda image: image.convert("L") if image.mode != "L" else image)
+    """Read an image as (H, W) uint8 grayscale; ``expected_shape`` (H, W) is checked if given.
+
+    8-bit, 16-bit and float files are mapped to 0..255 by the rules of the module docstring.
+    """
+    gray = _read(Path(path), "image", _decode_gray)
     if expected_shape is not None and gray.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: image is {gray.shape[0]}x{gray.shape[1]} (HxW), expected "
@@ -33,7 +63,7 @@ def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
 
 def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a single-channel label PNG (pixel value = class id, 0 = background) as (H, W) uint8."""
-    labels = _read(Path(path), "label mask", _single_channel)
+    labels = _read(Path(path), "label mask", _decode_labels)
     if expected_shape is not None and labels.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: label mask is {labels.shape[0]}x{labels.shape[1]}, its image is "
@@ -44,17 +74,21 @@ def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | No
     return labels.astype(np.uint8)
 
 
-def _read(path: Path, kind: str, convert) -> np.ndarray:
+def _read(path: Path, kind: str, decode) -> np.ndarray:
     if not path.is_file():
         raise ImageError(f"{path}: {kind} not found")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(convert(image))
+        return decode(path)
     except ImageError as err:
         raise ImageError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read {kind} ({err})") from None
+
+
+def _decode_labels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        return np.asarray(_single_channel(image))
 
 
 def _single_channel(image: Image.Image) -> Image.Image:
@@ -63,11 +97,122 @@ def _single_channel(image: Image.Image) -> Image.Image:
     return image
 
 
+def _decode_gray(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            # The tiles say how many bits each stored sample has; load() empties them.
+            raw_modes = [_raw_mode(tile) for tile in image.tile]
+            if not image.mode.startswith("I") and any(m.endswith((";16B", ";16L", ";16N")) for m in raw_modes):
+                return _decode_gray_cv2(path)  # 16-bit colour: Pillow would keep the high byte only
+            image.load()
+            return _gray_from_pillow(image, raw_modes)
+    except UnidentifiedImageError:
+        with open(path, "rb") as handle:
+            if handle.read(4) not in _TIFF_MAGIC:
+                raise
+        return _decode_gray_cv2(path)  # e.g. 3-channel float TIFF, which Pillow does not open
+
+
+def _raw_mode(tile) -> str:
+    args = tile.args if hasattr(tile, "args") else tile[3]
+    return args[0] if isinstance(args, tuple) and args and isinstance(args[0], str) else str(args)
+
+
+def _gray_from_pillow(image: Image.Image, raw_modes: list[str]) -> np.ndarray:
+    if image.mode in _UNSIGNED_16 or (image.mode == "I" and raw_modes and set(raw_modes) <= set(_UNSIGNED_16)):
+        return _scale_16bit(np.asarray(image))
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return _scale_integer(np.asarray(image))
+    if image.mode == "F":
+        return _scale_float(np.asarray(image))
+    return np.asarray(image.convert("L") if image.mode != "L" else image)
+
+
+def _decode_gray_cv2(path: Path) -> np.ndarray:
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its own lines would follow ours
+    try:
+        pixels = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ImageError(f"cannot read image (OpenCV: {err.err})") from None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if pixels is None:
+        raise ImageError("cannot read image (neither Pillow nor OpenCV can decode it)")
+    if pixels.ndim == 3 and pixels.shape[2] >= 3 and pixels.dtype == np.uint8:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1])).convert("L"))
+    gray = _luminance_bgr(pixels)
+    if pixels.dtype == np.uint8:
+        return gray.astype(np.uint8)
+    if pixels.dtype == np.uint16:
+        return _scale_16bit(gray)
+    if pixels.dtype.kind == "f":
+        return _scale_float(gray)
+    return _scale_integer(gray)
+
+
+def _luminance_bgr(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) BGR(A) / gray(+alpha) -> (H, W); colour becomes float64 luminance."""
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.shape[2] < 3:
+        return pixels[..., 0]  # gray, or gray + alpha
+    return pixels[..., 2::-1].astype(np.float64) @ _LUMINANCE_RGB
+
+
+def _round_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5).astype(np.uint8)
+
+
+def _scale_16bit(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255 by bit depth: v * 255 / 65535 rounded half up (v / 257 is never a tie)."""
+    return _round_half_up(np.asarray(values, np.float64) * 255 / 65535)
+
+
+def _scale_float(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+    if finite.size < values.size:
+        raise ImageError(f"float image holds NaN or infinite values (finite values span {low:g}..{high:g})")
+    if low < 0 or high > 255:
+        raise ImageError(f"float image values span {low:g}..{high:g}; expected 0..1 or 0..255")
+    return _round_half_up(values * 255 if high <= 1 else values)
+
+
+def _scale_integer(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.size == 0:
+        return values.astype(np.uint8)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > 65535:
+        raise ImageError(f"integer image values span {low}..{high}; expected 0..255 or 0..65535")
+    return _round_half_up(np.asarray(values, np.float64)) if high <= 255 else _scale_16bit(values)
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files of a folder, sorted by name (hidden files and other suffixes are skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder}: image folder not found")
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in _visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def require_images(folder: str | os.PathLike) -> list[Path]:
+    """``list_images``, but an ImageError when the folder holds no image at all."""
+    images = list_images(folder)
+    if not images:
+        message = f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})"
+        skipped = list(_visible_files(Path(folder)))
+        if skipped:
+            suffixes = ", ".join(sorted({p.suffix.lower() or "no suffix" for p in skipped}))
+            noun = "file" if len(skipped) == 1 else "files"
+            message += f"; skipped {len(skipped)} {noun} with other suffixes ({suffixes})"
+        raise ImageError(message)
+    return images
+
+
+def _visible_files(folder: Path) -> Iterator[Path]:
+    return (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))

@@ -1,7 +1,8 @@
 """The segmentation network: any segmentation_models_pytorch architecture and encoder.
 
-One output channel per class (sigmoid, multi-label). Inputs whose sides are not a multiple of
-the encoder's stride are padded and the output cropped back, so any image size works.
+One output channel per class (sigmoid, multi-label; or softmax with a background channel).
+Inputs whose sides are not a multiple of the encoder's stride are padded and the output
+cropped back, so any image size works.
 """
 
 from __future__ import annotations
@@ -14,41 +15,54 @@ import torch.nn.functional as F
 from torch import nn
 
 from steelseg.config import ModelConfig
+from steelseg.errors import SteelsegError
 
 
-class WeightsError(RuntimeError):
+class WeightsError(SteelsegError, RuntimeError):
     """Encoder weights that were asked for but cannot be had."""
 
 
-class PaddedSegmenter(nn.Module):
-    """Wraps an smp model: zero-pads H and W up to a multiple of ``divisor``, crops back."""
+class SegmentationNet(nn.Module):
+    """An smp network with the one path from input to per-class probabilities.
 
-    def __init__(self, net: nn.Module, divisor: int = 32):
+    ``logits``: zero-pad H and W up to a multiple of ``divisor``, run the network, crop back.
+    ``forward``: the activation of those logits, i.e. probabilities at the network's
+    resolution. Validation, the Predictor's backends, out-of-fold files and the ONNX export
+    all call ``forward`` and then resize with ``preprocess.upsample_probs``, so the same image
+    gives the same probabilities everywhere (they drifted when validation resized logits and
+    prediction resized probabilities).
+    """
+
+    def __init__(self, net: nn.Module, head: str = "sigmoid", divisor: int = 32):
         super().__init__()
         self.net = net
+        self.head = head
         self.divisor = divisor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, C [+1 background with softmax], H, W) logits."""
         height, width = x.shape[-2:]
-        pad_h = -height % self.divisor
-        pad_w = -width % self.divisor
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        logits = self.net(x)
-        return logits[..., :height, :width]
+        # Always pad, even by zero: a traced or exported graph then pads every input size,
+        # not just sizes like the one it was traced at.
+        x = F.pad(x, (0, (-width) % self.divisor, 0, (-height) % self.divisor))
+        return self.net(x)[..., :height, :width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, C, H, W) per-class defect probabilities.
+
+        sigmoid: one independent channel per class; softmax: channel 0, the background, dropped.
+        """
+        return self.activation(self.logits(x))
+
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> probabilities; ``forward`` is ``activation(logits(x))``, spelled out for
+        validation, which needs the logits for its loss as well."""
+        if self.head == "softmax":
+            return torch.softmax(logits, dim=1)[:, 1:]
+        return torch.sigmoid(logits)
 
 
-def probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """Per-class defect probabilities (N, C, H, W) from the network's logits.
-
-    sigmoid: one independent channel per class; softmax: channel 0 is the background, dropped.
-    """
-    if head == "softmax":
-        return torch.softmax(logits, dim=1)[:, 1:]
-    return torch.sigmoid(logits)
-
-
-def build_model(config: ModelConfig, num_classes: int) -> PaddedSegmenter:
+def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
     """Create the network of ``config`` for ``num_classes`` defect classes (logits out; one more
     channel, the background, with the softmax head)."""
     weights = config.encoder_weights
@@ -70,7 +84,7 @@ def build_model(config: ModelConfig, num_classes: int) -> PaddedSegmenter:
         raise WeightsError(_offline_help(config, err)) from err
     if local_file:
         load_encoder_weights(net.encoder, weights)
-    return PaddedSegmenter(net, divisor=_stride(net))
+    return SegmentationNet(net, config.head, divisor=_stride(net))
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:

@@ -29,9 +29,9 @@ def resize_masks(masks: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1:
         return masks
     height, width = scaled_shape(masks.shape[1:], scale)
-    stacked = masks.transpose(1, 2, 0).astype(np.float32)
-    resized = cv2.resize(stacked, (width, height), interpolation=cv2.INTER_AREA).reshape(height, width, -1)
-    return resized.transpose(2, 0, 1) >= 0.5
+    # One class at a time: OpenCV's area resize takes at most four channels per call.
+    resized = [cv2.resize(m.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) for m in masks]
+    return np.stack(resized).reshape(len(masks), height, width) >= 0.5
 
 
 def upsample_probs(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

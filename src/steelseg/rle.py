@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from steelseg.errors import SteelsegError
 
-class RLEError(ValueError):
+
+class RLEError(SteelsegError, ValueError):
     """An encoded-pixels string that does not describe a mask of the given shape."""
 
 

@@ -1,54 +1,126 @@
-"""A run directory describes itself: everything ``predict`` needs lives in it.
+"""A run directory describes itself, and this module owns it: every file name lives here.
 
-    config.yaml         the fully resolved configuration, class names included
+    config.yaml         the fully resolved configuration (class names, absolute paths)
     model.safetensors   the best weights (no pickle: loading runs no code)
     postprocess.json    per-class pixel threshold and minimum area, tuned on validation
-    metrics.csv         one row per epoch
-    summary.json        the best epoch and its validation scores
+    metrics.csv         one row per epoch (epochs counted from 1)
+    summary.json        the best epoch, its scores, and how the run was made (``RunSummary``)
+    model.onnx          written by ``steelseg export``
+    resume.ckpt         the full training state after the last finished epoch
+    oof.npz             out-of-fold probabilities of the validation images
+
+No torch here: the Predictor, ``score`` and an ONNX-only deployment read run directories
+without it (weights are read and written by ``weights.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from steelseg.atomic import atomic_path, write_text
+from steelseg.atomic import write_text
 from steelseg.config import Config, ConfigError, load_config
-from steelseg.postprocess import PostProcess
+from steelseg.errors import SteelsegError
+from steelseg.postprocess import NEVER, PostProcess
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
 POSTPROCESS = "postprocess.json"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
+ONNX = "model.onnx"
+RESUME = "resume.ckpt"
+OOF = "oof.npz"
+FINISHED = "finished"  # written when a run's training loop has ended normally
+RECIPE = "recipe.yaml"  # a multi-stage run's whole config; each stage is a run in stages/
+STAGES_DIR = "stages"
+TOP_DIR = "top"  # the k best epochs' weights, with train.average_best
+TENSORBOARD_DIR = "tensorboard"
+CV_TABLE = "cv.csv"
 
 
-class RunDirError(ValueError):
+class RunDirError(SteelsegError, ValueError):
     """A run directory that lacks what it needs."""
 
 
+class _Typed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShapeRange(_Typed):
+    """The sizes of a set of images: smallest and largest (H, W), and the range of the shorter
+    side min(H, W), which says at what scale a model has seen defects."""
+
+    min: tuple[int, int]
+    max: tuple[int, int]
+    shorter_side: tuple[int, int]
+
+    @classmethod
+    def of(cls, shapes: list[tuple[int, int]]) -> "ShapeRange":
+        heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
+        shorter = [min(s) for s in shapes]
+        return cls(min=(min(heights), min(widths)), max=(max(heights), max(widths)), shorter_side=(min(shorter), max(shorter)))
+
+
+class EpochResult(_Typed):
+    """One validation of one epoch, as metrics.csv and summary.json report it."""
+
+    epoch: int  # 1-based, as people count
+    seconds: float = 0.0  # since training started, resumed runs included
+    global_step: int = 0
+    world_size: int = 1
+    train_loss: float
+    val_loss: float
+    val_dice: float  # competition mean Dice with the configured post-processing
+    val_dice_tuned: float  # ... with the post-processing tuned on this validation
+    val_class_dice_tuned: list[float]
+    val_iou: float
+    lr: float
+
+
+class Averaged(_Typed):
+    epochs: list[int]
+    val_dice_tuned: float
+    used: bool
+
+
+class RunSummary(EpochResult):
+    """summary.json: the best epoch and how the run was made."""
+
+    class_names: list[str]
+    torch: str
+    precision: str = "32-true"  # as Lightning ran it (auto resolved)
+    channels_last: bool = False
+    accelerator: str = "cpu"
+    input_divisor: int = 32  # the network pads inputs to a multiple of this
+    train_image_shapes: ShapeRange | None = None
+    averaged: Averaged | None = None
+    stages: dict[str, "RunSummary"] | None = None
+
+
 def save_config(run_dir: str | os.PathLike, config: Config) -> None:
+    """Write the resolved config, its paths made absolute so the run works from anywhere."""
     if not config.data.class_names:
         raise ValueError("resolve the class names before saving a run's config")
-    write_text(Path(run_dir) / CONFIG, config.to_yaml())
+    write_text(Path(run_dir) / CONFIG, absolute_paths(config).to_yaml())
 
 
-def save_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(Path(run_dir) / WEIGHTS) as tmp:
-        save_file(state, str(tmp))
-
-
-def save_postprocess(run_dir: str | os.PathLike, postprocess: PostProcess) -> None:
-    write_text(Path(run_dir) / POSTPROCESS, postprocess.to_json() + "\n")
-
-
-def save_summary(run_dir: str | os.PathLike, summary: dict) -> None:
-    write_text(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+def absolute_paths(config: Config) -> Config:
+    """``config`` with data.root, data.folds, model.init_from and a weights file made absolute."""
+    data, model = config.data, config.model
+    weights = model.encoder_weights
+    if weights and (Path(weights).suffix in (".pth", ".pt", ".safetensors", ".bin") or Path(weights).exists()):
+        weights = _absolute(weights)
+    return config.model_copy(
+        update={
+            "data": data.model_copy(update={"root": _absolute(data.root), "folds": _absolute(data.folds)}),
+            "model": model.model_copy(update={"init_from": _absolute(model.init_from), "encoder_weights": weights}),
+        }
+    )
 
 
 def load_run_config(run_dir: str | os.PathLike) -> Config:
@@ -59,15 +131,8 @@ def load_run_config(run_dir: str | os.PathLike) -> Config:
         raise RunDirError(str(err)) from None
 
 
-def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
-    """Load a run's weights into ``model``; ``run_dir`` may also be a .safetensors file."""
-    path = Path(run_dir) if str(run_dir).endswith(".safetensors") else _need(run_dir, WEIGHTS)
-    if not path.is_file():
-        raise RunDirError(f"{path}: weights file not found")
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except RuntimeError as err:
-        raise RunDirError(f"{path}: weights do not fit the model in {CONFIG}: {err}") from None
+def save_postprocess(run_dir: str | os.PathLike, postprocess: PostProcess) -> None:
+    write_text(Path(run_dir) / POSTPROCESS, postprocess.to_json() + "\n")
 
 
 def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
@@ -76,13 +141,62 @@ def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
     num_classes = len(config.output_class_names)
     if not path.is_file():
         return PostProcess.uniform(num_classes, config.postprocess.pixel_threshold, config.postprocess.min_area)
+    return read_postprocess(path, num_classes)
+
+
+def read_postprocess(path: str | os.PathLike, num_classes: int) -> PostProcess:
+    """Read and check a post-processing file: one value per class, thresholds in [0, 1],
+    minimum areas whole numbers >= 0."""
     try:
-        postprocess = PostProcess.from_json(path.read_text())
-    except (ValueError, KeyError) as err:
-        raise RunDirError(f"{path}: not a post-processing file ({err})") from None
-    if postprocess.num_classes != num_classes:
-        raise RunDirError(f"{path}: has {postprocess.num_classes} classes, the model {num_classes}")
-    return postprocess
+        data = json.loads(Path(path).read_text())
+        thresholds, areas = data["pixel_threshold"], data["min_area"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunDirError(f"{path}: not a post-processing file ({type(err).__name__}: {err})") from None
+    for name, values in (("pixel_threshold", thresholds), ("min_area", areas)):
+        if not isinstance(values, list) or len(values) != num_classes:
+            raise RunDirError(f"{path}: {name} must list one value per class ({num_classes}), got {values!r}")
+    for i, value in enumerate(thresholds):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise RunDirError(f"{path}: pixel_threshold[{i}] = {value!r} is not a probability in [0, 1]")
+    for i, value in enumerate(areas):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= NEVER:
+            raise RunDirError(f"{path}: min_area[{i}] = {value!r} is not a whole number of pixels >= 0")
+    return PostProcess.uniform(num_classes, thresholds, areas)
+
+
+def save_summary(run_dir: str | os.PathLike, summary: RunSummary) -> None:
+    write_text(Path(run_dir) / SUMMARY, summary.model_dump_json(indent=2, exclude_none=True) + "\n")
+
+
+def load_summary(run_dir: str | os.PathLike) -> RunSummary:
+    path = _need(run_dir, SUMMARY)
+    try:
+        return RunSummary.model_validate_json(path.read_text())
+    except ValidationError as err:
+        raise RunDirError(f"{path}: not a run summary ({err.error_count()} problems, first: {err.errors()[0]['msg']})") from None
+
+
+def has_finished_epoch(run_dir: str | os.PathLike) -> bool:
+    """True once training has something to lose: a finished epoch (weights, checkpoint or
+    summary) in the run or any of its stages. A folder without one can be started again."""
+    run_dir = Path(run_dir)
+    marks = (SUMMARY, RESUME, FINISHED, WEIGHTS)
+    if any((run_dir / mark).exists() for mark in marks):
+        return True
+    return any((stage / mark).exists() for stage in (run_dir / STAGES_DIR).glob("*") for mark in marks)
+
+
+def weights_sha256(run_dir: str | os.PathLike) -> str:
+    """SHA-256 of the run's weights file, hex."""
+    digest = hashlib.sha256()
+    with open(_need(run_dir, WEIGHTS), "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _need(run_dir: str | os.PathLike, name: str) -> Path:

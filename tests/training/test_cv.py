@@ -6,6 +6,7 @@ import pytest
 from steelseg import synth
 from steelseg.cli import main
 from steelseg.folds import read_folds
+from steelseg.rundir import RunSummary
 from steelseg.training.cv import cv_rows
 
 TINY = [
@@ -37,8 +38,8 @@ def test_folds_then_train_every_fold(tmp_path, capsys):
 
 def test_cv_rows_mean_and_std():
     summaries = [
-        {"class_names": ["a", "b"], "epoch": 3, "val_dice_tuned": 0.9, "val_iou": 0.5, "val_class_dice_tuned": [0.8, 1.0]},
-        {"class_names": ["a", "b"], "epoch": 1, "val_dice_tuned": 0.7, "val_iou": 0.3, "val_class_dice_tuned": [0.6, 0.8]},
+        _summary(epoch=3, val_dice_tuned=0.9, val_iou=0.5, val_class_dice_tuned=[0.8, 1.0]),
+        _summary(epoch=1, val_dice_tuned=0.7, val_iou=0.3, val_class_dice_tuned=[0.6, 0.8]),
     ]
     header, rows = cv_rows(summaries, [0, 1])
     assert header == ["fold", "epoch", "dice", "iou", "dice_a", "dice_b"]
@@ -68,3 +69,7 @@ def test_a_finished_run_is_not_resumed(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
     assert main(["train", "--resume", str(tmp_path / "run")]) == 1
     assert "training has finished; nothing to resume" in capsys.readouterr().err
+
+
+def _summary(**scores) -> RunSummary:
+    return RunSummary(class_names=["a", "b"], torch="x", train_loss=0.0, val_loss=0.0, val_dice=0.0, lr=0.001, **scores)

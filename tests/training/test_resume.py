@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from steelseg import synth
-from steelseg.training.fit import RESUME
+from steelseg.rundir import RESUME
 
 SETUP = [
     "--set", "model.encoder_name=tu-test_resnet",

@@ -12,10 +12,8 @@ import numpy as np
 from steelseg.atomic import write_text
 from steelseg.config import Config
 from steelseg.folds import read_folds
+from steelseg.rundir import CV_TABLE, RunSummary
 from steelseg.training.fit import train
-
-CV_TABLE = "cv.csv"
-
 
 def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = True) -> str:
     """Train ``OUT/fold-<i>`` for every fold of ``config.data.folds``; write and return the
@@ -35,12 +33,12 @@ def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = Tru
     return format_cv(header, rows)
 
 
-def cv_rows(summaries: list[dict], folds: list[int]) -> tuple[list[str], list[list]]:
+def cv_rows(summaries: list[RunSummary], folds: list[int]) -> tuple[list[str], list[list]]:
     """Per fold: best epoch, mean Dice (tuned), mean IoU, per-class Dice; then mean and std."""
-    names = summaries[0]["class_names"]
+    names = summaries[0].class_names
     header = ["fold", "epoch", "dice", "iou", *[f"dice_{n}" for n in names]]
-    values = np.array([[s["val_dice_tuned"], s["val_iou"], *s["val_class_dice_tuned"]] for s in summaries])
-    rows = [[fold, s["epoch"], *v.round(4).tolist()] for fold, s, v in zip(folds, summaries, values)]
+    values = np.array([[s.val_dice_tuned, s.val_iou, *s.val_class_dice_tuned] for s in summaries])
+    rows = [[fold, s.epoch, *v.round(4).tolist()] for fold, s, v in zip(folds, summaries, values)]
     rows.append(["mean", "", *values.mean(axis=0).round(4).tolist()])
     rows.append(["std", "", *values.std(axis=0).round(4).tolist()])
     return header, rows

@@ -1,16 +1,18 @@
-"""Torch views of a ``SegmentationDataset``: random crops for training, full images to validate."""
+"""Torch views of a ``SegmentationDataset``: random crops for training, full images to
+validate, and the loaders that batch them (images of different sizes never share a batch
+unpadded)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from steelseg.config import DataConfig, ModelConfig
+from steelseg.config import Config, DataConfig, ModelConfig
 from steelseg.datasets import SegmentationDataset
 from steelseg.preprocess import resize_image, resize_masks, to_input
 from steelseg.training.augment import apply, seed_transform, train_transform
-from steelseg.training.sampling import decode
+from steelseg.training.sampling import EpochSampler, balanced_weights, decode
 
 
 class TorchSegmentationData(Dataset):
@@ -43,3 +45,57 @@ class TorchSegmentationData(Dataset):
             scale = 1.0
         x = to_input(image, self.model.input_mean, self.model.input_std, self.model.in_channels, scale)[0]
         return torch.from_numpy(x), torch.from_numpy(masks.astype(np.float32))
+
+
+class SameShapeBatches(Sampler[list[int]]):
+    """Batches of indices whose images have the same (H, W), in order of first appearance:
+    whole images are validated exactly as the Predictor sees them, never padded together."""
+
+    def __init__(self, shapes: list[tuple[int, int]], batch_size: int):
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, shape in enumerate(shapes):
+            groups.setdefault(tuple(shape), []).append(index)
+        self.batches = [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class PadToLargest:
+    """Collate training items of different sizes (whole images, no crop) by padding each to
+    the batch's largest H and W: the image with black, the masks with background."""
+
+    def __init__(self, black: float):
+        self.black = black
+
+    def __call__(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        height = max(x.shape[-2] for x, _ in items)
+        width = max(x.shape[-1] for x, _ in items)
+        xs = torch.full((len(items), items[0][0].shape[0], height, width), self.black, dtype=torch.float32)
+        ys = torch.zeros((len(items), items[0][1].shape[0], height, width), dtype=torch.float32)
+        for i, (x, y) in enumerate(items):
+            xs[i, :, : x.shape[-2], : x.shape[-1]] = x
+            ys[i, :, : y.shape[-2], : y.shape[-1]] = y
+        return xs, ys
+
+
+def loaders(config: Config, train_set: SegmentationDataset, val_set: SegmentationDataset) -> tuple[DataLoader, DataLoader]:
+    """The training loader (epoch-seeded order, optional class balance) and the validation
+    loader (whole images, batches of one size)."""
+    data, model = config.data, config.model
+    train_data = TorchSegmentationData(train_set, model, data, seed=config.train.seed)
+    weights = None
+    if data.sampler == "balanced":
+        weights = np.tile(balanced_weights(train_set.class_presence()), data.crops_per_image)
+    sampler = EpochSampler(len(train_data), config.train.seed, weights)
+    train_loader = DataLoader(
+        train_data, batch_size=data.batch_size, sampler=sampler, drop_last=len(train_data) > data.batch_size,
+        num_workers=data.num_workers, collate_fn=PadToLargest(-model.input_mean / model.input_std),
+    )  # fmt: skip
+    # Every process validates the whole split: scores need every image, and it is small.
+    batches = SameShapeBatches(val_set.image_shapes(), max(1, data.batch_size // 2))
+    val_loader = DataLoader(TorchSegmentationData(val_set, model), batch_sampler=batches, num_workers=data.num_workers)
+    return train_loader, val_loader

@@ -1,5 +1,10 @@
 """Out-of-fold probabilities: what the best model of a fold says about the images it never
-trained on, kept compact (float16, downscaled) for tuning thresholds and ensembles later."""
+trained on, kept compact (float16, downscaled) for tuning thresholds and ensembles later.
+
+They come from the Predictor, the same path (and default backend) as ``steelseg predict``.
+Images of different sizes are stored padded to the largest; ``shapes`` says how much of
+each entry is real.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,52 @@ from tqdm import tqdm
 
 from steelseg.atomic import atomic_path
 from steelseg.datasets import SegmentationDataset
-from steelseg.predictor import Predictor
+from steelseg.inference.predictor import Predictor
 from steelseg.preprocess import resize_image, resize_masks
-
-OOF = "oof.npz"
+from steelseg.rundir import OOF
 
 
 def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
     """Predict ``val_set`` with the run's best model; write ``oof.npz`` holding ``image_ids``
-    (N,) str, ``probs`` (N, C, h, w) float16 at ``scale`` and ``masks`` (N, C, h, w) bool."""
-    predictor = Predictor(run_dir)
-    probs, masks = [], []
+    (N,) str, ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w) bool,
+    ``shapes`` (N, 2) int the (h, w) of each entry and ``image_shapes`` (N, 2) the full size."""
+    predictor = Predictor.from_run_dir(run_dir, check_size=False)
+    probs, masks, image_shapes = [], [], []
     for i in tqdm(range(len(val_set)), desc="out-of-fold", unit="img", disable=not progress):
         image, truth = val_set.load(i)
         full = predictor.predict_proba(image[None])[0]
         probs.append(np.stack([resize_image(p, scale) for p in full]).astype(np.float16))
         masks.append(resize_masks(truth, scale))
+        image_shapes.append(image.shape)
+    shapes = np.array([p.shape[1:] for p in probs], dtype=np.int64)
     path = run_dir / OOF
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, image_ids=np.array(val_set.image_ids, dtype=str), probs=np.stack(probs), masks=np.stack(masks))
+        np.savez(
+            handle,
+            image_ids=np.array(val_set.image_ids, dtype=str),
+            probs=_pad_stack(probs),
+            masks=_pad_stack(masks),
+            shapes=shapes,
+            image_shapes=np.array(image_shapes, dtype=np.int64),
+        )
     return path
 
 
 def load_oof(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     with np.load(Path(run_dir) / OOF, allow_pickle=False) as data:  # plain arrays only
         return {key: data[key] for key in data.files}
+
+
+def oof_entries(oof: dict[str, np.ndarray]):
+    """Yield (image id, probs (C, h, w) float16, masks (C, h, w) bool), padding removed."""
+    for image_id, probs, masks, (height, width) in zip(oof["image_ids"], oof["probs"], oof["masks"], oof["shapes"]):
+        yield str(image_id), probs[:, :height, :width], masks[:, :height, :width]
+
+
+def _pad_stack(arrays: list[np.ndarray]) -> np.ndarray:
+    height = max(a.shape[1] for a in arrays)
+    width = max(a.shape[2] for a in arrays)
+    out = np.zeros((len(arrays), arrays[0].shape[0], height, width), dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, :, : a.shape[1], : a.shape[2]] = a
+    return out

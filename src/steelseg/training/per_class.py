@@ -20,5 +20,5 @@ def train_per_class(config: Config, out: str | os.PathLike, progress: bool = Tru
         single = config.model_copy(update={"data": data.model_copy(update={"classes": [class_id], "class_names": names})})
         run = Path(out) / f"class-{class_id}-{names[class_id - 1]}"
         summary = train(single, run, progress)
-        lines.append(f"class {class_id} {names[class_id - 1]}: validation Dice {summary['val_dice_tuned']:.4f} ({run})")
+        lines.append(f"class {class_id} {names[class_id - 1]}: validation Dice {summary.val_dice_tuned:.4f} ({run})")
     return "\n".join(lines)

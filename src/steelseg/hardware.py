@@ -1,0 +1,71 @@
+"""What the machine offers, asked without importing torch unless the answer needs it.
+
+The fast path by default: bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or
+AMX), fp16 autocast on CUDA GPUs, fp32 otherwise. The exact fp32 path stays one setting away
+(``train.precision: 32-true``, ``predict --backend torch``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+from steelseg.errors import SteelsegError
+
+PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
+
+
+class DeviceError(SteelsegError, ValueError):
+    """A device that was asked for but is not there."""
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (x86 avx512_bf16 or amx_bf16 flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cuda_available() -> bool:
+    if not torch_installed():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a GPU that is not there is an error."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise DeviceError(f"--device {device}: no CUDA GPU is visible to torch here; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise DeviceError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """A config's ``train.precision`` for a device type ("cpu" or "cuda") -> Lightning's name.
+
+    auto: 16-mixed on a GPU, bf16-mixed on a CPU with native bf16, 32-true otherwise. fp16
+    autocast needs a GPU: on a CPU a "16-mixed" recipe runs in bf16, its CPU twin.
+    """
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device_type == "cuda":
+            return "16-mixed"
+        return "bf16-mixed" if cpu_has_bf16() else "32-true"
+    if precision == "16-mixed" and device_type == "cpu":
+        return "bf16-mixed"
+    return precision

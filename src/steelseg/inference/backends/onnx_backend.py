@@ -1,0 +1,72 @@
+"""The onnxruntime backend: the run's ``model.onnx`` (``steelseg export``), no torch import.
+
+The exported graph is ``SegmentationNet.forward`` (padding, network, activation) with dynamic
+batch, height and width; its metadata carries the run's config, post-processing and the
+SHA-256 of the weights it was exported from, so a stale export is refused, not used.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from steelseg import rundir
+from steelseg.config import Config
+from steelseg.inference.backends import BackendError
+
+INPUT = "image"
+OUTPUT = "probabilities"
+# Keys of the ONNX file's metadata_props.
+META_CONFIG = "steelseg.config"  # config.yaml, as text
+META_POSTPROCESS = "steelseg.postprocess"  # postprocess.json, as text
+META_CLASS_NAMES = "steelseg.class_names"  # JSON list
+META_WEIGHTS = "steelseg.weights_sha256"
+META_VERSION = "steelseg.version"
+
+
+class OnnxBackend:
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendError(f"--device {device}: this onnxruntime has no CUDA provider; use --device cpu")
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own untyped errors for bad files
+            raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from None
+        self.path = path
+        self.device = device
+        self.name = "onnx"
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def describe(self) -> str:
+        return f"onnx (onnxruntime fp32, {self.session.get_providers()[0]}, {self.path.name})"
+
+
+def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
+    """The run's model.onnx, checked against the run: same weights, same classes."""
+    path = run_dir / rundir.ONNX
+    if not path.is_file():
+        raise BackendError(f"{path} not found: export the run first with `steelseg export {run_dir}`")
+    backend = OnnxBackend(path, device)
+    meta = backend.metadata
+    if META_WEIGHTS not in meta:
+        raise BackendError(f"{path}: not exported by steelseg (no {META_WEIGHTS} metadata); run `steelseg export {run_dir}`")
+    if (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
+        raise BackendError(f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; run `steelseg export {run_dir}` again")
+    names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
+    if names != config.output_class_names:
+        raise BackendError(f"{path}: classes {names} differ from the run's {config.output_class_names}")
+    return backend

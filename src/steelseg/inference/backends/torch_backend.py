@@ -1,0 +1,57 @@
+"""The PyTorch backends: fp32 eager (exact) and autocast + channels_last (fast)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steelseg.config import Config
+from steelseg.model import SegmentationNet, build_model
+from steelseg.weights import load_weights
+
+
+class TorchBackend:
+    """Runs a ``SegmentationNet`` on ``device``; with ``dtype`` set, under autocast to that
+    dtype with channels_last tensors (what CPUs with bf16 and GPUs run fastest)."""
+
+    def __init__(self, net: SegmentationNet, device: str = "cpu", dtype: torch.dtype | None = None):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.name = "torch" if dtype is None else "torch-amp"
+        net = net.to(self.device).eval()
+        self.memory_format = torch.channels_last if dtype is not None else torch.contiguous_format
+        self.net = net.to(memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
+        with autocast:
+            probs = self.net(batch)
+        return probs.float().cpu().numpy()
+
+    def describe(self) -> str:
+        precision = "fp32" if self.dtype is None else f"{str(self.dtype).removeprefix('torch.')} autocast, channels_last"
+        return f"{self.name} ({precision}, {self.device})"
+
+
+def load_net(run_dir: Path, config: Config) -> SegmentationNet:
+    """The run's network with its trained weights, on the CPU, in eval mode."""
+    # The run's own weights replace whatever the network was initialised from.
+    model_config = config.model.model_copy(update={"encoder_weights": None, "init_from": None})
+    net = build_model(model_config, len(config.output_class_names))
+    load_weights(run_dir, net)
+    return net.eval()
+
+
+def exact(run_dir: Path, config: Config, device: str) -> TorchBackend:
+    return TorchBackend(load_net(run_dir, config), device)
+
+
+def mixed(run_dir: Path, config: Config, device: str) -> TorchBackend:
+    # fp16 on GPUs (every CUDA GPU has it), bf16 on CPUs (autocast's only CPU half type).
+    dtype = torch.float16 if device.startswith("cuda") else torch.bfloat16
+    return TorchBackend(load_net(run_dir, config), device, dtype)

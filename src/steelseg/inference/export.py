@@ -1,0 +1,143 @@
+"""``steelseg export``: the run's network as ONNX, checked against PyTorch before it is kept.
+
+The graph is ``SegmentationNet.forward`` (padding to the stride, network, activation) with
+dynamic batch, height and width. It is written to a temporary file, checked by the onnx
+checker, then run by onnxruntime next to PyTorch fp32 at a size other than the one it was
+traced at; only if both agree within tolerance does it replace ``model.onnx``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from steelseg import __version__, rundir
+from steelseg.atomic import atomic_path
+from steelseg.errors import SteelsegError
+from steelseg.inference.backends import onnx_backend as meta
+from steelseg.inference.backends.onnx_backend import OnnxBackend
+from steelseg.inference.backends.torch_backend import TorchBackend, load_net
+from steelseg.inference.predictor import Predictor
+from steelseg.postprocess import PostProcess
+
+OPSET = 17
+
+
+class ExportError(SteelsegError, RuntimeError):
+    """An export whose graph does not reproduce the PyTorch model."""
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """onnxruntime against PyTorch fp32 on the same images, after the full probability path."""
+
+    path: Path
+    check_shape: tuple[int, int, int]  # (N, H, W) of the images checked
+    max_abs_diff: float  # of the probabilities
+    mask_agreement: float  # share of mask pixels equal after post-processing
+    size_bytes: int
+
+    def report(self) -> str:
+        n, h, w = self.check_shape
+        return (
+            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB); onnx checker passed; onnxruntime vs PyTorch fp32 "
+            f"on {n} images of {h}x{w}: max |diff| {self.max_abs_diff:.2e}, mask agreement {100 * self.mask_agreement:.4f}%"
+        )
+
+
+def export_onnx(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    tolerance: float = 1e-4,
+    min_agreement: float = 0.9999,
+) -> ExportCheck:
+    """Export the run in ``run_dir`` to ``out`` (default ``run_dir/model.onnx``) and check it."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / rundir.ONNX
+    config = rundir.load_run_config(run_dir)
+    net = load_net(run_dir, config)
+    model = config.model
+    trace_shape = (1, model.in_channels, 64, 96)
+    with atomic_path(out) as tmp:
+        _trace(net, torch.zeros(trace_shape), tmp)
+        _add_metadata(tmp, run_dir, config)
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as err:
+            raise ExportError(f"{out}: the onnx checker refused the exported graph: {err}") from None
+        check = _compare(run_dir, config, net, tmp, tolerance, min_agreement)
+    return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size)
+
+
+def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    # The TorchScript exporter (dynamo=False): it needs no onnxscript and records the padding
+    # to the stride symbolically, so the graph pads any input size (checked below).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (example,), str(path), dynamo=False, opset_version=OPSET,
+            input_names=[meta.INPUT], output_names=[meta.OUTPUT],
+            dynamic_axes={meta.INPUT: {0: "batch", 2: "height", 3: "width"}, meta.OUTPUT: {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+
+
+def _add_metadata(path: Path, run_dir: Path, config) -> None:
+    """Everything a deployment needs besides the graph: config, post-processing, classes, and
+    the checksum of the weights it came from (a stale export is refused by the onnx backend)."""
+    graph = onnx.load(str(path))
+    postprocess = rundir.load_postprocess(run_dir, config)
+    entries = {
+        meta.META_CONFIG: config.to_yaml(),
+        meta.META_POSTPROCESS: postprocess.to_json(),
+        meta.META_CLASS_NAMES: json.dumps(config.output_class_names),
+        meta.META_WEIGHTS: rundir.weights_sha256(run_dir),
+        meta.META_VERSION: __version__,
+    }
+    for key, value in entries.items():
+        graph.metadata_props.add(key=key, value=value)
+    graph.doc_string = (
+        "steelseg SegmentationNet: input (N, in_channels, H, W) float32 = (gray/255 - input_mean) / input_std "
+        "at input_scale; output (N, classes, H, W) per-class defect probabilities"
+    )
+    onnx.save(graph, str(path))
+
+
+def _compare(run_dir: Path, config, net, path: Path, tolerance: float, min_agreement: float):
+    """Both runtimes through the Predictor's whole path on the same images, at a size and batch
+    the graph was not traced at."""
+    images = _check_images(config)
+    postprocess = rundir.load_postprocess(run_dir, config)
+    reference = Predictor(config, postprocess, TorchBackend(net, "cpu")).predict_proba(images)
+    exported = Predictor(config, postprocess, OnnxBackend(path, "cpu")).predict_proba(images)
+    diff = float(np.abs(reference - exported).max())
+    agreement = _mask_agreement(reference, exported, postprocess)
+    if not diff <= tolerance or agreement < min_agreement:
+        raise ExportError(
+            f"{run_dir}: onnxruntime disagrees with PyTorch: max |diff| {diff:.2e} (tolerance {tolerance:.0e}), "
+            f"mask agreement {100 * agreement:.4f}% (needs {100 * min_agreement:.2f}%); model.onnx was not written"
+        )
+    return images.shape, diff, agreement
+
+
+def _check_images(config) -> np.ndarray:
+    """Two images of a size unlike the trace's, not a multiple of the stride: smooth random
+    texture with dark streaks, so probabilities spread over the whole range."""
+    rng = np.random.default_rng(0)
+    scale = config.model.input_scale
+    height, width = round(200 / scale) // 2 * 2 + 6, round(330 / scale) + 3
+    noise = rng.normal(128, 40, (2, height // 8 + 1, width // 8 + 1))
+    images = np.kron(noise, np.ones((8, 8)))[:, :height, :width]
+    images[:, height // 3 : height // 3 + 5, :] -= 90
+    return images.clip(0, 255).astype(np.uint8)
+
+
+def _mask_agreement(a: np.ndarray, b: np.ndarray, postprocess: PostProcess) -> float:
+    equal = [(postprocess(x) == postprocess(y)).mean() for x, y in zip(a, b)]
+    return float(np.mean(equal))

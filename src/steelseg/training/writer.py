@@ -1,0 +1,118 @@
+"""The callback that fills a run directory while Lightning trains."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+
+from steelseg import rundir
+from steelseg.atomic import atomic_path, write_text
+from steelseg.config import Config
+from steelseg.rundir import EpochResult, RunSummary
+from steelseg.training.module import SegmentationModule
+from steelseg.weights import save_weights
+
+METRIC_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss", "val_dice", "val_dice_tuned", "val_iou", "lr"]
+
+
+class RunDirWriter(L.Callback):
+    """After every validation: append to metrics.csv; when the tuned validation Dice is the
+    best so far, write the weights, the tuned post-processing and summary.json. After every
+    epoch: the resume checkpoint. Stops training before an epoch that would not finish inside
+    ``max_minutes``. Only the first process writes; its state travels in the checkpoint.
+
+    ``describe`` holds what summary.json says about how the run was made (precision, image
+    sizes, ...), merged into every summary it writes."""
+
+    def __init__(self, run_dir: Path, config: Config, describe: dict):
+        self.run_dir = run_dir
+        self.config = config
+        self.describe = describe
+        self.rows: list[EpochResult] = []
+        self.best: EpochResult | None = None
+
+    def on_train_start(self, trainer, module) -> None:
+        # A resumed run goes on counting from the time already spent.
+        self.start = time.monotonic() - (self.rows[-1].seconds if self.rows else 0.0)
+
+    def on_validation_end(self, trainer, module: SegmentationModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:  # validate() after fit: no epoch
+            return
+        result = module.epoch_result.model_copy(
+            update={"seconds": round(time.monotonic() - self.start, 1), "global_step": trainer.global_step, "world_size": trainer.world_size}
+        )
+        self.rows.append(result)
+        improved = self.best is None or result.val_dice_tuned > self.best.val_dice_tuned
+        if improved:
+            self.best = result
+        if trainer.is_global_zero:
+            self._write_metrics(module.class_names)
+            self._keep_top(module, result)
+            if improved:
+                save_weights(self.run_dir, module.model)
+                tuned = self.config.train.tune_postprocess
+                rundir.save_postprocess(self.run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
+                rundir.save_summary(self.run_dir, self.summary(result))
+        budget = self.config.train.max_minutes
+        if budget is not None and result.seconds * (1 + 1 / len(self.rows)) > budget * 60:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        trainer.save_checkpoint(self.run_dir / rundir.RESUME, weights_only=False)  # full state, to resume
+
+    def summary(self, result: EpochResult) -> RunSummary:
+        return RunSummary(**result.model_dump(), **self.describe)
+
+    def _keep_top(self, module: SegmentationModule, result: EpochResult) -> None:
+        """With train.average_best = k, keep the weights of the k best epochs on disk (they
+        survive a crash with the resume checkpoint); averaged when training ends."""
+        k = self.config.train.average_best
+        if k < 2:
+            return
+        ranked = sorted(self.rows, key=lambda row: row.val_dice_tuned, reverse=True)
+        keep = {row.epoch for row in ranked[:k]}
+        if result.epoch in keep:
+            save_weights(self.run_dir / rundir.TOP_DIR / f"epoch-{result.epoch:04d}", module.model)
+        for path in (self.run_dir / rundir.TOP_DIR).glob("epoch-*"):
+            if epoch_of(path) not in keep:
+                shutil.rmtree(path)
+
+    def state_dict(self) -> dict:
+        return {"rows": [row.model_dump() for row in self.rows], "best": self.best.model_dump() if self.best else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [EpochResult.model_validate(row) for row in state["rows"]]
+        self.best = EpochResult.model_validate(state["best"]) if state["best"] else None
+
+    def _write_metrics(self, class_names: list[str]) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(METRIC_COLUMNS + [f"val_dice_tuned_{name}" for name in class_names])
+        for row in self.rows:
+            values = row.model_dump()
+            writer.writerow([_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned])
+        write_text(self.run_dir / rundir.METRICS, buffer.getvalue())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but a kill mid-write leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def epoch_of(path: Path) -> int:
+    """``top/epoch-0007`` -> 7 (1-based, like every epoch shown to people)."""
+    return int(path.name.split("-")[1])
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

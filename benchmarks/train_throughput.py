@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from steelseg import synth
 from steelseg.config import load_config
 from steelseg.datasets import open_dataset
+from steelseg.hardware import resolve_precision
 from steelseg.model import build_model
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.losses import build_loss
@@ -56,7 +57,7 @@ def train_rate(config, batch, device: str, dtype: torch.dtype | None, channels_l
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(model.logits(x), y)
         loss.backward()
         optimizer.step()
 
@@ -87,13 +88,21 @@ def main() -> None:
         batch = next(iter(loader))
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x 256x512")
     print(f"{'data loader alone':<28}{loading:8.1f} images/s ({args.workers} workers)")
-    slowest = 0.0
-    for name, dtype, channels_last in [("train fp32", None, False), ("train bf16", torch.bfloat16, False), ("train bf16 + channels_last", torch.bfloat16, True)]:
-        rate = train_rate(config, batch, args.device, dtype, channels_last, args.steps)
-        slowest = max(slowest, rate)
-        print(f"{name:<28}{rate:8.1f} images/s")
-    print(f"loader / fastest training step: {loading / slowest:.1f}x")
-
+    # What `steelseg train` does by default here: train.precision auto, train.channels_last true.
+    default = resolve_precision(config.train.precision, "cuda" if args.device.startswith("cuda") else "cpu")
+    half = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(default)
+    half_name = "fp16" if half is torch.float16 else "bf16"
+    rates = {}
+    for dtype in (None, half or torch.bfloat16):
+        for channels_last in (False, True):
+            name = f"train {'fp32' if dtype is None else half_name}" + (" + channels_last" if channels_last else "")
+            rates[name] = train_rate(config, batch, args.device, dtype, channels_last, args.steps)
+            is_default = dtype is half and channels_last == config.train.channels_last
+            mark = f"  <- default (precision auto = {default}, channels_last {config.train.channels_last})" if is_default else ""
+            print(f"{name:<28}{rates[name]:8.1f} images/s{mark}")
+    default_name = f"train {'fp32' if half is None else half_name}" + (" + channels_last" if config.train.channels_last else "")
+    print(f"default / fp32: {rates[default_name] / rates['train fp32']:.2f}x; "
+          f"loader / fastest training step: {loading / max(rates.values()):.1f}x")
 
 if __name__ == "__main__":
     main()

@@ -66,3 +66,26 @@ def test_failed_hub_download_explains_how_to_work_offline(monkeypatch):
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(Exception, match="no_such_encoder"):
         build_model(ModelConfig(encoder_name="no_such_encoder"), num_classes=1)
+
+
+def test_wide_single_output_convs_compute_in_fp32_under_bf16_autocast():
+    # PyTorch 2.14's CPU bf16 backward of a >2048 -> 1 channel conv corrupts the heap and aborts
+    # the process (the SCSE attention of resnet50-class U-Nets): run it in a child process.
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from torch import nn; from steelseg.model import Fp32Conv2d, _avoid_bf16_crash\n"
+        "net = nn.Sequential(nn.Conv2d(3072, 1, 1), nn.Conv2d(8, 1, 1))\n"
+        "keys = list(net.state_dict()); _avoid_bf16_crash(net)\n"
+        "assert type(net[0]) is Fp32Conv2d and type(net[1]) is nn.Conv2d and list(net.state_dict()) == keys\n"
+        "x = torch.randn(2, 3072, 2, 4, requires_grad=True)\n"
+        "for _ in range(5):\n"
+        "    with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        "        y = net[0](x)\n"
+        "    assert y.dtype == torch.float32\n"
+        "    y.mean().backward()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-500:]

@@ -84,7 +84,27 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
         raise WeightsError(_offline_help(config, err)) from err
     if local_file:
         load_encoder_weights(net.encoder, weights)
+    _avoid_bf16_crash(net)
     return SegmentationNet(net, config.head, divisor=_stride(net))
+
+
+class Fp32Conv2d(nn.Conv2d):
+    """A Conv2d that always computes in fp32, even under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def _avoid_bf16_crash(net: nn.Module) -> None:
+    """PyTorch 2.14's CPU bf16 convolution corrupts the heap in the backward pass of a conv
+    from more than 2048 channels to 1 (oneDNN; e.g. the SCSE attention of a U-Net on a
+    resnet50-class encoder, whose first decoder block has 3072 channels), and the process
+    aborts. Those convs, one output channel each, run in fp32: no cost worth measuring, the
+    same weights and state-dict keys."""
+    for module in net.modules():
+        if type(module) is nn.Conv2d and module.out_channels == 1 and module.in_channels > 2048:
+            module.__class__ = Fp32Conv2d
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:

@@ -39,7 +39,7 @@ class PostProcess:
         if probs.shape[0] != self.num_classes:
             raise ValueError(f"expected {self.num_classes} class channels, got {probs.shape[0]}")
         masks = probs >= self.pixel_threshold.reshape(-1, *([1] * (probs.ndim - 1)))
-        areas = masks.reshape(self.num_classes, -1).sum(axis=1)
+        areas = np.count_nonzero(masks.reshape(self.num_classes, -1), axis=1)  # 10x a bool sum
         masks[areas < self.min_area] = False
         return masks
 

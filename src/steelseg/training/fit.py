@@ -54,13 +54,18 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
 
 
 def _check_not_foreign(run_dir: Path) -> None:
-    """A config.yaml or recipe.yaml that steelseg did not write is the user's: never replaced."""
+    """A config.yaml or recipe.yaml that steelseg did not write is the user's: never replaced.
+    steelseg writes only resolved configs (class names known, data.root absolute); a file that
+    merely loads as a config, such as the one passed to --config, is not one of them."""
     for name in (rundir.CONFIG, rundir.RECIPE):
         if (run_dir / name).is_file():
             try:
-                load_config(run_dir / name)
+                data = load_config(run_dir / name).data
+                written = bool(data.class_names) and data.root is not None and Path(data.root).is_absolute()
             except ConfigError:
-                raise OutputExistsError(f"{run_dir / name} exists and is not a steelseg run's; choose another output folder") from None
+                written = False
+            if not written:
+                raise OutputExistsError(f"{run_dir / name} exists and is not a steelseg run's; choose another output folder")
 
 
 def _clear_unfinished(run_dir: Path) -> None:

@@ -1,0 +1,70 @@
+"""steelseg export: an ONNX graph that checks itself, and a backend that refuses stale files."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from steelseg import rundir
+from steelseg.cli import main
+from steelseg.inference.backends import BackendError
+from steelseg.inference.export import ExportError, export_onnx
+from steelseg.inference.predictor import Predictor
+
+
+@pytest.fixture
+def run(half_scale_run, tmp_path):
+    """A private copy of the tiny run, so that a test may change it."""
+    source, _ = half_scale_run
+    copy = tmp_path / "run"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns(rundir.ONNX))
+    return copy
+
+
+def test_export_writes_a_checked_graph_with_dynamic_batch_height_and_width(run, capsys):
+    assert main(["export", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "onnx checker passed" in out and "max |diff|" in out and "mask agreement 100.0000%" in out
+    graph = onnx.load(str(run / rundir.ONNX))
+    dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "height", "width"]
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert json.loads(meta["steelseg.class_names"]) == rundir.load_run_config(run).output_class_names
+    assert meta["steelseg.weights_sha256"] == rundir.weights_sha256(run)
+    # odd sizes, none a multiple of the stride and none the traced 64x96, in one session
+    predictor = Predictor.from_run_dir(run, backend="onnx", check_size=False)
+    reference = Predictor.from_run_dir(run, backend="torch", device="cpu", check_size=False)
+    for shape in [(3, 37, 301), (1, 64, 320), (2, 130, 77)]:
+        images = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_allclose(predictor.predict_proba(images), reference.predict_proba(images), atol=1e-5)
+
+
+def test_export_to_another_path(run, tmp_path):
+    check = export_onnx(run, tmp_path / "elsewhere" / "steel.onnx")
+    assert check.path.is_file() and not (run / rundir.ONNX).exists()
+    assert check.max_abs_diff < 1e-5 and check.mask_agreement == 1.0
+
+
+def test_a_failed_check_writes_nothing(run):
+    with pytest.raises(ExportError, match="disagrees with PyTorch"):
+        export_onnx(run, tolerance=0.0, min_agreement=1.01)  # nothing can pass
+    assert not (run / rundir.ONNX).exists() and not list(run.glob(".model.onnx.*"))
+
+
+def test_an_export_of_other_weights_is_refused(run):
+    export_onnx(run)
+    weights = run / rundir.WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # the last byte of the last tensor: still a valid file, other weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BackendError, match="exported from other weights"):
+        Predictor.from_run_dir(run, backend="onnx")
+
+
+def test_onnx_backend_without_an_export_says_how_to_make_one(run, capsys):
+    images = run.parent / "images"
+    images.mkdir()
+    assert main(["predict", str(run), str(images), "--out", str(run.parent / "s.csv"), "--backend", "onnx"]) == 1
+    assert "export the run first with `steelseg export" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def main() -> None:
     print(f"\n{'run':<16}{'mean Dice':>10}{'mean IoU':>10}{'best/epochs':>12}{'minutes':>9}  per-class Dice")
     for name, s, epochs, minutes in rows:
         per_class = " ".join(f"{v:.3f}" for v in s["val_class_dice_tuned"])
-        best = f"{s['epoch'] + 1}/{epochs}"
+        best = f"{s['epoch']}/{epochs}"  # epochs count from 1
         print(f"{name:<16}{s['val_dice_tuned']:>10.4f}{s['val_iou']:>10.4f}{best:>12}{minutes:>9.1f}  {per_class}")
 
 

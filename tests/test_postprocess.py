@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from steelseg.postprocess import NEVER, PostProcess
+from steelseg.postprocess import NEVER, PostProcess, thresholds_for
 from steelseg.tune import PostprocessSearch
 
 
@@ -64,3 +64,15 @@ def test_search_on_data_without_defects_predicts_nothing():
     assert (best.pixel_threshold == 0.7).all() and (best.min_area == 50).all()  # the cautious end
     probs = rng.uniform(0, 0.6, (2, 8, 8))
     assert not best(probs).any()
+
+
+@pytest.mark.parametrize("threshold", [0.7, 0.3, 0.5, 0.1, 0.9, 1.0, 0.0, 0.123456789])
+def test_float32_thresholds_decide_exactly_as_float64(threshold):
+    # float32(0.7) is just below 0.7: rounding alone would admit p = float32(0.7) < 0.7
+    t32 = thresholds_for(np.float32, np.array([threshold]))[0]
+    assert t32.dtype == np.float32
+    near = np.float32(threshold)
+    candidates = np.array([np.nextafter(near, np.float32(-1)), near, np.nextafter(near, np.float32(2))], np.float32)
+    np.testing.assert_array_equal(candidates >= t32, candidates.astype(np.float64) >= threshold)
+    post = PostProcess.uniform(1, threshold, 0)
+    np.testing.assert_array_equal(post(candidates.reshape(1, 1, 3))[0, 0], candidates.astype(np.float64) >= threshold)

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from steelseg import synth
+from steelseg import rundir, synth
 from steelseg.annotations import Annotations, read_annotations
 from steelseg.atomic import write_text
 from steelseg.config import Config, load_config
@@ -39,7 +39,7 @@ def run_demo(
     started = time.monotonic()
     config = config or load_config("demo")
     train_dir, test_dir, run_dir = out / "data" / "train", out / "data" / "test", out / "run"
-    if (run_dir / "config.yaml").exists():
+    if (run_dir / rundir.CONFIG).exists():
         raise OutputExistsError(f"{out} holds an earlier demo; remove it or pick another --out")
     say(f"[1/4] synthesising {n_train} training and {n_test} test strips in {out / 'data'}")
     synth.write_dataset(train_dir, n_train, seed=0, progress=progress)

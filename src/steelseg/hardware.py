@@ -65,7 +65,7 @@ def resolve_precision(precision: str, device_type: str) -> str:
     if precision == "auto":
         if device_type == "cuda":
             return "16-mixed"
-        return "bf16-mixed" if cpu_has_bf16() else "32-true"
+        return "bf16-mixed" if device_type == "cpu" and cpu_has_bf16() else "32-true"
     if precision == "16-mixed" and device_type == "cpu":
         return "bf16-mixed"
     return precision

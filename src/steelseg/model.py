@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steelseg.config import ModelConfig
+from steelseg.config import ConfigError, ModelConfig
 from steelseg.errors import SteelsegError
 
 
@@ -77,7 +77,7 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
             **config.arch_params,
         )
     except KeyError as err:
-        raise ValueError(f"unknown architecture or encoder: {err}") from None
+        raise ConfigError(f"unknown architecture or encoder: {err}") from None
     except Exception as err:  # the hub raises many kinds of network errors
         if weights is None:
             raise

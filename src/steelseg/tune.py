@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from steelseg.metrics import dice_from_counts
-from steelseg.postprocess import NEVER, PostProcess
+from steelseg.postprocess import NEVER, PostProcess, thresholds_for
 
 
 class PostprocessSearch:
@@ -31,10 +31,10 @@ class PostprocessSearch:
         """Add one image: probabilities (C, H, W) float and true masks (C, H, W) bool."""
         probs = probs.reshape(self.num_classes, -1)
         truth = truth.reshape(self.num_classes, -1).astype(bool, copy=False)
-        predicted = probs[None] >= self.thresholds[:, None, None]  # (T, C, P)
-        self._areas.append(predicted.sum(axis=2))
-        self._inters.append((predicted & truth[None]).sum(axis=2))
-        self._truths.append(truth.sum(axis=1))
+        predicted = probs[None] >= thresholds_for(probs.dtype, self.thresholds)[:, None, None]  # (T, C, P)
+        self._areas.append(np.count_nonzero(predicted, axis=2))
+        self._inters.append(np.count_nonzero(predicted & truth[None], axis=2))
+        self._truths.append(np.count_nonzero(truth, axis=1))
 
     def scores(self) -> np.ndarray:
         """Mean Dice over images for every setting: (T thresholds, A min areas, C classes)."""

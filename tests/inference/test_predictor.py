@@ -144,3 +144,17 @@ def test_out_of_range_postprocessing_is_a_clear_error(half_scale_run, tmp_path, 
     (run / rundir.POSTPROCESS).write_text(json.dumps(content))
     with pytest.raises(rundir.RunDirError, match=message):
         Predictor.from_run_dir(run)
+
+
+def test_folder_prediction_keeps_file_order_and_equals_one_image_at_a_time(half_scale_run):
+    from steelseg import rle
+    from steelseg.images import read_gray
+
+    run, data = half_scale_run
+    predictor = Predictor.from_run_dir(run, backend="torch", device="cpu", batch_size=3)  # 10 images: a ragged last batch
+    table = predictor.predict_folder(data / "train_images", progress=False)
+    paths = sorted((data / "train_images").iterdir())
+    assert table.image_ids == [p.name for p in paths]
+    for path in paths:
+        masks = predictor.predict(read_gray(path))
+        assert [table.get(path.name, c) for c in range(1, 5)] == [rle.encode(m) for m in masks]

@@ -65,8 +65,10 @@ def test_out_of_fold_file_holds_the_predictors_probabilities(half_scale_run):
     config = rundir.load_run_config(run)
     dataset = open_configured(config.data).subset([0, 1])
     save_oof(run, dataset, 0.5)
-    entries = list(oof_entries(load_oof(run)))
+    oof = load_oof(run)
+    entries = list(oof_entries(oof))
     predictor = Predictor.from_run_dir(run)  # the default backend, as `steelseg predict` uses
+    assert str(oof["backend"]) == predictor.describe()  # the file says what made it
     for (image_id, probs, _), expected_id in zip(entries, dataset.image_ids):
         assert image_id == expected_id
         full = predictor.predict_proba(read_gray(data / "train_images" / image_id)[None])[0]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +20,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from steelseg import rundir
+from steelseg import rle, rundir
 from steelseg.annotations import Annotations
 from steelseg.config import Config
 from steelseg.errors import SteelsegError
@@ -141,11 +142,21 @@ class Predictor:
         bar.close()
 
     def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> Annotations:
-        """Post-processed masks of every image of a folder, run-length encoded."""
+        """Post-processed masks of every image of a folder, run-length encoded. Post-processing
+        and encoding run in a second thread, one batch behind the network."""
         result = Annotations(source=str(image_dir))
-        for path, _, probs in self.iter_folder(image_dir, progress):
-            result.add_masks(path.name, self.postprocess(probs))
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_workers=1) as encoder:
+            for path, _, probs in self.iter_folder(image_dir, progress):
+                pending.append((path.name, encoder.submit(self._encode, probs)))
+                while len(pending) > 2 * self.batch_size:  # bounded: probabilities are large
+                    _add_encoded(result, *pending.popleft())
+            while pending:
+                _add_encoded(result, *pending.popleft())
         return result
+
+    def _encode(self, probs: np.ndarray) -> list[str]:
+        return [rle.encode(mask) for mask in self.postprocess(probs)]
 
     def _read(self, paths: list[Path]) -> list[np.ndarray]:
         images = [read_gray(path) for path in paths]
@@ -154,6 +165,11 @@ class Predictor:
             if problem:
                 raise InputError(f"{path}: image {problem}")
         return images
+
+
+def _add_encoded(result: Annotations, image_id: str, encoded: Future) -> None:
+    for class_id, mask in enumerate(encoded.result(), start=1):
+        result.add(image_id, class_id, mask)
 
 
 def _device(backend: str, device: str) -> str:

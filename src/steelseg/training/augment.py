@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from albumentations.core.transforms_interface import BaseTransformInitSchema, DualTransform  # noqa: E402
 from pydantic import Field, field_validator  # noqa: E402
 
-from steelseg.config import AugmentStep, DataConfig  # noqa: E402
+from steelseg.config import AugmentStep, ConfigError, DataConfig  # noqa: E402
 
 # --- Pure functions: numpy in, numpy out, no randomness. -----------------------------------
 
@@ -124,7 +124,7 @@ class CropResize(DualTransform):
         @classmethod
         def _in_unit_interval(cls, scale: tuple[float, float]) -> tuple[float, float]:
             if not 0 < scale[0] <= scale[1] <= 1:
-                raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
+                raise ConfigError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
             return scale
 
     def __init__(self, scale: tuple[float, float] = (0.6, 1.0), interpolation: int = cv2.INTER_LINEAR, p: float = 0.5):
@@ -212,9 +212,9 @@ def _randaugment(p: float, n: int = 2, ops: Sequence[str | Mapping[str, Any]] = 
     An op is a name from this registry or ``{name, params}``."""
     steps = [AugmentStep(name=op, p=1.0) if isinstance(op, str) else AugmentStep.model_validate({"p": 1.0, **op}) for op in ops]
     if any(step.name == "randaugment" for step in steps):
-        raise ValueError("randaugment ops cannot include randaugment")
+        raise ConfigError("randaugment ops cannot include randaugment")
     if not 0 <= n <= len(steps):
-        raise ValueError(f"n must be between 0 and the number of ops ({len(steps)}), got {n}")
+        raise ConfigError(f"n must be between 0 and the number of ops ({len(steps)}), got {n}")
     return RandomSomeOf([build_step(step) for step in steps], n=n, p=p)
 
 
@@ -238,11 +238,11 @@ def build_step(step: AugmentStep) -> Any:
     ``ValueError`` naming the step."""
     factory = AUGMENTATIONS.get(step.name)
     if factory is None:
-        raise ValueError(f"unknown augmentation {step.name!r}; choose one of {', '.join(sorted(AUGMENTATIONS))}")
+        raise ConfigError(f"unknown augmentation {step.name!r}; choose one of {', '.join(sorted(AUGMENTATIONS))}")
     try:
         return factory(step.p, **step.params)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"augmentation {step.name} {step.params}: {err}") from None
+        raise ConfigError(f"augmentation {step.name} {step.params}: {err}") from None
 
 
 def train_transform(config: DataConfig) -> A.Compose:

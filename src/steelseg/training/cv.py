@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from steelseg.atomic import write_text
-from steelseg.config import Config
+from steelseg.config import Config, ConfigError
 from steelseg.folds import read_folds
 from steelseg.rundir import CV_TABLE, RunSummary
 from steelseg.training.fit import train
@@ -19,7 +19,7 @@ def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = Tru
     """Train ``OUT/fold-<i>`` for every fold of ``config.data.folds``; write and return the
     table of each fold's best validation scores with their mean and standard deviation."""
     if not config.data.folds:
-        raise ValueError("--fold all needs data.folds: make one with `steelseg folds`")
+        raise ConfigError("--fold all needs data.folds: make one with `steelseg folds`")
     out = Path(out)
     folds = sorted(set(read_folds(config.data.folds).values()))
     summaries = []

@@ -25,7 +25,7 @@ from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import loaders
 from steelseg.training.module import SegmentationModule
 from steelseg.training.oof import save_oof
-from steelseg.training.writer import AtomicCheckpointIO, RunDirWriter, epoch_of
+from steelseg.training.writer import AtomicCheckpointIO, EpochProgressBar, RunDirWriter, epoch_of
 from steelseg.weights import read_weights, save_weights
 
 
@@ -179,7 +179,7 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
         enable_model_summary=False,
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
-        callbacks=[writer],
+        callbacks=[writer, EpochProgressBar()] if progress else [writer],
         plugins=[AtomicCheckpointIO()],
     )
     # weights_only: the checkpoint is read without unpickling arbitrary objects.

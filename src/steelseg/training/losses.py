@@ -21,7 +21,7 @@ from segmentation_models_pytorch.losses import (
 from segmentation_models_pytorch.losses._functional import softmax_focal_loss_with_logits
 from torch import nn
 
-from steelseg.config import LossTerm
+from steelseg.config import ConfigError, LossTerm
 
 HEADS = ("sigmoid", "softmax")
 
@@ -76,7 +76,7 @@ class WeightedSum(nn.Module):
     def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         n, _, *size = masks.shape
         if masks.shape[1] != self.num_classes or list(logits.shape) != [n, self.channels, *size]:
-            raise ValueError(
+            raise ConfigError(
                 f"logits {tuple(logits.shape)} and masks {tuple(masks.shape)} do not fit a loss built "
                 f"for {self.num_classes} classes and {self.channels} logit channels"
             )
@@ -85,12 +85,12 @@ class WeightedSum(nn.Module):
 
 def _require(head: str, needed: str, name: str) -> None:
     if head != needed:
-        raise ValueError(f"loss {name!r} needs head={needed!r}, not head={head!r}")
+        raise ConfigError(f"loss {name!r} needs head={needed!r}, not head={head!r}")
 
 
 def _smoothing(value: float) -> float:
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {value}")
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {value}")
     return float(value)
 
 
@@ -102,7 +102,7 @@ def _bce(
     _require(head, "sigmoid", "bce")
     if pos_weight is not None:
         if len(pos_weight) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"bce pos_weight has {len(pos_weight)} values but there are {num_classes} classes"
             )
         # (C, 1, 1) broadcasts over the class axis of (N, C, H, W); a flat (C,) would hit W
@@ -165,19 +165,19 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 
 def _build_term(term: LossTerm, num_classes: int, head: str) -> nn.Module:
     if term.name not in LOSSES:
-        raise ValueError(f"unknown loss {term.name!r}; choose one of {', '.join(sorted(LOSSES))}")
+        raise ConfigError(f"unknown loss {term.name!r}; choose one of {', '.join(sorted(LOSSES))}")
     try:
         return LOSSES[term.name](head, num_classes, **term.params)
     except TypeError as error:  # a misspelt parameter or one the head's loss does not take
-        raise ValueError(f"loss {term.name!r} (head={head!r}), params {term.params}: {error}") from error
+        raise ConfigError(f"loss {term.name!r} (head={head!r}), params {term.params}: {error}") from error
 
 
 def build_loss(terms: Sequence[LossTerm], num_classes: int, head: str = "sigmoid") -> nn.Module:
     """The weighted sum of ``terms`` as a module:
     (logits (N, C or C + 1, H, W), masks (N, C, H, W)) -> scalar."""
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        raise ConfigError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if not terms:
-        raise ValueError("the loss needs at least one term")
+        raise ConfigError("the loss needs at least one term")
     parts = [(term.weight, _build_term(term, num_classes, head)) for term in terms]
     return WeightedSum(parts, num_classes, head)

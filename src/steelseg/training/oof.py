@@ -24,7 +24,8 @@ from steelseg.rundir import OOF
 def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
     """Predict ``val_set`` with the run's best model; write ``oof.npz`` holding ``image_ids``
     (N,) str, ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w) bool,
-    ``shapes`` (N, 2) int the (h, w) of each entry and ``image_shapes`` (N, 2) the full size."""
+    ``shapes`` (N, 2) int the (h, w) of each entry, ``image_shapes`` (N, 2) the full size and
+    ``backend`` the Predictor backend that made them."""
     predictor = Predictor.from_run_dir(run_dir, check_size=False)
     probs, masks, image_shapes = [], [], []
     for i in tqdm(range(len(val_set)), desc="out-of-fold", unit="img", disable=not progress):
@@ -43,6 +44,7 @@ def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress
             masks=_pad_stack(masks),
             shapes=shapes,
             image_shapes=np.array(image_shapes, dtype=np.int64),
+            backend=np.array(predictor.describe()),  # which backend and precision made them
         )
     return path
 

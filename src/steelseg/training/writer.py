@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -99,6 +100,14 @@ class RunDirWriter(L.Callback):
             values = row.model_dump()
             writer.writerow([_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned])
         write_text(self.run_dir / rundir.METRICS, buffer.getvalue())
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar, counting epochs from 1 as metrics.csv, summary.json and --resume do."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -12,6 +12,7 @@ import pytest
 
 from steelseg.annotations import AnnotationError
 from steelseg.evaluate import ImageSet, ScoreError, read_image_set, score_files
+from steelseg.images import ImageError
 
 LONG_HEADER = "ImageId,ClassId,EncodedPixels\n"
 HEADER_2019 = "ImageId_ClassId,EncodedPixels\n"
@@ -140,7 +141,7 @@ def test_a_header_only_prediction_is_an_error(severstal_mini, tmp_path, header, 
 def test_an_empty_image_set_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    with pytest.raises(ScoreError, match="empty: no image files to score"):
+    with pytest.raises(ImageError, match="empty: no images found"):
         read_image_set(images_dir=tmp_path / "empty")
     (tmp_path / "sample.csv").write_text(HEADER_2019)
     with pytest.raises(ScoreError, match="sample.csv: sample submission lists no images"):

@@ -17,13 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from steelseg.errors import SteelsegError
 from steelseg.annotations import AnnotationError, Annotations, read_annotations
 from steelseg.atomic import write_text
 from steelseg.config import DataConfig
-from steelseg.images import list_images, read_gray, read_label_map
+from steelseg.images import list_images, read_gray, read_label_map, read_shape
 
 CLASSES_FILE = "classes.json"
 LAYOUTS = ("severstal", "mask_folder")
@@ -114,7 +113,7 @@ class SegmentationDataset:
         """(H, W) of every image, from the file headers (nothing is decoded)."""
         if self.image_shape is not None:
             return [tuple(self.image_shape)] * len(self)
-        return [_image_shape(path) for path in self.image_paths]
+        return [read_shape(path) for path in self.image_paths]
 
     def subset(self, indices: list[int] | np.ndarray) -> "SegmentationDataset":
         return replace(self, image_paths=[self.image_paths[i] for i in indices])
@@ -201,16 +200,6 @@ def _open_mask_folder(root: Path, class_names, image_shape) -> SegmentationDatas
         top = max((int(read_label_map(mask_dir / f"{p.stem}.png").max()) for p in image_paths), default=1)
         class_names = [str(c) for c in range(1, max(top, 1) + 1)]
     return SegmentationDataset(root, "mask_folder", image_paths, class_names, mask_dir=mask_dir, image_shape=image_shape)
-
-
-def _image_shape(path: Path) -> tuple[int, int]:
-    """(H, W) from the file's header; a file Pillow cannot size is decoded (which names it
-    in its error if it is not an image at all)."""
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except (OSError, ValueError, SyntaxError):
-        return read_gray(path).shape
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from steelseg.annotations import Annotations, read_annotations
 from steelseg.errors import SteelsegError
-from steelseg.images import list_images
+from steelseg.images import require_images
 from steelseg.metrics import DiceAccumulator, Scores
 
 SEVERSTAL_SHAPE = (256, 1600)
@@ -43,10 +43,7 @@ def read_image_set(
     if images_dir is not None and sample_submission is not None:
         raise ScoreError("give the image set once: --images DIR or --sample-submission CSV, not both")
     if images_dir is not None:
-        image_ids = [path.name for path in list_images(images_dir)]
-        if not image_ids:
-            raise ScoreError(f"{images_dir}: no image files to score")
-        return ImageSet(image_ids, f"image folder {images_dir}")
+        return ImageSet([path.name for path in require_images(images_dir)], f"image folder {images_dir}")
     if sample_submission is not None:
         image_ids = read_annotations(sample_submission).image_ids
         if not image_ids:
@@ -91,18 +88,18 @@ def score_annotations(
     pred: Annotations,
     num_classes: int,
     shape: tuple[int, int],
-    image_ids: list[str] | None = None,
+    image_ids: list[str],
 ) -> Scores:
-    """Competition and dataset-level scores of ``pred`` over ``image_ids`` (default: every image
-    named by either table).
+    """Competition and dataset-level scores of ``pred`` over ``image_ids``: the set is always
+    given, never inferred from the rows a table happens to list (see ``resolve_image_set``).
 
-    The long layout lists only images with defects, so an image absent from one table has no
-    defect there; masks are decoded at ``shape`` (H, W), which also checks their bounds.
+    An image of the set absent from a table has no defect there; masks are decoded at
+    ``shape`` (H, W), which also checks their bounds.
     """
     truth.check_classes(num_classes)
     pred.check_classes(num_classes)
     accumulator = DiceAccumulator(num_classes)
-    for image_id in image_ids if image_ids is not None else _union(truth.image_ids, pred.image_ids):
+    for image_id in image_ids:
         accumulator.update(pred.masks(image_id, num_classes, shape), truth.masks(image_id, num_classes, shape))
     return accumulator.result()
 
@@ -181,8 +178,3 @@ def _refuse_images_outside(table: Annotations, image_set: ImageSet) -> None:
 
 def _outside(image_ids: list[str], allowed: set[str]) -> list[str]:
     return [image_id for image_id in image_ids if image_id not in allowed]
-
-
-def _union(first: list[str], second: list[str]) -> list[str]:
-    seen = set(first)
-    return list(first) + [i for i in second if i not in seen]

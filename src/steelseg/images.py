@@ -61,6 +61,16 @@ def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
     return gray
 
 
+def read_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """An image's (H, W) from its file header, without decoding it; a file Pillow cannot size
+    is read in full, whose error names it if it is not an image at all."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError, SyntaxError):
+        return read_gray(path).shape
+
+
 def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a single-channel label PNG (pixel value = class id, 0 = background) as (H, W) uint8."""
     labels = _read(Path(path), "label mask", _decode_labels)

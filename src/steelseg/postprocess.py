@@ -50,9 +50,25 @@ class PostProcess:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "PostProcess":
-        data = json.loads(text)
-        return cls(np.asarray(data["pixel_threshold"], dtype=float), np.asarray(data["min_area"], dtype=int))
+    def from_json(cls, text: str, num_classes: int | None = None) -> "PostProcess":
+        """Parse and check ``to_json``'s text: one value per class (``num_classes`` when given),
+        thresholds in [0, 1], minimum areas whole numbers >= 0. A ValueError says what is wrong."""
+        try:
+            data = json.loads(text)
+            thresholds, areas = data["pixel_threshold"], data["min_area"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"not a post-processing file ({type(err).__name__}: {err})") from None
+        count = len(thresholds) if num_classes is None and isinstance(thresholds, list) else num_classes
+        for name, values in (("pixel_threshold", thresholds), ("min_area", areas)):
+            if not isinstance(values, list) or len(values) != count:
+                raise ValueError(f"{name} must list one value per class ({count}), got {values!r}")
+        for i, value in enumerate(thresholds):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"pixel_threshold[{i}] = {value!r} is not a probability in [0, 1]")
+        for i, value in enumerate(areas):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= NEVER:
+                raise ValueError(f"min_area[{i}] = {value!r} is not a whole number of pixels >= 0")
+        return cls.uniform(count, thresholds, areas)
 
 
 def thresholds_for(dtype: np.dtype, thresholds: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from steelseg.atomic import write_text
 from steelseg.config import Config, ConfigError, load_config
 from steelseg.errors import SteelsegError
-from steelseg.postprocess import NEVER, PostProcess
+from steelseg.postprocess import PostProcess
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
@@ -141,27 +141,10 @@ def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
     num_classes = len(config.output_class_names)
     if not path.is_file():
         return PostProcess.uniform(num_classes, config.postprocess.pixel_threshold, config.postprocess.min_area)
-    return read_postprocess(path, num_classes)
-
-
-def read_postprocess(path: str | os.PathLike, num_classes: int) -> PostProcess:
-    """Read and check a post-processing file: one value per class, thresholds in [0, 1],
-    minimum areas whole numbers >= 0."""
     try:
-        data = json.loads(Path(path).read_text())
-        thresholds, areas = data["pixel_threshold"], data["min_area"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise RunDirError(f"{path}: not a post-processing file ({type(err).__name__}: {err})") from None
-    for name, values in (("pixel_threshold", thresholds), ("min_area", areas)):
-        if not isinstance(values, list) or len(values) != num_classes:
-            raise RunDirError(f"{path}: {name} must list one value per class ({num_classes}), got {values!r}")
-    for i, value in enumerate(thresholds):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise RunDirError(f"{path}: pixel_threshold[{i}] = {value!r} is not a probability in [0, 1]")
-    for i, value in enumerate(areas):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= NEVER:
-            raise RunDirError(f"{path}: min_area[{i}] = {value!r} is not a whole number of pixels >= 0")
-    return PostProcess.uniform(num_classes, thresholds, areas)
+        return PostProcess.from_json(path.read_text(), num_classes)
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path}: {err}") from None
 
 
 def save_summary(run_dir: str | os.PathLike, summary: RunSummary) -> None:

@@ -78,8 +78,8 @@ def test_out_of_fold_file_holds_the_predictors_probabilities(half_scale_run):
     (run / rundir.OOF).unlink()
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch-amp", "onnx"])
-def test_every_backend_gives_the_same_masks(half_scale_run, backend, tmp_path):
+@pytest.mark.parametrize("backend", ["torch-amp", "onnx"])
+def test_every_backend_gives_the_same_masks_as_fp32_torch(half_scale_run, backend, tmp_path):
     from steelseg.inference.export import export_onnx
 
     run, data = half_scale_run

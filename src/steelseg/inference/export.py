@@ -63,16 +63,16 @@ def export_onnx(
     out = Path(out) if out is not None else run_dir / rundir.ONNX
     config = rundir.load_run_config(run_dir)
     net = load_net(run_dir, config)
-    model = config.model
-    trace_shape = (1, model.in_channels, 64, 96)
+    postprocess = rundir.load_postprocess(run_dir, config)
+    trace_shape = (1, config.model.in_channels, 64, 96)
     with atomic_path(out) as tmp:
         _trace(net, torch.zeros(trace_shape), tmp)
-        _add_metadata(tmp, run_dir, config)
+        _add_metadata(tmp, run_dir, config, postprocess)
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as err:
             raise ExportError(f"{out}: the onnx checker refused the exported graph: {err}") from None
-        check = _compare(run_dir, config, net, tmp, tolerance, min_agreement)
+        check = _compare(run_dir, config, postprocess, net, tmp, tolerance, min_agreement)
     return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size)
 
 
@@ -88,11 +88,10 @@ def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         )  # fmt: skip
 
 
-def _add_metadata(path: Path, run_dir: Path, config) -> None:
+def _add_metadata(path: Path, run_dir: Path, config, postprocess: PostProcess) -> None:
     """Everything a deployment needs besides the graph: config, post-processing, classes, and
     the checksum of the weights it came from (a stale export is refused by the onnx backend)."""
     graph = onnx.load(str(path))
-    postprocess = rundir.load_postprocess(run_dir, config)
     entries = {
         meta.META_CONFIG: config.to_yaml(),
         meta.META_POSTPROCESS: postprocess.to_json(),
@@ -109,11 +108,10 @@ def _add_metadata(path: Path, run_dir: Path, config) -> None:
     onnx.save(graph, str(path))
 
 
-def _compare(run_dir: Path, config, net, path: Path, tolerance: float, min_agreement: float):
+def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, tolerance: float, min_agreement: float):
     """Both runtimes through the Predictor's whole path on the same images, at a size and batch
     the graph was not traced at."""
     images = _check_images(config)
-    postprocess = rundir.load_postprocess(run_dir, config)
     reference = Predictor(config, postprocess, TorchBackend(net, "cpu")).predict_proba(images)
     exported = Predictor(config, postprocess, OnnxBackend(path, "cpu")).predict_proba(images)
     diff = float(np.abs(reference - exported).max())

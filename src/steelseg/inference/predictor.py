@@ -114,6 +114,9 @@ class Predictor:
         problem = self.limits.problem(images.shape[1:]) if self.limits else None
         if problem:
             raise InputError(f"image {problem}")
+        return self._probabilities(images)
+
+    def _probabilities(self, images: np.ndarray) -> np.ndarray:
         model = self.config.model
         x = to_input(images, model.input_mean, model.input_std, model.in_channels, model.input_scale)
         return upsample_probs(self.backend(x), images.shape[1:])
@@ -135,7 +138,7 @@ class Predictor:
                 if index + 1 < len(batches):
                     pending = reader.submit(self._read, batches[index + 1])
                 for group in _same_shape_runs(images):
-                    probs = self.predict_proba(np.stack([images[i] for i in group]))
+                    probs = self._probabilities(np.stack([images[i] for i in group]))  # checked by _read
                     for i, p in zip(group, probs):
                         yield batch[i], images[i], p
                 bar.update(len(batch))

@@ -19,7 +19,7 @@ from steelseg.config import Config, ConfigError, load_config
 from steelseg.datasets import SegmentationDataset, open_configured, split_indices
 from steelseg.errors import OutputExistsError
 from steelseg.folds import read_folds, split_by_fold
-from steelseg.hardware import resolve_precision
+from steelseg.hardware import cuda_available, resolve_precision
 from steelseg.rundir import Averaged, RunSummary, ShapeRange
 from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import loaders
@@ -224,7 +224,7 @@ def _accelerator(config: Config) -> str:
     """"cpu" or "cuda": what the precision is resolved for and summary.json records."""
     accelerator = config.train.accelerator
     if accelerator == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_available() else "cpu"
     return "cuda" if accelerator == "gpu" else accelerator
 
 

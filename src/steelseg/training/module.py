@@ -48,9 +48,6 @@ class SegmentationModule(L.LightningModule):
         self.tuned_postprocess: PostProcess | None = None
         self._train_losses: list[float] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=self.memory_format))
-
     def training_step(self, batch, batch_index):
         x, y = batch
         if self.config.train.mixup_alpha:

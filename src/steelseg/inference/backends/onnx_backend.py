@@ -27,13 +27,11 @@ META_VERSION = "steelseg.version"
 
 
 class OnnxBackend:
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: Path, device: str = "cpu"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -44,7 +42,6 @@ class OnnxBackend:
         except Exception as err:  # onnxruntime raises its own untyped errors for bad files
             raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from None
         self.path = path
-        self.device = device
         self.name = "onnx"
         self.metadata = self.session.get_modelmeta().custom_metadata_map
 

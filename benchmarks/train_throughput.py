@@ -57,7 +57,7 @@ def train_rate(config, batch, device: str, dtype: torch.dtype | None, channels_l
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = loss_fn(model.logits(x), y)
+            loss = loss_fn(model.logits(x)["probabilities"], y)
         loss.backward()
         optimizer.step()
 

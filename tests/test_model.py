@@ -23,7 +23,7 @@ def test_padding_does_not_change_an_already_aligned_input():
     model = build_model(ModelConfig(**TINY), num_classes=2).eval()
     x = torch.randn(1, 1, 64, 96)
     with torch.no_grad():
-        torch.testing.assert_close(model.logits(x), model.net(x))
+        torch.testing.assert_close(model.logits(x)["probabilities"], model.net(x))
         torch.testing.assert_close(model(x), torch.sigmoid(model.net(x)))
 
 

@@ -41,7 +41,7 @@ def _train(args) -> None:
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
         print(resume_point(args.resume), flush=True)
         summary = resume(args.resume, progress=not args.quiet)
-        print(f"best epoch {summary.epoch}: validation mean Dice {summary.val_dice_tuned:.4f}; run {args.resume} complete")
+        _print_summary(summary, args.resume)
         return
     if not args.out:
         raise SystemExit("steelseg train: --out RUN_DIR is required (or --resume RUN_DIR)")
@@ -68,8 +68,22 @@ def _train(args) -> None:
         print(train_per_class(load_config(args.config, overrides), args.out, progress=not args.quiet))
         return
     summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
-    print(f"best epoch {summary.epoch}: validation mean Dice {summary.val_dice_tuned:.4f} "
-          f"(untuned {summary.val_dice:.4f}); run saved in {args.out}")
+    _print_summary(summary, args.out)
+
+
+def _print_summary(summary, run_dir) -> None:
+    """The best epoch's scores and, when the run scores classes, its screening report."""
+    from steelseg.screening import format_report
+
+    if summary.task == "classify":  # no masks to score
+        what = "presence accuracy (the mean Dice if every mask let through were perfect)"
+    else:
+        what = "mean Dice"
+    print(f"best epoch {summary.epoch}: validation {what} {summary.val_dice_tuned:.4f} "
+          f"(untuned {summary.val_dice:.4f}); run saved in {run_dir}")
+    if summary.screening is not None:
+        print(f"screening on the validation images (label thresholds tuned there, saved in {run_dir}/gate.json):")
+        print(format_report(summary.screening, summary.class_names))
 
 
 def _folds(args) -> None:
@@ -96,6 +110,8 @@ def _augment_preview(args) -> None:
 
 
 def _predict(args) -> None:
+    import numpy as np
+
     from steelseg.inference.predictor import Predictor
     from steelseg.submission import write_submission
 
@@ -104,9 +120,29 @@ def _predict(args) -> None:
     )
     if not args.quiet:
         print(f"predicting with {predictor.describe()}", flush=True)
-    predictions = predictor.predict_folder(args.images, progress=not args.quiet)
+    if not predictor.has_masks:  # a classifier: its class scores are the output
+        if args.scores:
+            raise SystemExit("steelseg predict: a classify run writes its class scores to --out; --scores is for runs with masks")
+        image_ids, scores = predictor.score_folder(args.images, progress=not args.quiet)
+        _write_scores(args.out, image_ids, scores, predictor)
+        return
+    scores: dict | None = {} if args.scores else None
+    predictions = predictor.predict_folder(args.images, progress=not args.quiet, scores=scores)
     rows = write_submission(args.out, predictions, predictor.num_classes, layout=args.layout)
     print(f"wrote {rows} rows ({len(predictions.image_ids)} images x {predictor.num_classes} classes) to {args.out}")
+    if scores is not None:
+        _write_scores(args.scores, list(scores), np.stack(list(scores.values())), predictor)
+
+
+def _write_scores(path, image_ids: list[str], scores, predictor) -> None:
+    from steelseg.class_scores import write_class_scores
+    from steelseg.screening import present
+
+    flags = present(scores, predictor.label_threshold)
+    rows = write_class_scores(path, image_ids, scores, flags)
+    screened = int((~flags.any(axis=1)).sum())
+    print(f"wrote {rows} class scores ({len(image_ids)} images x {predictor.num_classes} classes) to {path}; "
+          f"{screened} of {len(image_ids)} images have no class above its label threshold")
 
 
 def _export(args) -> None:
@@ -116,7 +152,8 @@ def _export(args) -> None:
 
 
 def _score(args) -> None:
-    from steelseg.evaluate import SEVERSTAL_NUM_CLASSES, format_scores, read_image_set, score_files
+    from steelseg.class_scores import is_class_scores
+    from steelseg.evaluate import SEVERSTAL_NUM_CLASSES, format_scores, read_image_set, score_files, screen_files
 
     if args.run_dir is not None:
         from steelseg.rundir import load_run_config  # only when asked: the run's config names the classes
@@ -129,12 +166,19 @@ def _score(args) -> None:
         num_classes = SEVERSTAL_NUM_CLASSES if args.num_classes is None else args.num_classes
         class_names = [""] * num_classes
     image_set = read_image_set(args.images, args.sample_submission)
-    scores, warnings = score_files(
-        args.truth, args.pred, tuple(args.shape), num_classes, image_set, allow_missing=args.allow_missing
-    )
+    if is_class_scores(args.pred):  # from a classifier, or `predict --scores`: the screening report
+        from steelseg.screening import format_report
+
+        report, warnings = screen_files(args.truth, args.pred, num_classes, image_set, allow_missing=args.allow_missing)
+        table = format_report(report, [name or str(i) for i, name in enumerate(class_names, start=1)])
+    else:
+        scores, warnings = score_files(
+            args.truth, args.pred, tuple(args.shape), num_classes, image_set, allow_missing=args.allow_missing
+        )
+        table = format_scores(scores, class_names)
     for warning in warnings:
         print(f"steelseg score: warning: {warning}", file=sys.stderr)
-    print(format_scores(scores, class_names))
+    print(table)
 
 
 def _demo(args) -> None:
@@ -201,10 +245,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_augment_preview)
 
-    p = commands.add_parser("predict", help="predict a folder of images into a submission CSV")
+    p = commands.add_parser("predict", help="predict a folder of images into a submission CSV (class scores for a classifier)")
     p.add_argument("run_dir")
     p.add_argument("images", help="folder of images")
-    p.add_argument("--out", required=True, help="submission CSV to write")
+    p.add_argument("--out", required=True, help="submission CSV to write; for a classify run, its class scores CSV")
+    p.add_argument("--scores", metavar="CSV", help="also write each image's class scores (ImageId,ClassId,Probability,Present)")
     p.add_argument("--layout", choices=["long", "2019"], default="long", help="CSV layout (default long: ImageId,ClassId,EncodedPixels)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"],
                    help="auto (default): torch-amp where the hardware has fast half precision (bf16 CPU, GPU), else "
@@ -221,9 +266,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest |probability difference| accepted (default 1e-4)")
     p.set_defaults(run=_export)
 
-    p = commands.add_parser("score", help="score a submission against the truth (competition mean Dice)")
+    p = commands.add_parser(
+        "score", help="score a submission against the truth (competition mean Dice), or class scores (AUC, screening)"
+    )
     p.add_argument("truth")
-    p.add_argument("pred")
+    p.add_argument("pred", help="submission CSV, or a class scores CSV from `predict` (ImageId,ClassId,Probability,Present)")
     p.add_argument("--shape", type=int, nargs=2, default=[256, 1600], metavar=("H", "W"), help="image size (default 256 1600)")
     image_set = p.add_mutually_exclusive_group()
     image_set.add_argument("--images", metavar="DIR", help="score over the image files of this folder")

@@ -75,15 +75,31 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    arch: str = "unet"  # any segmentation_models_pytorch architecture
-    encoder_name: str = "resnet18"  # smp encoder, or "tu-<timm name>"
+    # What the network answers (gating.TASK_OUTPUTS names its outputs):
+    #   segment   where: pixel probabilities per class (an smp architecture)
+    #   classify  whether: one probability per class for the whole image (1st place)
+    #   two_head  both from one encoder: a segmentation decoder and a class head whose
+    #             probabilities gate the masks (4th place: mask_prob * class_prob)
+    #   instance  a torchvision Mask R-CNN; its instances are merged into pixel probabilities
+    task: Literal["segment", "classify", "two_head", "instance"] = "segment"
+    arch: str = "unet"  # any segmentation_models_pytorch architecture (segment, two_head)
+    # smp encoder, or "tu-<timm name>" for any timm backbone; instance: a torchvision resnet.
+    encoder_name: str = "resnet18"
     # None, "imagenet" (from the hub cache; nothing is downloaded offline) or a local file.
     encoder_weights: str | None = None
     in_channels: Literal[1, 3] = 1
     # sigmoid: one independent output per class (multi-label); softmax: background + one per
     # class, valid because defect masks of different classes never overlap.
     head: Literal["sigmoid", "softmax"] = "sigmoid"
-    arch_params: dict[str, Any] = Field(default_factory=dict)  # passed to the smp architecture
+    # Passed to the smp architecture (instance: to torchvision's MaskRCNN).
+    arch_params: dict[str, Any] = Field(default_factory=dict)
+    # The class head of classify and two_head: pooling of the encoder's last features, dropout.
+    class_pooling: Literal["avg", "max"] = "avg"
+    class_dropout: float = Field(0.2, ge=0, lt=1)
+    # How a network without a class head (segment, instance) scores a class for screening:
+    # its largest pixel probability, or the mean of its score_top_k largest (5th place).
+    score: Literal["max", "top_k"] = "max"
+    score_top_k: int = Field(100, ge=1)
     # Inputs are scaled to [0, 1], then standardised with these (ImageNet's gray statistics).
     input_mean: float = 0.449
     input_std: float = 0.226
@@ -114,6 +130,10 @@ class TrainConfig(_Strict):
     loss: list[LossTerm] = Field(
         default_factory=lambda: [LossTerm(name="bce", weight=0.5), LossTerm(name="dice", weight=0.5)]
     )
+    # The class head's loss (classify, two_head), on the labels "class present in the crop";
+    # two_head trains on loss + class_loss_weight x class_loss.
+    class_loss: list[LossTerm] = Field(default_factory=lambda: [LossTerm(name="bce")])
+    class_loss_weight: float = Field(0.5, ge=0)
     # Gradients of this many batches are summed before a step: effective batch = batch_size x this.
     accumulate_batches: int = Field(1, ge=1)
     seed: int = 0
@@ -137,7 +157,7 @@ class TrainConfig(_Strict):
     # this scale (oof.npz) for threshold tuning and ensembling later; None: not saved.
     oof_scale: float | None = Field(0.25, gt=0, le=1)
 
-    @field_validator("loss", mode="before")
+    @field_validator("loss", "class_loss", mode="before")
     @classmethod
     def _bare_name(cls, value):
         return [{"name": value}] if isinstance(value, str) else value
@@ -148,10 +168,15 @@ class PostprocessConfig(_Strict):
 
     pixel_threshold: float | list[float] = 0.5
     min_area: int | list[int] = 0
+    # A class is present when its score is above this (gate.json when train.tune_postprocess
+    # is off; else the tuned one).
+    label_threshold: float | list[float] = 0.5
     threshold_grid: list[float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     min_area_grid: list[int] = [0, 50, 100, 200, 400, 600, 900, 1200, 2000, 3000, 5000, 8000, 12000]
+    # Label thresholds tried on class scores (screening.py); 1.0, never present, is always added.
+    label_threshold_grid: list[float] = [round(0.05 * i, 2) for i in range(1, 20)]
 
-    @field_validator("threshold_grid", "min_area_grid")
+    @field_validator("threshold_grid", "min_area_grid", "label_threshold_grid")
     @classmethod
     def _non_empty(cls, grid: list) -> list:
         if not grid:
@@ -175,6 +200,11 @@ class Config(_Strict):
             raise ValueError("data.folds is set: choose the validation fold with data.fold (or --fold)")
         if self.train.mixup_alpha and self.model.head == "softmax":
             raise ValueError("mixup needs the sigmoid head: the softmax losses take one class per pixel")
+        task = self.model.task
+        if task != "segment" and self.model.head == "softmax":
+            raise ValueError(f"model.task {task} needs model.head sigmoid: its classes are independent labels")
+        if task != "segment" and self.train.mixup_alpha:
+            raise ValueError(f"mixup is for segmenters; model.task {task} does not take train.mixup_alpha")
         names, classes = self.data.class_names, self.data.classes
         if classes is not None and (not classes or len(set(classes)) != len(classes)):
             raise ValueError(f"data.classes must list distinct class ids, got {classes}")

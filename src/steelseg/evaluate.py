@@ -127,6 +127,36 @@ def score_files(
     return score_annotations(truth, pred, num_classes, shape, image_set.image_ids), warnings
 
 
+def screen_files(
+    truth_path: str | os.PathLike,
+    scores_path: str | os.PathLike,
+    num_classes: int = SEVERSTAL_NUM_CLASSES,
+    image_set: ImageSet | None = None,
+    allow_missing: bool = False,
+):
+    """The screening report of a class-scores CSV (``class_scores.py``) against the truth: a
+    class is present in a true image when the truth has a mask for it. The image set is
+    resolved as for ``score_files``; with ``allow_missing`` an image the scores lack counts as
+    scored 0, not present. Returns the report and the warnings."""
+    from steelseg.class_scores import read_class_scores
+    from steelseg.screening import screening_report
+
+    if num_classes < 1:
+        raise ScoreError(f"the number of classes must be at least 1, got {num_classes}")
+    truth, listed = read_annotations(truth_path, num_classes), read_class_scores(scores_path, num_classes)
+    image_set = resolve_image_set(truth, listed, image_set)
+    warnings = check_prediction(listed, image_set, allow_missing)
+    row = {image_id: i for i, image_id in enumerate(listed.image_ids)}
+    scores = np.zeros((len(image_set.image_ids), num_classes))
+    flags = np.zeros(scores.shape, bool)
+    labels = np.zeros(scores.shape, bool)
+    for n, image_id in enumerate(image_set.image_ids):
+        if image_id in row:
+            scores[n], flags[n] = listed.scores[row[image_id]], listed.present[row[image_id]]
+        labels[n] = [bool(truth.get(image_id, c)) for c in range(1, num_classes + 1)]
+    return screening_report(scores, labels, flags=flags), warnings
+
+
 def format_scores(scores: Scores, class_names: list[str], baseline: Scores | None = None) -> str:
     """A table: per class the competition Dice, dataset Dice and IoU; the mean last."""
     header = f"{'class':<14}{'dice':>8}{'set dice':>10}{'set IoU':>9}"

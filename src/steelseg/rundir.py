@@ -3,6 +3,8 @@
     config.yaml         the fully resolved configuration (class names, absolute paths)
     model.safetensors   the best weights (no pickle: loading runs no code)
     postprocess.json    per-class pixel threshold and minimum area, tuned on validation
+                        (runs with pixel outputs)
+    gate.json           per-class label threshold on the class scores, tuned on validation
     metrics.csv         one row per epoch (epochs counted from 1)
     summary.json        the best epoch, its scores, and how the run was made (``RunSummary``)
     model.onnx          written by ``steelseg export``
@@ -26,10 +28,12 @@ from steelseg.atomic import write_text
 from steelseg.config import Config, ConfigError, load_config
 from steelseg.errors import SteelsegError
 from steelseg.postprocess import PostProcess
+from steelseg.screening import ScreeningReport, thresholds_from_json, thresholds_to_json
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
 POSTPROCESS = "postprocess.json"
+GATE = "gate.json"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 ONNX = "model.onnx"
@@ -74,12 +78,15 @@ class EpochResult(_Typed):
     global_step: int = 0
     world_size: int = 1
     train_loss: float
-    val_loss: float
-    val_dice: float  # competition mean Dice with the configured post-processing
-    val_dice_tuned: float  # ... with the post-processing tuned on this validation
+    val_loss: float | None = None  # None: Mask R-CNN reports no loss in evaluation
+    # Competition mean Dice with the configured post-processing; for a classifier, the
+    # presence accuracy at 0.5 (the Dice if every mask let through were perfect).
+    val_dice: float
+    val_dice_tuned: float  # ... with the post-processing (label thresholds) tuned on this validation
     val_class_dice_tuned: list[float]
-    val_iou: float
+    val_iou: float | None = None  # None for a classifier
     lr: float
+    screening: ScreeningReport | None = None  # class scores at the tuned label thresholds
 
 
 class Averaged(_Typed):
@@ -92,6 +99,7 @@ class RunSummary(EpochResult):
     """summary.json: the best epoch and how the run was made."""
 
     class_names: list[str]
+    task: str = "segment"  # model.task
     torch: str
     precision: str = "32-true"  # as Lightning ran it (auto resolved)
     channels_last: bool = False
@@ -143,6 +151,21 @@ def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
         return PostProcess.uniform(num_classes, config.postprocess.pixel_threshold, config.postprocess.min_area)
     try:
         return PostProcess.from_json(path.read_text(), num_classes)
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path}: {err}") from None
+
+
+def save_gate(run_dir: str | os.PathLike, thresholds) -> None:
+    write_text(Path(run_dir) / GATE, thresholds_to_json(thresholds) + "\n")
+
+
+def load_gate(run_dir: str | os.PathLike, config: Config):
+    """The run's tuned label thresholds (C,), or None for a run made before they were tuned."""
+    path = Path(run_dir) / GATE
+    if not path.is_file():
+        return None
+    try:
+        return thresholds_from_json(path.read_text(), len(config.output_class_names))
     except (OSError, ValueError) as err:
         raise RunDirError(f"{path}: {err}") from None
 

@@ -124,7 +124,7 @@ def test_predict_reads_16_bit_images_at_their_true_brightness(half_scale_run, tm
     (_, eight, p8), = predictor.iter_folder(tmp_path / "8", progress=False)
     (_, sixteen, p16), = predictor.iter_folder(tmp_path / "16", progress=False)
     np.testing.assert_array_equal(eight, sixteen)
-    np.testing.assert_array_equal(p8, p16)
+    np.testing.assert_array_equal(p8.pixels, p16.pixels)
 
 
 @pytest.mark.parametrize(

@@ -21,15 +21,15 @@ def _validation_probabilities(run, monkeypatch) -> tuple[list[str], np.ndarray]:
     config = rundir.load_run_config(run)
     dataset = open_configured(config.data)
     seen = []
-    original = module_code.upsample_probs
-    monkeypatch.setattr(module_code, "upsample_probs", lambda p, shape: seen.append(original(p, shape)) or seen[-1])
+    original = module_code.to_image
+    monkeypatch.setattr(module_code, "to_image", lambda p, shape, model: seen.append(original(p, shape, model)) or seen[-1])
     val_index = np.arange(len(dataset))[-4:]  # any images will do: validation scores what it is given
     _, val_loader = loaders(config, dataset.subset(val_index[:1]), dataset.subset(val_index))
     module = SegmentationModule(config)
     load_weights(run, module.model)
     trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.validate(module, val_loader, verbose=False)
-    return [dataset.image_ids[i] for i in val_index], np.concatenate(seen)
+    return [dataset.image_ids[i] for i in val_index], np.concatenate([outputs.pixels for outputs in seen])
 
 
 def test_validation_probabilities_equal_the_predictors_at_half_scale(half_scale_run, monkeypatch):
@@ -52,7 +52,7 @@ def test_validation_probabilities_equal_the_predictors_at_half_scale(half_scale_
         from steelseg.preprocess import to_input
 
         model = predictor.config.model
-        logits = net.logits(torch.from_numpy(to_input(images, model.input_mean, model.input_std, 1, 0.5)))
+        logits = net.logits(torch.from_numpy(to_input(images, model.input_mean, model.input_std, 1, 0.5)))["probabilities"]
         old = torch.sigmoid(F.interpolate(logits, size=(64, 320), mode="bilinear", align_corners=False)).numpy()
     assert np.abs(old - predicted).max() > 1e-5
 

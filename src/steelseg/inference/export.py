@@ -1,9 +1,10 @@
 """``steelseg export``: the run's network as ONNX, checked against PyTorch before it is kept.
 
-The graph is ``SegmentationNet.forward`` (padding to the stride, network, activation) with
-dynamic batch, height and width. It is written to a temporary file, checked by the onnx
-checker, then run by onnxruntime next to PyTorch fp32 at a size other than the one it was
-traced at; only if both agree within tolerance does it replace ``model.onnx``.
+The graph is the network's ``forward`` (padding to the stride, network, activation) with
+dynamic batch, height and width, one output per name of its task (``gating.TASK_OUTPUTS``).
+It is written to a temporary file, checked by the onnx checker, then run by onnxruntime next
+to PyTorch fp32 at a size other than the one it was traced at; only if both agree within
+tolerance does it replace ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import torch
 from steelseg import __version__, rundir
 from steelseg.atomic import atomic_path
 from steelseg.errors import SteelsegError
+from steelseg.gating import PIXELS, TASK_OUTPUTS, Outputs
 from steelseg.inference.backends import onnx_backend as meta
 from steelseg.inference.backends.onnx_backend import OnnxBackend
 from steelseg.inference.backends.torch_backend import TorchBackend, load_net
 from steelseg.inference.predictor import Predictor
 from steelseg.postprocess import PostProcess
+from steelseg.screening import present
 
 OPSET = 17
 
@@ -40,15 +43,19 @@ class ExportCheck:
 
     path: Path
     check_shape: tuple[int, int, int]  # (N, H, W) of the images checked
-    max_abs_diff: float  # of the probabilities
-    mask_agreement: float  # share of mask pixels equal after post-processing
+    max_abs_diff: float  # of the probabilities (pixel and class)
+    # Share of mask pixels equal after post-processing; for a classifier, of (image, class)
+    # presence decisions at the label thresholds.
+    mask_agreement: float
     size_bytes: int
+    agreement_of: str = "mask"  # "label" for a classifier
 
     def report(self) -> str:
         n, h, w = self.check_shape
         return (
             f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB); onnx checker passed; onnxruntime vs PyTorch fp32 "
-            f"on {n} images of {h}x{w}: max |diff| {self.max_abs_diff:.2e}, mask agreement {100 * self.mask_agreement:.4f}%"
+            f"on {n} images of {h}x{w}: max |diff| {self.max_abs_diff:.2e}, "
+            f"{self.agreement_of} agreement {100 * self.mask_agreement:.4f}%"
         )
 
 
@@ -62,29 +69,36 @@ def export_onnx(
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / rundir.ONNX
     config = rundir.load_run_config(run_dir)
+    if config.model.task == "instance":
+        raise ExportError(
+            f"{run_dir}: instance (Mask R-CNN) runs predict with the torch backends only; ONNX export covers "
+            "the segment, classify and two_head tasks"
+        )
     net = load_net(run_dir, config)
     postprocess = rundir.load_postprocess(run_dir, config)
     trace_shape = (1, config.model.in_channels, 64, 96)
     with atomic_path(out) as tmp:
-        _trace(net, torch.zeros(trace_shape), tmp)
+        _trace(net, torch.zeros(trace_shape), tmp, TASK_OUTPUTS[config.model.task])
         _add_metadata(tmp, run_dir, config, postprocess)
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as err:
             raise ExportError(f"{out}: the onnx checker refused the exported graph: {err}") from None
         check = _compare(run_dir, config, postprocess, net, tmp, tolerance, min_agreement)
-    return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size)
+    agreement_of = "mask" if PIXELS in TASK_OUTPUTS[config.model.task] else "label"
+    return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size, agreement_of)
 
 
-def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...]) -> None:
     # The TorchScript exporter (dynamo=False): it needs no onnxscript and records the padding
     # to the stride symbolically, so the graph pads any input size (checked below).
+    image_axes = {0: "batch", 2: "height", 3: "width"}
+    dynamic = {meta.INPUT: image_axes, **{name: image_axes if name == PIXELS else {0: "batch"} for name in outputs}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net, (example,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=[meta.INPUT], output_names=[meta.OUTPUT],
-            dynamic_axes={meta.INPUT: {0: "batch", 2: "height", 3: "width"}, meta.OUTPUT: {0: "batch", 2: "height", 3: "width"}},
+            input_names=[meta.INPUT], output_names=list(outputs), dynamic_axes=dynamic,
         )  # fmt: skip
 
 
@@ -102,8 +116,9 @@ def _add_metadata(path: Path, run_dir: Path, config, postprocess: PostProcess) -
     for key, value in entries.items():
         graph.metadata_props.add(key=key, value=value)
     graph.doc_string = (
-        "steelseg SegmentationNet: input (N, in_channels, H, W) float32 = (gray/255 - input_mean) / input_std "
-        "at input_scale; output (N, classes, H, W) per-class defect probabilities"
+        f"steelseg {config.model.task} network: input (N, in_channels, H, W) float32 = (gray/255 - input_mean) / "
+        "input_std at input_scale; outputs 'probabilities' (N, classes, H, W) per-class defect probabilities "
+        "and/or 'class_probabilities' (N, classes), as the task has them"
     )
     onnx.save(graph, str(path))
 
@@ -112,10 +127,14 @@ def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, t
     """Both runtimes through the Predictor's whole path on the same images, at a size and batch
     the graph was not traced at."""
     images = _check_images(config)
-    reference = Predictor(config, postprocess, TorchBackend(net, "cpu")).predict_proba(images)
-    exported = Predictor(config, postprocess, OnnxBackend(path, "cpu")).predict_proba(images)
-    diff = float(np.abs(reference - exported).max())
-    agreement = _mask_agreement(reference, exported, postprocess)
+    gate = rundir.load_gate(run_dir, config)
+    torch_side = Predictor(config, postprocess, TorchBackend(net, "cpu"), label_threshold=gate)
+    reference = torch_side.predict_outputs(images)
+    exported = Predictor(config, postprocess, OnnxBackend(path, "cpu")).predict_outputs(images)
+    diff = float(np.abs(reference.scores - exported.scores).max())
+    if reference.pixels is not None:
+        diff = max(diff, float(np.abs(reference.pixels - exported.pixels).max()))
+    agreement = _agreement(reference, exported, postprocess, torch_side.label_threshold)
     if not diff <= tolerance or agreement < min_agreement:
         raise ExportError(
             f"{run_dir}: onnxruntime disagrees with PyTorch: max |diff| {diff:.2e} (tolerance {tolerance:.0e}), "
@@ -136,6 +155,8 @@ def _check_images(config) -> np.ndarray:
     return images.clip(0, 255).astype(np.uint8)
 
 
-def _mask_agreement(a: np.ndarray, b: np.ndarray, postprocess: PostProcess) -> float:
-    equal = [(postprocess(x) == postprocess(y)).mean() for x, y in zip(a, b)]
+def _agreement(a: Outputs, b: Outputs, postprocess: PostProcess, label_threshold: np.ndarray) -> float:
+    if a.pixels is None:
+        return float((present(a.scores, label_threshold) == present(b.scores, label_threshold)).mean())
+    equal = [(postprocess(x) == postprocess(y)).mean() for x, y in zip(a.pixels, b.pixels)]
     return float(np.mean(equal))

@@ -1,10 +1,11 @@
 """One Predictor for the CLI, the service, reports, export checks and benchmarks.
 
 numpy in, numpy out: (N, H, W) uint8 gray images -> ``preprocess.to_input`` -> a backend
-(``SegmentationNet.forward`` in torch or onnxruntime) -> ``preprocess.upsample_probs`` ->
-(N, C, H, W) float32 probabilities -> ``PostProcess`` -> (C, H, W) bool masks. Validation and
-out-of-fold files go through the same three steps, so a run's tuned thresholds apply to the
-same numbers here. Nothing in this module imports torch; the chosen backend may.
+(the network's ``forward`` in torch or onnxruntime) -> ``gating.to_image`` -> (N, C, H, W)
+float32 pixel probabilities (not for a classifier) and (N, C) class scores -> ``PostProcess``
+-> (C, H, W) bool masks, and the label thresholds -> which classes are present. Validation and
+out-of-fold files go through the same steps, so a run's tuned thresholds apply to the same
+numbers here. Nothing in this module imports torch; the chosen backend may.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from steelseg import rle, rundir
 from steelseg.annotations import Annotations
 from steelseg.config import Config
 from steelseg.errors import SteelsegError
+from steelseg.gating import PIXELS, TASK_OUTPUTS, Outputs, to_image
 from steelseg.images import read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
 from steelseg.postprocess import PostProcess
-from steelseg.preprocess import to_input, upsample_probs
+from steelseg.preprocess import to_input
+from steelseg.screening import present
 
 SIZE_TOLERANCE = 2.0  # the shorter image side may differ from training's by this factor
 
@@ -61,7 +64,10 @@ class SizeLimits:
 
 class Predictor:
     """A run's network, pre- and post-processing behind numpy arrays. Build it with
-    ``Predictor.from_run_dir``."""
+    ``Predictor.from_run_dir``.
+
+    ``label_threshold`` (C,): a class is present in an image when its score is above it (the
+    run's gate.json; 0.5 for runs without one)."""
 
     def __init__(
         self,
@@ -70,6 +76,7 @@ class Predictor:
         backend: Backend,
         batch_size: int = 4,
         limits: SizeLimits | None = None,
+        label_threshold: np.ndarray | None = None,
     ):
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -79,6 +86,9 @@ class Predictor:
         self.backend = backend
         self.batch_size = batch_size
         self.limits = limits
+        self.task = config.model.task
+        self.has_masks = PIXELS in TASK_OUTPUTS[self.task]
+        self.label_threshold = np.full(len(self.class_names), 0.5) if label_threshold is None else np.asarray(label_threshold)
 
     @classmethod
     def from_run_dir(
@@ -97,7 +107,7 @@ class Predictor:
         device = _device(backend, device)
         chosen = create_backend(resolve_backend(backend, device), run_dir, config, device)
         limits = _size_limits(run_dir, config) if check_size else None
-        return cls(config, postprocess, chosen, batch_size, limits)
+        return cls(config, postprocess, chosen, batch_size, limits, rundir.load_gate(run_dir, config))
 
     @property
     def num_classes(self) -> int:
@@ -106,28 +116,45 @@ class Predictor:
     def describe(self) -> str:
         return self.backend.describe()
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) uint8 gray images -> (N, C, H, W) float32 defect probabilities."""
+    def predict_outputs(self, images: np.ndarray) -> Outputs:
+        """(N, H, W) uint8 gray images -> ``Outputs``: (N, C, H, W) float32 pixel probabilities
+        (None for a classifier; a two-headed network's gated by its class head) and (N, C)
+        class scores."""
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
             shape = getattr(images, "shape", None)
             raise InputError(f"expected (N, H, W) uint8 gray images, got {getattr(images, 'dtype', type(images).__name__)} {shape}")
         problem = self.limits.problem(images.shape[1:]) if self.limits else None
         if problem:
             raise InputError(f"image {problem}")
-        return self._probabilities(images)
+        return self._outputs(images)
 
-    def _probabilities(self, images: np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 gray images -> (N, C, H, W) float32 defect probabilities."""
+        if not self.has_masks:
+            raise InputError(f"a {self.task} run gives class scores, not masks: use predict_scores")
+        return self.predict_outputs(images).pixels
+
+    def predict_scores(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 gray images -> (N, C) float32 probability that each class is present."""
+        return self.predict_outputs(images).scores
+
+    def screen(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 gray images -> (N, C) bool: which classes are present (scores above
+        the label thresholds). An image with none can skip segmentation."""
+        return present(self.predict_scores(images), self.label_threshold)
+
+    def _outputs(self, images: np.ndarray) -> Outputs:
         model = self.config.model
         x = to_input(images, model.input_mean, model.input_std, model.in_channels, model.input_scale)
-        return upsample_probs(self.backend(x), images.shape[1:])
+        return to_image(self.backend(x), images.shape[1:], model)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """One (H, W) uint8 image -> (C, H, W) bool defect masks, post-processed."""
         return self.postprocess(self.predict_proba(image[None])[0])
 
-    def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-        """Yield (path, image, probabilities) for every image of a folder, in batches; the next
-        batch is read and decoded while the network runs on this one."""
+    def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> Iterator[tuple[Path, np.ndarray, Outputs]]:
+        """Yield (path, image, its ``Outputs``) for every image of a folder, in batches; the
+        next batch is read and decoded while the network runs on this one."""
         paths = require_images(image_dir)
         batches = [paths[start : start + self.batch_size] for start in range(0, len(paths), self.batch_size)]
         bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
@@ -138,25 +165,38 @@ class Predictor:
                 if index + 1 < len(batches):
                     pending = reader.submit(self._read, batches[index + 1])
                 for group in _same_shape_runs(images):
-                    probs = self._probabilities(np.stack([images[i] for i in group]))  # checked by _read
-                    for i, p in zip(group, probs):
-                        yield batch[i], images[i], p
+                    outputs = self._outputs(np.stack([images[i] for i in group]))  # checked by _read
+                    for j, i in enumerate(group):
+                        yield batch[i], images[i], outputs[j]
                 bar.update(len(batch))
         bar.close()
 
-    def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> Annotations:
+    def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True, scores: dict | None = None) -> Annotations:
         """Post-processed masks of every image of a folder, run-length encoded. Post-processing
-        and encoding run in a second thread, one batch behind the network."""
+        and encoding run in a second thread, one batch behind the network. ``scores``, when
+        given, receives each image's class scores by image id."""
+        if not self.has_masks:
+            raise InputError(f"a {self.task} run gives class scores, not masks: use score_folder")
         result = Annotations(source=str(image_dir))
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=1) as encoder:
-            for path, _, probs in self.iter_folder(image_dir, progress):
-                pending.append((path.name, encoder.submit(self._encode, probs)))
+            for path, _, outputs in self.iter_folder(image_dir, progress):
+                pending.append((path.name, encoder.submit(self._encode, outputs.pixels)))
+                if scores is not None:
+                    scores[path.name] = outputs.scores
                 while len(pending) > 2 * self.batch_size:  # bounded: probabilities are large
                     _add_encoded(result, *pending.popleft())
             while pending:
                 _add_encoded(result, *pending.popleft())
         return result
+
+    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> tuple[list[str], np.ndarray]:
+        """Class scores of every image of a folder: (image ids, (N, C) float32)."""
+        image_ids, scores = [], []
+        for path, _, outputs in self.iter_folder(image_dir, progress):
+            image_ids.append(path.name)
+            scores.append(outputs.scores)
+        return image_ids, np.stack(scores)
 
     def _encode(self, probs: np.ndarray) -> list[str]:
         return [rle.encode(mask) for mask in self.postprocess(probs)]

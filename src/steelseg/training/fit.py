@@ -25,7 +25,7 @@ from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import loaders
 from steelseg.training.module import SegmentationModule
 from steelseg.training.oof import save_oof
-from steelseg.training.writer import AtomicCheckpointIO, EpochProgressBar, RunDirWriter, epoch_of
+from steelseg.training.writer import AtomicCheckpointIO, EpochProgressBar, RunDirWriter, epoch_of, save_thresholds
 from steelseg.weights import read_weights, save_weights
 
 
@@ -70,7 +70,7 @@ def _check_not_foreign(run_dir: Path) -> None:
 
 def _clear_unfinished(run_dir: Path) -> None:
     """Remove what an earlier attempt that never finished an epoch left behind."""
-    for name in (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.POSTPROCESS):
+    for name in (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.POSTPROCESS, rundir.GATE):
         (run_dir / name).unlink(missing_ok=True)
     for name in (rundir.STAGES_DIR, rundir.TOP_DIR, rundir.TENSORBOARD_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -97,9 +97,10 @@ def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, p
             rundir.save_config(stage_dir, stage)
             summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=None)
         previous = stage_dir
-    for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.POSTPROCESS):
-        with atomic_path(run_dir / file) as tmp:
-            shutil.copyfile(previous / file, tmp)
+    for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.POSTPROCESS, rundir.GATE):
+        if (previous / file).is_file():
+            with atomic_path(run_dir / file) as tmp:
+                shutil.copyfile(previous / file, tmp)
     summary = summaries[name].model_copy(update={"stages": summaries})
     rundir.save_summary(run_dir, summary)
     return summary
@@ -156,6 +157,7 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
     module = SegmentationModule(config)
     describe = {
         "class_names": module.class_names,
+        "task": config.model.task,
         "torch": torch.__version__,
         "precision": precision,
         "channels_last": config.train.channels_last,
@@ -209,7 +211,7 @@ def _try_average(trainer: L.Trainer, module: SegmentationModule, val_loader, run
     summary = summary.model_copy(update={"averaged": Averaged(epochs=[epoch_of(p) for p in top], val_dice_tuned=averaged, used=used)})
     if used:
         save_weights(run_dir, module.model)
-        rundir.save_postprocess(run_dir, module.tuned_postprocess)
+        save_thresholds(run_dir, module, module.config.train.tune_postprocess)
     rundir.save_summary(run_dir, summary)
 
 

@@ -3,7 +3,8 @@ trained on, kept compact (float16, downscaled) for tuning thresholds and ensembl
 
 They come from the Predictor, the same path (and default backend) as ``steelseg predict``.
 Images of different sizes are stored padded to the largest; ``shapes`` says how much of
-each entry is real.
+each entry is real. Class scores and labels are kept for every task; a classifier has no
+pixel probabilities, so its file holds no ``probs``, ``masks`` or ``shapes``.
 """
 
 from __future__ import annotations
@@ -23,29 +24,33 @@ from steelseg.rundir import OOF
 
 def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
     """Predict ``val_set`` with the run's best model; write ``oof.npz`` holding ``image_ids``
-    (N,) str, ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w) bool,
-    ``shapes`` (N, 2) int the (h, w) of each entry, ``image_shapes`` (N, 2) the full size and
-    ``backend`` the Predictor backend that made them."""
+    (N,) str, ``scores`` (N, C) float32 class scores, ``labels`` (N, C) bool (class present),
+    ``image_shapes`` (N, 2) the full size, ``backend`` the Predictor backend that made them,
+    and for pixel outputs ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w)
+    bool and ``shapes`` (N, 2) int the (h, w) of each entry."""
     predictor = Predictor.from_run_dir(run_dir, check_size=False)
-    probs, masks, image_shapes = [], [], []
+    probs, masks, image_shapes, scores, labels = [], [], [], [], []
     for i in tqdm(range(len(val_set)), desc="out-of-fold", unit="img", disable=not progress):
         image, truth = val_set.load(i)
-        full = predictor.predict_proba(image[None])[0]
-        probs.append(np.stack([resize_image(p, scale) for p in full]).astype(np.float16))
-        masks.append(resize_masks(truth, scale))
+        outputs = predictor.predict_outputs(image[None])[0]
+        scores.append(outputs.scores)
+        labels.append(truth.any(axis=(1, 2)))
         image_shapes.append(image.shape)
-    shapes = np.array([p.shape[1:] for p in probs], dtype=np.int64)
+        if outputs.pixels is not None:
+            probs.append(np.stack([resize_image(p, scale) for p in outputs.pixels]).astype(np.float16))
+            masks.append(resize_masks(truth, scale))
+    arrays = {
+        "image_ids": np.array(val_set.image_ids, dtype=str),
+        "scores": np.stack(scores).astype(np.float32),
+        "labels": np.stack(labels),
+        "image_shapes": np.array(image_shapes, dtype=np.int64),
+        "backend": np.array(predictor.describe()),  # which backend and precision made them
+    }
+    if probs:
+        arrays.update(probs=_pad_stack(probs), masks=_pad_stack(masks), shapes=np.array([p.shape[1:] for p in probs], dtype=np.int64))
     path = run_dir / OOF
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            image_ids=np.array(val_set.image_ids, dtype=str),
-            probs=_pad_stack(probs),
-            masks=_pad_stack(masks),
-            shapes=shapes,
-            image_shapes=np.array(image_shapes, dtype=np.int64),
-            backend=np.array(predictor.describe()),  # which backend and precision made them
-        )
+        np.savez(handle, **arrays)
     return path
 
 

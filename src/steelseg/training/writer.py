@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
@@ -21,6 +22,7 @@ from steelseg.training.module import SegmentationModule
 from steelseg.weights import save_weights
 
 METRIC_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss", "val_dice", "val_dice_tuned", "val_iou", "lr"]
+SCREENING_COLUMNS = ["val_auc", "screened_out"]  # mean AUC over classes with both labels; share of images
 
 
 class RunDirWriter(L.Callback):
@@ -58,8 +60,7 @@ class RunDirWriter(L.Callback):
             self._keep_top(module, result)
             if improved:
                 save_weights(self.run_dir, module.model)
-                tuned = self.config.train.tune_postprocess
-                rundir.save_postprocess(self.run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
+                save_thresholds(self.run_dir, module, self.config.train.tune_postprocess)
                 rundir.save_summary(self.run_dir, self.summary(result))
         budget = self.config.train.max_minutes
         if budget is not None and result.seconds * (1 + 1 / len(self.rows)) > budget * 60:
@@ -95,10 +96,13 @@ class RunDirWriter(L.Callback):
     def _write_metrics(self, class_names: list[str]) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(METRIC_COLUMNS + [f"val_dice_tuned_{name}" for name in class_names])
+        writer.writerow(METRIC_COLUMNS + [f"val_dice_tuned_{name}" for name in class_names] + SCREENING_COLUMNS)
         for row in self.rows:
             values = row.model_dump()
-            writer.writerow([_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned])
+            screening = row.screening
+            aucs = [a for a in screening.auc if a is not None] if screening else []
+            extra = [float(np.mean(aucs)) if aucs else None, screening.screened_out if screening else None]
+            writer.writerow([_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned + extra])
         write_text(self.run_dir / rundir.METRICS, buffer.getvalue())
 
 
@@ -118,10 +122,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
+def save_thresholds(run_dir: Path, module: SegmentationModule, tuned: bool) -> None:
+    """postprocess.json (pixel outputs only) and gate.json: tuned on this validation, or the
+    config's defaults with train.tune_postprocess off."""
+    if module.tuned_postprocess is not None:
+        rundir.save_postprocess(run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
+    if module.screening is not None:
+        rundir.save_gate(run_dir, module.screening.label_threshold if tuned else module.default_label_threshold)
+
+
 def epoch_of(path: Path) -> int:
     """``top/epoch-0007`` -> 7 (1-based, like every epoch shown to people)."""
     return int(path.name.split("-")[1])
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return ""
     return f"{value:.6g}" if isinstance(value, float) else str(value)

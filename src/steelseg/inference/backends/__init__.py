@@ -1,5 +1,6 @@
-"""Backends run the network: ``(N, in_channels, h, w) float32 -> (N, C, h, w) float32``
-probabilities at the network's resolution. A registry of names, each imported only when
+"""Backends run the network: ``(N, in_channels, h, w) float32`` -> its outputs by name
+(``gating.TASK_OUTPUTS``: (N, C, h, w) pixel and/or (N, C) class probabilities, float32) at
+the network's resolution. A registry of names, each imported only when
 chosen, so that an ONNX-only deployment never imports torch.
 
     torch      PyTorch, fp32, eager: the exact reference
@@ -34,8 +35,8 @@ class BackendError(SteelsegError, ValueError):
 class Backend(Protocol):
     name: str
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(N, in_channels, h, w) float32 -> (N, C, h, w) float32 probabilities."""
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, in_channels, h, w) float32 -> the network's probabilities by output name."""
 
     def describe(self) -> str:
         """One line for people: backend, precision, device."""

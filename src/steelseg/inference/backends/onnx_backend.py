@@ -1,7 +1,7 @@
 """The onnxruntime backend: the run's ``model.onnx`` (``steelseg export``), no torch import.
 
-The exported graph is ``SegmentationNet.forward`` (padding, network, activation) with dynamic
-batch, height and width; its metadata carries the run's config, post-processing and the
+The exported graph is the network's ``forward`` (padding, network, activation) with dynamic
+batch, height and width and one output per name of its task (``gating.TASK_OUTPUTS``); its metadata carries the run's config, post-processing and the
 SHA-256 of the weights it was exported from, so a stale export is refused, not used.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 
 from steelseg import rundir
 from steelseg.config import Config
+from steelseg.gating import TASK_OUTPUTS
 from steelseg.inference.backends import BackendError
 
 INPUT = "image"
-OUTPUT = "probabilities"
 # Keys of the ONNX file's metadata_props.
 META_CONFIG = "steelseg.config"  # config.yaml, as text
 META_POSTPROCESS = "steelseg.postprocess"  # postprocess.json, as text
@@ -44,9 +44,11 @@ class OnnxBackend:
         self.path = path
         self.name = "onnx"
         self.metadata = self.session.get_modelmeta().custom_metadata_map
+        self.outputs = [output.name for output in self.session.get_outputs()]
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(self.outputs, {INPUT: np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(self.outputs, values))
 
     def describe(self) -> str:
         return f"onnx (onnxruntime fp32, {self.session.get_providers()[0]}, {self.path.name})"
@@ -66,4 +68,7 @@ def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:
         raise BackendError(f"{path}: classes {names} differ from the run's {config.output_class_names}")
+    expected = list(TASK_OUTPUTS[config.model.task])
+    if backend.outputs != expected:
+        raise BackendError(f"{path}: outputs {backend.outputs} are not those of a {config.model.task} run ({expected})")
     return backend

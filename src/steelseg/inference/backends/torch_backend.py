@@ -9,15 +9,15 @@ import numpy as np
 import torch
 
 from steelseg.config import Config
-from steelseg.model import SegmentationNet, build_model
+from steelseg.model import build_model, net_outputs
 from steelseg.weights import load_weights
 
 
 class TorchBackend:
-    """Runs a ``SegmentationNet`` on ``device``; with ``dtype`` set, under autocast to that
+    """Runs a network of ``model.build_model`` on ``device``; with ``dtype`` set, under autocast to that
     dtype with channels_last tensors (what CPUs with bf16 and GPUs run fastest)."""
 
-    def __init__(self, net: SegmentationNet, device: str = "cpu", dtype: torch.dtype | None = None):
+    def __init__(self, net: torch.nn.Module, device: str = "cpu", dtype: torch.dtype | None = None):
         self.device = torch.device(device)
         self.dtype = dtype
         self.name = "torch" if dtype is None else "torch-amp"
@@ -26,19 +26,19 @@ class TorchBackend:
         self.net = net.to(memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         batch = torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
         with autocast:
-            probs = self.net(batch)
-        return probs.float().cpu().numpy()
+            outputs = net_outputs(self.net, batch)
+        return {name: value.float().cpu().numpy() for name, value in outputs.items()}
 
     def describe(self) -> str:
         precision = "fp32" if self.dtype is None else f"{str(self.dtype).removeprefix('torch.')} autocast, channels_last"
         return f"{self.name} ({precision}, {self.device})"
 
 
-def load_net(run_dir: Path, config: Config) -> SegmentationNet:
+def load_net(run_dir: Path, config: Config) -> torch.nn.Module:
     """The run's network with its trained weights, on the CPU, in eval mode."""
     # The run's own weights replace whatever the network was initialised from.
     model_config = config.model.model_copy(update={"encoder_weights": None, "init_from": None})

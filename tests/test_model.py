@@ -45,6 +45,20 @@ def test_local_encoder_weights_load_and_adapt_rgb_to_gray(tmp_path, suffix):
             torch.testing.assert_close(value, state[key])
 
 
+@pytest.mark.parametrize("task", ["classify", "two_head"])
+def test_classifiers_load_a_segmenter_s_encoder_weights_file(tmp_path, task):
+    # The same encoder weights file serves every task: a classifier or a two-headed network
+    # starts from the encoder a segmenter was given.
+    torch.manual_seed(0)
+    donor = build_model(ModelConfig(in_channels=1, **TINY), num_classes=4)
+    path = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.net.encoder.state_dict().items()}, path)
+    net = build_model(ModelConfig(task=task, in_channels=1, encoder_weights=str(path), **TINY), num_classes=4)
+    encoder = net.encoder if task == "classify" else net.net.encoder
+    for key, value in donor.net.encoder.state_dict().items():
+        torch.testing.assert_close(encoder.state_dict()[key], value)
+
+
 def test_weights_that_match_nothing_or_are_missing(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"something.else": torch.zeros(3)}, path)
@@ -59,8 +73,11 @@ def test_failed_hub_download_explains_how_to_work_offline(monkeypatch):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(smp, "create_model", offline)
+    monkeypatch.setattr(smp.encoders, "get_encoder", offline)
     with pytest.raises(WeightsError, match=r"'imagenet' weights for encoder 'resnet18'.*set model.encoder_weights to its path"):
         build_model(ModelConfig(encoder_name="resnet18", encoder_weights="imagenet"), num_classes=4)
+    with pytest.raises(WeightsError, match=r"'imagenet' weights for encoder 'resnet34'.*offline|steelseg never needs the network"):
+        build_model(ModelConfig(task="classify", encoder_name="resnet34", encoder_weights="imagenet"), num_classes=4)
 
 
 def test_unknown_encoder_is_a_clear_error():

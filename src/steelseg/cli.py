@@ -170,6 +170,12 @@ def _score(args) -> None:
         from steelseg.screening import format_report
 
         report, warnings = screen_files(args.truth, args.pred, num_classes, image_set, allow_missing=args.allow_missing)
+        if args.run_dir is not None:  # the thresholds the Present column was decided with
+            from steelseg.rundir import load_gate, load_run_config
+
+            gate = load_gate(args.run_dir, load_run_config(args.run_dir))
+            if gate is not None:
+                report = report.model_copy(update={"label_threshold": gate.tolist()})
         table = format_report(report, [name or str(i) for i, name in enumerate(class_names, start=1)])
     else:
         scores, warnings = score_files(

@@ -7,6 +7,7 @@ from steelseg import synth
 from steelseg.cli import main
 from steelseg.folds import read_folds
 from steelseg.rundir import RunSummary
+from steelseg.screening import ScreeningReport
 from steelseg.training.cv import cv_rows
 
 TINY = [
@@ -42,9 +43,25 @@ def test_cv_rows_mean_and_std():
         _summary(epoch=1, val_dice_tuned=0.7, val_iou=0.3, val_class_dice_tuned=[0.6, 0.8]),
     ]
     header, rows = cv_rows(summaries, [0, 1])
-    assert header == ["fold", "epoch", "dice", "iou", "dice_a", "dice_b"]
-    assert rows[2] == ["mean", "", 0.8, 0.4, 0.7, 0.9]
-    assert rows[3] == ["std", "", 0.1, 0.1, 0.1, 0.1]
+    assert header == ["fold", "epoch", "dice", "iou", "auc", "dice_a", "dice_b"]
+    assert rows[2][:4] == ["mean", "", 0.8, 0.4] and rows[2][5:] == [0.7, 0.9]
+    assert rows[3][:4] == ["std", "", 0.1, 0.1] and rows[3][5:] == [0.1, 0.1]
+    assert np.isnan(rows[2][4])  # no screening in these summaries
+
+
+def test_cv_rows_of_classifiers_have_auc_and_no_iou():
+    report = ScreeningReport(
+        label_threshold=[0.5, 0.5], auc=[0.8, None], precision=[1.0, None], recall=[0.5, None],
+        accuracy=[0.9, 1.0], positives=[2, 0], images=10, screened_out=0.6,
+    )  # fmt: skip
+    summaries = [
+        _summary(epoch=2, val_dice_tuned=0.95, val_iou=None, val_class_dice_tuned=[0.9, 1.0], screening=report),
+        _summary(epoch=1, val_dice_tuned=0.85, val_iou=None, val_class_dice_tuned=[0.7, 1.0],
+                 screening=report.model_copy(update={"auc": [0.6, 1.0]})),
+    ]  # fmt: skip
+    header, rows = cv_rows(summaries, [0, 1])
+    assert rows[0][4] == 0.8 and rows[1][4] == 0.8  # mean over the classes that have an AUC
+    assert np.isnan(rows[2][3]) and rows[2][2] == 0.9
 
 
 def test_folds_without_a_fold_is_a_config_error(tmp_path, capsys):

@@ -34,14 +34,25 @@ def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = Tru
 
 
 def cv_rows(summaries: list[RunSummary], folds: list[int]) -> tuple[list[str], list[list]]:
-    """Per fold: best epoch, mean Dice (tuned), mean IoU, per-class Dice; then mean and std."""
+    """Per fold: best epoch, mean Dice (tuned; a classifier's presence accuracy), mean IoU,
+    mean class-score AUC, per-class Dice; then mean and std. A value a run has not (a
+    classifier's IoU, the AUC of a fold without both kinds of image) is nan."""
     names = summaries[0].class_names
-    header = ["fold", "epoch", "dice", "iou", *[f"dice_{n}" for n in names]]
-    values = np.array([[s.val_dice_tuned, s.val_iou, *s.val_class_dice_tuned] for s in summaries])
+    header = ["fold", "epoch", "dice", "iou", "auc", *[f"dice_{n}" for n in names]]
+    values = np.array([[s.val_dice_tuned, _or_nan(s.val_iou), _mean_auc(s), *s.val_class_dice_tuned] for s in summaries])
     rows = [[fold, s.epoch, *v.round(4).tolist()] for fold, s, v in zip(folds, summaries, values)]
     rows.append(["mean", "", *values.mean(axis=0).round(4).tolist()])
     rows.append(["std", "", *values.std(axis=0).round(4).tolist()])
     return header, rows
+
+
+def _mean_auc(summary: RunSummary) -> float:
+    aucs = [a for a in (summary.screening.auc if summary.screening else []) if a is not None]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def format_cv(header: list[str], rows: list[list]) -> str:

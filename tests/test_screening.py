@@ -73,6 +73,22 @@ def test_a_class_without_positives_is_never_flagged():
     assert thresholds[0] <= 0.9  # the class with positives is flagged
 
 
+def test_a_minimum_recall_lowers_the_threshold_until_it_keeps_enough_positives():
+    # Positives 0.9, 0.9, 0.25, 0.15; negatives 0.2, 0.2, 0.1, 0.1. Most accurate: 0.2
+    # (recall 3/4: 0.15 missed; 7/8 right). Recall 1 needs 0.1, which flags two negatives.
+    scores = np.array([[0.9], [0.9], [0.25], [0.15], [0.2], [0.2], [0.1], [0.1]])
+    labels = np.array([[1], [1], [1], [1], [0], [0], [0], [0]], bool)
+    assert tune_label_thresholds(scores, labels, GRID)[0].tolist() == [0.2]
+    assert tune_label_thresholds(scores, labels, GRID, min_recall=0.75)[0].tolist() == [0.2]
+    thresholds, accuracy = tune_label_thresholds(scores, labels, GRID, min_recall=1.0)
+    assert thresholds.tolist() == [0.1] and accuracy.tolist() == [6 / 8]
+    # no threshold of the grid keeps every positive: the lowest one
+    assert tune_label_thresholds(scores, labels, [0.3, 0.5], min_recall=1.0)[0].tolist() == [0.3]
+    # a class without positives is still never flagged
+    clean = tune_label_thresholds(np.full((3, 1), 0.9), np.zeros((3, 1), bool), GRID, min_recall=1.0)
+    assert clean[0].tolist() == [NEVER]
+
+
 def test_report_counts_on_a_hand_made_table():
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.2], [0.7, 0.6], [0.1, 0.1]])
     labels = np.array([[1, 0], [0, 1], [1, 0], [0, 0], [0, 0]], bool)

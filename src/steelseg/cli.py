@@ -122,7 +122,7 @@ def _predict(args) -> None:
         print(f"predicting with {predictor.describe()}", flush=True)
     if not predictor.has_masks:  # a classifier: its class scores are the output
         if args.scores:
-            raise SystemExit("steelseg predict: a classify run writes its class scores to --out; --scores is for runs with masks")
+            raise SystemExit("steelseg predict: error: a classify run writes its class scores to --out; --scores is for runs with masks")
         image_ids, scores = predictor.score_folder(args.images, progress=not args.quiet)
         _write_scores(args.out, image_ids, scores, predictor)
         return

@@ -171,6 +171,9 @@ class PostprocessConfig(_Strict):
     # A class is present when its score is above this (gate.json when train.tune_postprocess
     # is off; else the tuned one).
     label_threshold: float | list[float] = 0.5
+    # Tuned label thresholds must keep at least this share of each class's positives (a
+    # screen before segmentation that may not lose defects); None: the most accurate ones.
+    label_min_recall: float | None = Field(None, ge=0, le=1)
     threshold_grid: list[float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     min_area_grid: list[int] = [0, 50, 100, 200, 400, 600, 900, 1200, 2000, 3000, 5000, 8000, 12000]
     # Label thresholds tried on class scores (screening.py); 1.0, never present, is always added.

@@ -80,7 +80,8 @@ class EpochResult(_Typed):
     train_loss: float
     val_loss: float | None = None  # None: Mask R-CNN reports no loss in evaluation
     # Competition mean Dice with the configured post-processing; for a classifier, the
-    # presence accuracy at 0.5 (the Dice if every mask let through were perfect).
+    # presence accuracy at postprocess.label_threshold (the Dice if every mask let through
+    # were perfect).
     val_dice: float
     val_dice_tuned: float  # ... with the post-processing (label thresholds) tuned on this validation
     val_class_dice_tuned: list[float]

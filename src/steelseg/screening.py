@@ -79,14 +79,26 @@ def candidate_thresholds(grid: list[float]) -> np.ndarray:
     return np.unique(np.append(np.asarray(grid, np.float64), NEVER))[::-1]
 
 
-def tune_label_thresholds(scores: np.ndarray, labels: np.ndarray, grid: list[float]) -> tuple[np.ndarray, np.ndarray]:
+def tune_label_thresholds(
+    scores: np.ndarray, labels: np.ndarray, grid: list[float], min_recall: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, C) scores and (N, C) bool labels -> per-class thresholds (C,) maximising presence
-    accuracy, and that accuracy (C,)."""
+    accuracy, and that accuracy (C,).
+
+    ``min_recall``: only thresholds that keep at least this share of a class's positives are
+    candidates (a screen that must not lose defects); where none does, the lowest threshold
+    of the grid. A class without positives has no recall to keep and is tuned as before."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
     candidates = candidate_thresholds(grid)
     present = scores[None] > candidates[:, None, None]  # (T, N, C)
     accuracy = (present == labels[None]).mean(axis=1)  # (T, C)
-    pick = accuracy.argmax(axis=0)  # first maximum = highest threshold
+    allowed = np.ones(accuracy.shape, bool)
+    if min_recall is not None:
+        positives = labels.sum(axis=0)
+        recall = (present & labels[None]).sum(axis=1) / np.maximum(positives, 1)
+        allowed = (recall >= min_recall) | (positives == 0)
+        allowed[-1] |= ~allowed.any(axis=0)  # candidates run highest first: the last is the lowest
+    pick = np.where(allowed, accuracy, -1.0).argmax(axis=0)  # first maximum = highest threshold
     columns = np.arange(scores.shape[1])
     return candidates[pick], accuracy[pick, columns]
 

@@ -14,7 +14,7 @@ from steelseg.metrics import DiceAccumulator
 from steelseg.model import build_model
 from steelseg.postprocess import PostProcess
 from steelseg.rundir import EpochResult
-from steelseg.screening import ScreeningReport, screening_report, tune_label_thresholds
+from steelseg.screening import ScreeningReport, present, screening_report, tune_label_thresholds
 from steelseg.training.losses import build_loss
 from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
@@ -36,9 +36,9 @@ class SegmentationModule(L.LightningModule):
     ``tuned_postprocess`` the tuned post-processing (None without pixel outputs) and
     ``screening`` the report with the tuned label thresholds.
 
-    A classifier has no masks to score: its ``val_dice`` is the presence accuracy at 0.5 and
-    ``val_dice_tuned`` at the tuned thresholds, which is the competition's mean Dice if every
-    mask let through were perfect (see screening.py), so the best epoch is chosen as for the
+    A classifier has no masks to score: its ``val_dice`` is the presence accuracy at the
+    configured ``postprocess.label_threshold`` and ``val_dice_tuned`` at the tuned thresholds,
+    which is the competition's mean Dice if every mask let through were perfect (see screening.py), so the best epoch is chosen as for the
     other tasks.
 
     Validation computes outputs exactly as the Predictor does: the network's activation at its
@@ -123,7 +123,8 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         class_scores, labels = np.concatenate(self._class_scores), np.concatenate(self._labels)
-        thresholds, accuracy = tune_label_thresholds(class_scores, labels, self.config.postprocess.label_threshold_grid)
+        post = self.config.postprocess
+        thresholds, accuracy = tune_label_thresholds(class_scores, labels, post.label_threshold_grid, post.label_min_recall)
         self.screening = screening_report(class_scores, labels, thresholds)
         if PIXELS in self.outputs:
             scores = self._scores.result()
@@ -131,7 +132,7 @@ class SegmentationModule(L.LightningModule):
             dice, iou = scores.mean_dice, scores.mean_iou
         else:  # presence accuracy: see the class docstring
             class_dice, iou = accuracy, None
-            dice = float(((class_scores > 0.5) == labels).mean())
+            dice = float((present(class_scores, self.default_label_threshold) == labels).mean())
         self.epoch_result = EpochResult(
             epoch=self.current_epoch + 1,
             train_loss=float(np.mean(self._train_losses)) if self._train_losses else float("nan"),

@@ -221,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_synth)
 
-    p = commands.add_parser("train", help="train a segmentation model into a run directory")
+    p = commands.add_parser("train", help="train a model (model.task: segment, classify, two_head, instance) into a run directory")
     p.add_argument("data", nargs="?", help="dataset folder (severstal or mask-folder layout)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last finished epoch")

@@ -213,6 +213,12 @@ class Config(_Strict):
             raise ValueError(f"data.classes must list distinct class ids, got {classes}")
         if names and classes and not all(1 <= c <= len(names) for c in classes):
             raise ValueError(f"data.classes {classes} must be ids within 1..{len(names)}")
+        if names:  # known once the dataset was opened: training re-validates with them
+            count = len(self.output_class_names)
+            for key in ("pixel_threshold", "min_area", "label_threshold"):
+                value = getattr(self.postprocess, key)
+                if isinstance(value, list) and len(value) != count:
+                    raise ValueError(f"postprocess.{key} lists {len(value)} values; the model has {count} classes")
         if self.stages:
             self.stage_configs()  # a stage with a bad key fails now, not hours into training
         return self
@@ -259,6 +265,15 @@ def load_config(source: str | os.PathLike | None = None, overrides: list[str] | 
     except ValidationError as err:
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}invalid configuration:\n{_describe(err)}") from None
+
+
+def revalidate(config: Config) -> Config:
+    """``config`` checked again, e.g. once the dataset's class names are known; problems are a
+    ConfigError listing them, as from ``load_config``."""
+    try:
+        return Config.model_validate(config.model_dump())
+    except ValidationError as err:
+        raise ConfigError(f"invalid configuration:\n{_describe(err)}") from None
 
 
 def resolve_config_path(source: str | os.PathLike) -> Path:

@@ -15,7 +15,7 @@ import torch
 
 from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
-from steelseg.config import Config, ConfigError, load_config
+from steelseg.config import Config, ConfigError, load_config, revalidate
 from steelseg.datasets import SegmentationDataset, open_configured, split_indices
 from steelseg.errors import OutputExistsError
 from steelseg.folds import read_folds, split_by_fold
@@ -44,9 +44,9 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     # Names resolved once (a mask folder without names is scanned for them): later opens of
     # this run's data, on resume or in later stages, find them in the config.
     config = config.model_copy(update={"data": config.data.model_copy(update={"class_names": dataset.class_names})})
+    config = rundir.absolute_paths(revalidate(config))  # re-checked with the names known
     _clear_unfinished(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = rundir.absolute_paths(Config.model_validate(config.model_dump()))  # re-checked with the names known
     if config.stages:
         return _train_stages(config, dataset, run_dir, progress)
     rundir.save_config(run_dir, config)

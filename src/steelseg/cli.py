@@ -73,6 +73,9 @@ def _train(args) -> None:
 
 def _print_summary(summary, run_dir) -> None:
     """The best epoch's scores and, when the run scores classes, its screening report."""
+    from pathlib import Path
+
+    from steelseg.rundir import GATE
     from steelseg.screening import format_report
 
     if summary.task == "classify":  # no masks to score
@@ -82,7 +85,7 @@ def _print_summary(summary, run_dir) -> None:
     print(f"best epoch {summary.epoch}: validation {what} {summary.val_dice_tuned:.4f} "
           f"(untuned {summary.val_dice:.4f}); run saved in {run_dir}")
     if summary.screening is not None:
-        print(f"screening on the validation images (label thresholds tuned there, saved in {run_dir}/gate.json):")
+        print(f"screening on the validation images (label thresholds tuned there, saved in {Path(run_dir) / GATE}):")
         print(format_report(summary.screening, summary.class_names))
 
 
@@ -155,10 +158,12 @@ def _score(args) -> None:
     from steelseg.class_scores import is_class_scores
     from steelseg.evaluate import SEVERSTAL_NUM_CLASSES, format_scores, read_image_set, score_files, screen_files
 
+    run_config = None
     if args.run_dir is not None:
         from steelseg.rundir import load_run_config  # only when asked: the run's config names the classes
 
-        class_names = load_run_config(args.run_dir).output_class_names
+        run_config = load_run_config(args.run_dir)
+        class_names = run_config.output_class_names
         num_classes = len(class_names)
     else:
         # the default lives here, not in argparse: a default of 4 would let `--num-classes 4 --run X`
@@ -170,12 +175,10 @@ def _score(args) -> None:
         from steelseg.screening import format_report
 
         report, warnings = screen_files(args.truth, args.pred, num_classes, image_set, allow_missing=args.allow_missing)
-        if args.run_dir is not None:  # the thresholds the Present column was decided with
-            from steelseg.rundir import load_gate, load_run_config
+        if run_config is not None:  # the thresholds the Present column was decided with
+            from steelseg.rundir import load_gate
 
-            gate = load_gate(args.run_dir, load_run_config(args.run_dir))
-            if gate is not None:
-                report = report.model_copy(update={"label_threshold": gate.tolist()})
+            report = report.model_copy(update={"label_threshold": load_gate(args.run_dir, run_config).tolist()})
         table = format_report(report, [name or str(i) for i, name in enumerate(class_names, start=1)])
     else:
         scores, warnings = score_files(

@@ -118,8 +118,7 @@ def score_files(
     Returns the scores and the warnings (one line each). Class ids outside 1..num_classes in
     either table are an error naming its file and line.
     """
-    if num_classes < 1:
-        raise ScoreError(f"the number of classes must be at least 1, got {num_classes}")
+    _check_num_classes(num_classes)
     truth, pred = read_annotations(truth_path, num_classes), read_annotations(pred_path, num_classes)
     _refuse_empty_prediction(pred)  # before the set is resolved, which would blame a mismatch
     image_set = resolve_image_set(truth, pred, image_set)
@@ -141,8 +140,7 @@ def screen_files(
     from steelseg.class_scores import read_class_scores
     from steelseg.screening import screening_report
 
-    if num_classes < 1:
-        raise ScoreError(f"the number of classes must be at least 1, got {num_classes}")
+    _check_num_classes(num_classes)
     truth, listed = read_annotations(truth_path, num_classes), read_class_scores(scores_path, num_classes)
     image_set = resolve_image_set(truth, listed, image_set)
     warnings = check_prediction(listed, image_set, allow_missing)
@@ -190,6 +188,11 @@ def _agreed_image_set(truth: Annotations, pred: Annotations) -> ImageSet:
             "to say which images are scored"
         )
     return ImageSet(list(truth.image_ids), "the images both tables name")
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if num_classes < 1:
+        raise ScoreError(f"the number of classes must be at least 1, got {num_classes}")
 
 
 def _refuse_empty_prediction(pred: Annotations) -> None:

@@ -26,8 +26,8 @@ class PostProcess:
     def uniform(cls, num_classes: int, pixel_threshold: float | list[float], min_area: int | list[int]) -> "PostProcess":
         """Per-class parameters from a scalar (same for every class) or a per-class list."""
         return cls(
-            _per_class(pixel_threshold, num_classes, "pixel_threshold", float),
-            _per_class(min_area, num_classes, "min_area", int),
+            per_class(pixel_threshold, num_classes, "pixel_threshold", float),
+            per_class(min_area, num_classes, "min_area", int),
         )
 
     @property
@@ -62,13 +62,18 @@ class PostProcess:
         for name, values in (("pixel_threshold", thresholds), ("min_area", areas)):
             if not isinstance(values, list) or len(values) != count:
                 raise ValueError(f"{name} must list one value per class ({count}), got {values!r}")
-        for i, value in enumerate(thresholds):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"pixel_threshold[{i}] = {value!r} is not a probability in [0, 1]")
+        check_probabilities("pixel_threshold", thresholds)
         for i, value in enumerate(areas):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= NEVER:
                 raise ValueError(f"min_area[{i}] = {value!r} is not a whole number of pixels >= 0")
         return cls.uniform(count, thresholds, areas)
+
+
+def check_probabilities(name: str, values: list) -> None:
+    """A ValueError naming the first of ``values`` (read from JSON) that is not a number in [0, 1]."""
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{name}[{i}] = {value!r} is not a probability in [0, 1]")
 
 
 def thresholds_for(dtype: np.dtype, thresholds: np.ndarray) -> np.ndarray:
@@ -87,7 +92,8 @@ def thresholds_for(dtype: np.dtype, thresholds: np.ndarray) -> np.ndarray:
     return np.where(below, np.nextafter(rounded, dtype.type(np.inf)), rounded).astype(dtype)
 
 
-def _per_class(value, num_classes: int, name: str, kind) -> np.ndarray:
+def per_class(value, num_classes: int, name: str, kind=float) -> np.ndarray:
+    """A config value (a scalar for every class, or a list of one per class) as (C,) ``kind``."""
     values = np.asarray(value if isinstance(value, (list, tuple, np.ndarray)) else [value] * num_classes, dtype=kind)
     if values.shape != (num_classes,):
         raise ValueError(f"{name} needs one value per class ({num_classes}), got {len(values)}")

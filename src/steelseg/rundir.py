@@ -22,12 +22,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from steelseg.atomic import write_text
 from steelseg.config import Config, ConfigError, load_config
 from steelseg.errors import SteelsegError
-from steelseg.postprocess import PostProcess
+from steelseg.postprocess import PostProcess, per_class
 from steelseg.screening import ScreeningReport, thresholds_from_json, thresholds_to_json
 
 CONFIG = "config.yaml"
@@ -160,13 +161,15 @@ def save_gate(run_dir: str | os.PathLike, thresholds) -> None:
     write_text(Path(run_dir) / GATE, thresholds_to_json(thresholds) + "\n")
 
 
-def load_gate(run_dir: str | os.PathLike, config: Config):
-    """The run's tuned label thresholds (C,), or None for a run made before they were tuned."""
+def load_gate(run_dir: str | os.PathLike, config: Config) -> np.ndarray:
+    """The run's tuned label thresholds (C,), or the config's for a run made before they were
+    tuned (as ``load_postprocess``)."""
     path = Path(run_dir) / GATE
+    num_classes = len(config.output_class_names)
     if not path.is_file():
-        return None
+        return per_class(config.postprocess.label_threshold, num_classes, "label_threshold")
     try:
-        return thresholds_from_json(path.read_text(), len(config.output_class_names))
+        return thresholds_from_json(path.read_text(), num_classes)
     except (OSError, ValueError) as err:
         raise RunDirError(f"{path}: {err}") from None
 

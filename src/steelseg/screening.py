@@ -15,6 +15,8 @@ import json
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from steelseg.postprocess import check_probabilities
+
 NEVER = 1.0  # scores are probabilities: none is strictly above 1
 
 
@@ -49,9 +51,7 @@ def thresholds_from_json(text: str, num_classes: int) -> np.ndarray:
         raise ValueError(f"not a label-threshold file ({type(err).__name__}: {err})") from None
     if not isinstance(values, list) or len(values) != num_classes:
         raise ValueError(f"label_threshold must list one value per class ({num_classes}), got {values!r}")
-    for i, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(f"label_threshold[{i}] = {value!r} is not a probability in [0, 1]")
+    check_probabilities("label_threshold", values)
     return np.asarray(values, np.float64)
 
 

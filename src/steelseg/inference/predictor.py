@@ -28,7 +28,7 @@ from steelseg.errors import SteelsegError
 from steelseg.gating import PIXELS, TASK_OUTPUTS, Outputs, to_image
 from steelseg.images import read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
-from steelseg.postprocess import PostProcess
+from steelseg.postprocess import PostProcess, per_class
 from steelseg.preprocess import to_input
 from steelseg.screening import present
 
@@ -67,7 +67,7 @@ class Predictor:
     ``Predictor.from_run_dir``.
 
     ``label_threshold`` (C,): a class is present in an image when its score is above it (the
-    run's gate.json; 0.5 for runs without one)."""
+    run's gate.json; by default the config's ``postprocess.label_threshold``)."""
 
     def __init__(
         self,
@@ -88,7 +88,9 @@ class Predictor:
         self.limits = limits
         self.task = config.model.task
         self.has_masks = PIXELS in TASK_OUTPUTS[self.task]
-        self.label_threshold = np.full(len(self.class_names), 0.5) if label_threshold is None else np.asarray(label_threshold)
+        if label_threshold is None:
+            label_threshold = per_class(config.postprocess.label_threshold, self.num_classes, "label_threshold")
+        self.label_threshold = np.asarray(label_threshold)
 
     @classmethod
     def from_run_dir(

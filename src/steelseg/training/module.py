@@ -8,13 +8,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steelseg.config import Config, ConfigError
+from steelseg.config import Config
 from steelseg.gating import CLASSES, PIXELS, TASK_OUTPUTS, to_image
 from steelseg.metrics import DiceAccumulator
 from steelseg.model import build_model
-from steelseg.postprocess import PostProcess
+from steelseg.postprocess import PostProcess, per_class
 from steelseg.rundir import EpochResult
-from steelseg.screening import ScreeningReport, present, screening_report, tune_label_thresholds
+from steelseg.screening import present, screening_report, tune_label_thresholds
 from steelseg.training.losses import build_loss
 from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
@@ -33,13 +33,13 @@ class SegmentationModule(L.LightningModule):
     configured post-processing and with the best one found on this epoch's predictions. Class
     scores (a class head's, or the max / top-K pixel probability) get the screening report at
     label thresholds tuned on them. After each validation, ``epoch_result`` holds the scores,
-    ``tuned_postprocess`` the tuned post-processing (None without pixel outputs) and
-    ``screening`` the report with the tuned label thresholds.
+    ``tuned_postprocess`` the tuned post-processing (None without pixel outputs); the
+    screening report, with the tuned label thresholds, is ``epoch_result.screening``.
 
     A classifier has no masks to score: its ``val_dice`` is the presence accuracy at the
     configured ``postprocess.label_threshold`` and ``val_dice_tuned`` at the tuned thresholds,
-    which is the competition's mean Dice if every mask let through were perfect (see screening.py), so the best epoch is chosen as for the
-    other tasks.
+    which is the competition's mean Dice if every mask let through were perfect (see
+    screening.py), so the best epoch is chosen as for the other tasks.
 
     Validation computes outputs exactly as the Predictor does: the network's activation at its
     resolution, then ``gating.to_image`` at the image's size, so the thresholds tuned here are
@@ -65,10 +65,9 @@ class SegmentationModule(L.LightningModule):
         self.class_weight = 1.0 if self.task == "classify" else config.train.class_loss_weight
         post = config.postprocess
         self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)
-        self.default_label_threshold = _per_class(post.label_threshold, num_classes)
+        self.default_label_threshold = per_class(post.label_threshold, num_classes, "label_threshold")
         self.epoch_result: EpochResult | None = None
         self.tuned_postprocess: PostProcess | None = None
-        self.screening: ScreeningReport | None = None
         self._train_losses: list[float] = []
 
     def _loss(self, logits: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
@@ -125,7 +124,6 @@ class SegmentationModule(L.LightningModule):
         class_scores, labels = np.concatenate(self._class_scores), np.concatenate(self._labels)
         post = self.config.postprocess
         thresholds, accuracy = tune_label_thresholds(class_scores, labels, post.label_threshold_grid, post.label_min_recall)
-        self.screening = screening_report(class_scores, labels, thresholds)
         if PIXELS in self.outputs:
             scores = self._scores.result()
             self.tuned_postprocess, class_dice = self._search.best()
@@ -142,7 +140,7 @@ class SegmentationModule(L.LightningModule):
             val_class_dice_tuned=class_dice.tolist(),
             val_iou=iou,
             lr=self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan"),
-            screening=self.screening,
+            screening=screening_report(class_scores, labels, thresholds),
         )
         self._train_losses = []
         self.log("val_dice", dice, prog_bar=True)
@@ -159,13 +157,6 @@ class SegmentationModule(L.LightningModule):
         optimizer = build_optimizer(self.parameters(), self.config.train)
         scheduler = build_scheduler(optimizer, self.config.train.scheduler, self.trainer.estimated_stepping_batches)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-
-def _per_class(value: float | list[float], num_classes: int) -> list[float]:
-    values = list(value) if isinstance(value, list) else [value] * num_classes
-    if len(values) != num_classes:
-        raise ConfigError(f"postprocess.label_threshold needs one value per class ({num_classes}), got {len(values)}")
-    return [float(v) for v in values]
 
 
 def _at_size(logits: dict[str, torch.Tensor], size) -> dict[str, torch.Tensor]:

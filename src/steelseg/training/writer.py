@@ -127,8 +127,8 @@ def save_thresholds(run_dir: Path, module: SegmentationModule, tuned: bool) -> N
     config's defaults with train.tune_postprocess off."""
     if module.tuned_postprocess is not None:
         rundir.save_postprocess(run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
-    if module.screening is not None:
-        rundir.save_gate(run_dir, module.screening.label_threshold if tuned else module.default_label_threshold)
+    screening = module.epoch_result.screening
+    rundir.save_gate(run_dir, screening.label_threshold if tuned else module.default_label_threshold)
 
 
 def epoch_of(path: Path) -> int:

@@ -150,6 +150,11 @@ class Predictor:
         x = to_input(images, model.input_mean, model.input_std, model.in_channels, model.input_scale)
         return to_image(self.backend(x), images.shape[1:], model)
 
+    def masks(self, outputs: Outputs) -> np.ndarray:
+        """One image's ``Outputs`` (pixels (C, H, W), scores (C,)) -> its (C, H, W) bool masks,
+        post-processed and gated: what ``predict_folder`` encodes."""
+        return self.postprocess(outputs.pixels)
+
     def predict(self, image: np.ndarray) -> np.ndarray:
         """One (H, W) uint8 image -> (C, H, W) bool defect masks, post-processed."""
         return self.postprocess(self.predict_proba(image[None])[0])

@@ -32,7 +32,7 @@ TRAIN = [
     "--config", "default",
     "--set", f"data.class_names={CLASSES}",
     "--set", "data.crop_height=null", "--set", "data.crop_width=null",  # 200x200: whole images
-    "--set", "train.oof_scale=null",
+    "--set", "train.oof_scale=1.0",  # out-of-fold files at full size (200x200) for tune
     "--set", "train.batches_per_epoch=50",
 ]  # fmt: skip
 

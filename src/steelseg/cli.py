@@ -115,26 +115,55 @@ def _augment_preview(args) -> None:
 def _predict(args) -> None:
     import numpy as np
 
-    from steelseg.inference.predictor import Predictor
+    from steelseg.inference import sharding
+    from steelseg.inference.predictor import Budget, Predictor
     from steelseg.submission import write_submission
 
-    predictor = Predictor.from_run_dir(
-        args.run_dir, backend=args.backend, device=args.device, batch_size=args.batch_size, check_size=not args.any_size
-    )
-    if not args.quiet:
-        print(f"predicting with {predictor.describe()}", flush=True)
-    if not predictor.has_masks:  # a classifier: its class scores are the output
+    if args.drop_tta and not args.time_budget:
+        raise SystemExit("steelseg predict: error: --drop-tta needs --time-budget MINUTES")
+    shard = sharding.world()
+    predictor = Predictor.load(
+        args.models, backend=args.backend, device=sharding.rank_device(args.device), batch_size=args.batch_size,
+        check_size=not args.any_size, tta=args.tta, postprocess=args.postprocess, overrides=args.post,
+    )  # fmt: skip
+    lead = shard is None or shard[0] == 0  # the process that talks and writes
+    if not args.quiet and lead:
+        print(f"predicting with {predictor.describe()}" + (f", {shard[1]} processes" if shard else ""), flush=True)
+        if predictor.has_masks and (len(predictor.members) > 1 or args.post or args.postprocess):
+            print("post-processing:\n" + predictor.postprocess.describe(predictor.class_names), flush=True)
+    budget = Budget(args.time_budget, args.drop_tta) if args.time_budget else None
+    progress = not args.quiet and lead
+    if not predictor.has_masks:  # classifiers only: their class scores are the output
         if args.scores:
             raise SystemExit("steelseg predict: error: a classify run writes its class scores to --out; --scores is for runs with masks")
-        image_ids, scores = predictor.score_folder(args.images, progress=not args.quiet)
+        if shard:
+            raise SystemExit("steelseg predict: error: sharded prediction writes submissions; run classifiers in one process")
+        image_ids, scores = predictor.score_folder(args.images, progress=progress, budget=budget)
         _write_scores(args.out, image_ids, scores, predictor)
         return
     scores: dict | None = {} if args.scores else None
-    predictions = predictor.predict_folder(args.images, progress=not args.quiet, scores=scores)
+    if shard:
+        predictions = sharding.predict_sharded(predictor, args.images, progress, scores, budget)
+        if predictions is None:
+            return  # not rank 0: its share went to rank 0
+    else:
+        predictions = predictor.predict_folder(args.images, progress=progress, scores=scores, budget=budget)
     rows = write_submission(args.out, predictions, predictor.num_classes, layout=args.layout)
     print(f"wrote {rows} rows ({len(predictions.image_ids)} images x {predictor.num_classes} classes) to {args.out}")
     if scores is not None:
         _write_scores(args.scores, list(scores), np.stack(list(scores.values())), predictor)
+
+
+def _tune(args) -> None:
+    from steelseg.inference.oof_tune import tune
+
+    grids = {k: v for k, v in (("pixel_grid", args.pixel_grid), ("component_grid", args.component_grid), ("area_grid", args.area_grid),
+                               ("label_grid", args.label_grid), ("peak_grid", args.peak_grid)) if v}  # fmt: skip
+    result = tune(
+        args.models, args.out, min_area_quantile=args.min_area_quantile, fill_holes=args.fill_holes,
+        soft_gate=args.soft_gate, temperatures=not args.no_temperature, progress=not args.quiet, **grids,
+    )  # fmt: skip
+    print(result.report())
 
 
 def _write_scores(path, image_ids: list[str], scores, predictor) -> None:
@@ -254,12 +283,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_augment_preview)
 
-    p = commands.add_parser("predict", help="predict a folder of images into a submission CSV (class scores for a classifier)")
-    p.add_argument("run_dir")
+    p = commands.add_parser(
+        "predict", help="predict a folder of images with a run or an ensemble into a submission CSV (class scores for classifiers)"
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="a run directory, a folder of runs (train --fold all or --per-class: each run a member) or an "
+                        "ensemble .yaml; several are averaged")  # fmt: skip
     p.add_argument("images", help="folder of images")
-    p.add_argument("--out", required=True, help="submission CSV to write; for a classify run, its class scores CSV")
+    p.add_argument("--out", required=True, help="submission CSV to write; for classifiers alone, their class scores CSV")
     p.add_argument("--scores", metavar="CSV", help="also write each image's class scores (ImageId,ClassId,Probability,Present)")
     p.add_argument("--layout", choices=["long", "2019"], default="long", help="CSV layout (default long: ImageId,ClassId,EncodedPixels)")
+    p.add_argument("--tta", choices=["none", "hflip", "vflip", "both"],
+                   help="flip TTA for every member, averaged in probability space (both: none+hflip+vflip, 3x the time); "
+                        "default: each member's own (none for runs)")  # fmt: skip
+    p.add_argument("--postprocess", metavar="JSON", help="post-processing file to use (default: the ensemble's, e.g. from `steelseg tune`)")
+    p.add_argument("--post", action="append", metavar="KEY=VALUE",
+                   help="override a post-processing value, for every class or per class: pixel_threshold=0.55, "
+                        "min_area=[600,600,900,2000], min_component=150, fill_holes=true, label_threshold=0.6, "
+                        "peak_threshold=[0.7,0.7,0.6,0.6], peak=top_k, peak_top_k=100, soft_gate=true (repeatable)")  # fmt: skip
+    p.add_argument("--time-budget", type=_at_least(0, float, strict=True), metavar="MINUTES",
+                   help="project the total after the first batches and stop with an error when it will not fit")
+    p.add_argument("--drop-tta", action="store_true", help="with --time-budget: drop TTA instead of stopping")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"],
                    help="auto (default): torch-amp where the hardware has fast half precision (bf16 CPU, GPU), else "
                         "torch; torch: exact fp32; onnx: the run's model.onnx (steelseg export) on onnxruntime")
@@ -268,6 +312,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--any-size", action="store_true",
                    help="predict images whose size is far from the training images' (by default an error)")
     p.set_defaults(run=_predict)
+
+    p = commands.add_parser(
+        "tune", help="tune an ensemble's gated post-processing and member temperatures on out-of-fold files (mean Dice)"
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="runs with oof.npz (train --fold all writes them), folders of runs or an ensemble .yaml")
+    p.add_argument("--out", metavar="DIR",
+                   help="where postprocess.json (and, for several models, ensemble.yaml) go; default: the model's folder")
+    p.add_argument("--pixel-grid", type=float, nargs="+", metavar="P", help="pixel thresholds to try (default 0.2 .. 0.85)")
+    p.add_argument("--component-grid", type=int, nargs="+", metavar="PX",
+                   help="connected-component sizes to try, full-size pixels (default 0 50 100 150 250 400)")
+    p.add_argument("--area-grid", type=int, nargs="+", metavar="PX", help="minimum class areas to try (default: the config's min_area_grid)")
+    p.add_argument("--label-grid", type=float, nargs="+", metavar="P", help="class-head gates to try (default 0.3 .. 0.9, and none)")
+    p.add_argument("--peak-grid", type=float, nargs="+", metavar="P", help="max / top-K gates to try (default 0.3 .. 0.9, and none)")
+    p.add_argument("--min-area-quantile", type=float, metavar="Q",
+                   help="minimum areas from this quantile of the true mask sizes instead of the search (5th place: 0.02)")
+    p.add_argument("--fill-holes", action="store_true", help="fill holes in the masks (tuned with it)")
+    p.add_argument("--soft-gate", action="store_true", help="multiply pixel probabilities by the class heads' (tuned with it)")
+    p.add_argument("--no-temperature", action="store_true", help="keep every member's temperature at 1")
+    p.set_defaults(run=_tune)
 
     p = commands.add_parser("export", help="export a run's network to ONNX, checked against PyTorch")
     p.add_argument("run_dir")
@@ -297,6 +361,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="demo", help="YAML file or bundled recipe (default: demo)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     p.set_defaults(run=_demo)
+
+    from steelseg import adversarial, pseudo
+
+    adversarial.add_parser(commands)
+    pseudo.add_parser(commands)
 
     for sub in commands.choices.values():
         sub.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -58,6 +58,12 @@ class DataConfig(_Strict):
     # replaces the random val_fraction split.
     folds: str | None = None
     fold: int | None = Field(None, ge=0)
+    # Extra labelled folders (`steelseg pseudo` writes them; any dataset folder of the same
+    # classes works) whose images join the TRAINING split only: validation, its tuned
+    # thresholds and the out-of-fold files stay those of data.root, so a round of
+    # pseudo-labels is judged on the same images as the round before. An image id that is
+    # also in data.root is an error (a pseudo folder made from the training images by mistake).
+    pseudo: list[str] | None = None
     crop_height: int | None = 256  # random training crops; None = full images
     crop_width: int | None = 512
     # Share of training crops placed on a defect when the image has one (rare classes get seen).
@@ -72,6 +78,11 @@ class DataConfig(_Strict):
     )
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
+
+    @field_validator("pseudo", mode="before")
+    @classmethod
+    def _one_folder(cls, value):
+        return [value] if isinstance(value, str) else value  # --set data.pseudo=runs/pseudo1
 
 
 class ModelConfig(_Strict):

@@ -21,7 +21,7 @@ import numpy as np
 from steelseg.errors import SteelsegError
 from steelseg.annotations import AnnotationError, Annotations, read_annotations
 from steelseg.atomic import write_text
-from steelseg.config import DataConfig
+from steelseg.config import ConfigError, DataConfig
 from steelseg.images import list_images, read_gray, read_label_map, read_shape
 
 CLASSES_FILE = "classes.json"
@@ -145,6 +145,70 @@ def open_configured(data: DataConfig) -> SegmentationDataset:
     if not data.root:
         raise DatasetError("no training data: set data.root (or pass a dataset folder)")
     return open_dataset(data.root, data.layout, data.class_names, data.csv_name)
+
+
+def open_pseudo(data: DataConfig, main: SegmentationDataset) -> list[SegmentationDataset]:
+    """The folders of ``data.pseudo``, each a training-only addition to ``main`` (the opened
+    ``data.root``, its class selection applied to them too). They must have ``main``'s classes
+    (from their classes.json; a folder without one takes ``main``'s names) and no image id of
+    ``main`` or of each other: a pseudo folder made from the training images by mistake would
+    otherwise train on validation images. Each is opened like a ``steelseg train`` folder
+    (layout detected, ``train.csv``). Problems are a one-line ConfigError."""
+    owner = dict.fromkeys(main.image_ids, main.root)
+    extras = []
+    for folder in data.pseudo or []:
+        root = Path(folder)
+        names = None if (root / CLASSES_FILE).is_file() else main.all_class_names
+        extra = open_dataset(root, class_names=names)
+        if extra.all_class_names != main.all_class_names:
+            raise ConfigError(
+                f"data.pseudo: {root} has the classes {', '.join(extra.all_class_names)}; the training data "
+                f"{main.root} has {', '.join(main.all_class_names)}"
+            )
+        for image_id in extra.image_ids:
+            if image_id in owner:
+                raise ConfigError(f"data.pseudo: image {image_id} of {root} is also in {owner[image_id]}; an image may be in only one")
+            owner[image_id] = root
+        extras.append(extra if main.keep is None else extra.select_classes(main.keep))
+    return extras
+
+
+@dataclass
+class CombinedDataset:
+    """Datasets of the same classes read as one, in order (a training split and its pseudo-
+    labelled folders): the reading side of ``SegmentationDataset`` that training uses."""
+
+    parts: list[SegmentationDataset]
+
+    def __post_init__(self) -> None:
+        self._ends = np.cumsum([len(part) for part in self.parts])
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.parts[0].class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.parts[0].num_classes
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [image_id for part in self.parts for image_id in part.image_ids]
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if self.parts else 0
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        part = int(np.searchsorted(self._ends, index, side="right"))
+        return self.parts[part].load(index - (int(self._ends[part - 1]) if part else 0))
+
+    def class_presence(self) -> np.ndarray:
+        return np.concatenate([part.class_presence() for part in self.parts])
+
+    def image_shapes(self) -> list[tuple[int, int]]:
+        return [shape for part in self.parts for shape in part.image_shapes()]
 
 
 def detect_layout(root: Path, csv_name: str = "train.csv") -> str:

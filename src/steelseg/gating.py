@@ -31,13 +31,19 @@ TASK_OUTPUTS = {
 @dataclass(frozen=True)
 class Outputs:
     """A batch's predictions at the images' size: ``pixels`` (N, C, H, W) float32, or None for
-    a classifier; ``scores`` (N, C) float32, the probability that each class is present."""
+    a classifier; ``scores`` (N, C) float32, the probability that each class is present;
+    ``heads`` (N, C) float32, the class heads' probabilities (NaN for a class no head
+    predicts), or None for a network without one."""
 
     pixels: np.ndarray | None
     scores: np.ndarray
+    heads: np.ndarray | None = None
 
     def __getitem__(self, index) -> "Outputs":
-        return Outputs(None if self.pixels is None else self.pixels[index], self.scores[index])
+        def part(a):
+            return None if a is None else a[index]
+
+        return Outputs(part(self.pixels), self.scores[index], part(self.heads))
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -79,6 +85,5 @@ def to_image(outputs: dict[str, np.ndarray], shape: tuple[int, int], model: Mode
         scores = outputs[CLASSES].astype(np.float32, copy=False)
         if pixels is not None:
             pixels = soft_gate(pixels, scores)
-    else:
-        scores = pixel_scores(pixels, model)
-    return Outputs(pixels, scores)
+        return Outputs(pixels, scores, scores)
+    return Outputs(pixels, pixel_scores(pixels, model))

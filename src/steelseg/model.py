@@ -73,9 +73,11 @@ class SegmentationNet(nn.Module):
     def activation(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Logits -> probabilities, by name; ``forward`` is ``activation(logits(x))``, spelled
         out for training, which needs the logits for its loss as well."""
-        probs = {name: torch.sigmoid(value) for name, value in logits.items()}
+        # In fp32 even under autocast: bf16 probabilities step by 0.004 near 1, so thresholds,
+        # class scores and rankings would tie in coarse steps.
+        probs = {name: torch.sigmoid(value.float()) for name, value in logits.items()}
         if self.head == "softmax":
-            probs[PIXELS] = torch.softmax(logits[PIXELS], dim=1)[:, 1:]
+            probs[PIXELS] = torch.softmax(logits[PIXELS].float(), dim=1)[:, 1:]
         return probs
 
 
@@ -97,7 +99,7 @@ class ClassifierNet(nn.Module):
         return {CLASSES: self.classifier(self.encoder(x)[-1])}
 
     def activation(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: torch.sigmoid(value) for name, value in logits.items()}
+        return {name: torch.sigmoid(value.float()) for name, value in logits.items()}  # fp32: as above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> (N, C) probability that each class is in the image."""

@@ -120,14 +120,16 @@ def save_config(run_dir: str | os.PathLike, config: Config) -> None:
 
 
 def absolute_paths(config: Config) -> Config:
-    """``config`` with data.root, data.folds, model.init_from and a weights file made absolute."""
+    """``config`` with data.root, data.folds, data.pseudo, model.init_from and a weights file
+    made absolute."""
     data, model = config.data, config.model
     weights = model.encoder_weights
     if weights and (Path(weights).suffix in (".pth", ".pt", ".safetensors", ".bin") or Path(weights).exists()):
         weights = _absolute(weights)
     return config.model_copy(
         update={
-            "data": data.model_copy(update={"root": _absolute(data.root), "folds": _absolute(data.folds)}),
+            "data": data.model_copy(update={"root": _absolute(data.root), "folds": _absolute(data.folds),
+                                            "pseudo": data.pseudo and [_absolute(p) for p in data.pseudo]}),
             "model": model.model_copy(update={"init_from": _absolute(model.init_from), "encoder_weights": weights}),
         }
     )

@@ -128,9 +128,9 @@ def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, t
     the graph was not traced at."""
     images = _check_images(config)
     gate = rundir.load_gate(run_dir, config)
-    torch_side = Predictor(config, postprocess, TorchBackend(net, "cpu"), label_threshold=gate)
+    torch_side = Predictor.single(config, postprocess, TorchBackend(net, "cpu"), label_threshold=gate)
     reference = torch_side.predict_outputs(images)
-    exported = Predictor(config, postprocess, OnnxBackend(path, "cpu")).predict_outputs(images)
+    exported = Predictor.single(config, postprocess, OnnxBackend(path, "cpu")).predict_outputs(images)
     diff = float(np.abs(reference.scores - exported.scores).max())
     if reference.pixels is not None:
         diff = max(diff, float(np.abs(reference.pixels - exported.pixels).max()))

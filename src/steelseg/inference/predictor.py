@@ -1,17 +1,19 @@
 """One Predictor for the CLI, the service, reports, export checks and benchmarks.
 
-numpy in, numpy out: (N, H, W) uint8 gray images -> ``preprocess.to_input`` -> a backend
-(the network's ``forward`` in torch or onnxruntime) -> ``gating.to_image`` -> (N, C, H, W)
-float32 pixel probabilities (not for a classifier) and (N, C) class scores -> ``PostProcess``
--> (C, H, W) bool masks, and the label thresholds -> which classes are present. Validation and
-out-of-fold files go through the same steps, so a run's tuned thresholds apply to the same
-numbers here. Nothing in this module imports torch; the chosen backend may.
+numpy in, numpy out: (N, H, W) uint8 gray images -> each member of the ensemble (one run, or
+several: ``inference.sources``) through its TTA views and backend -> per-class weighted
+averages (``inference.ensemble``) -> ``Outputs``: (N, C, H, W) float32 pixel probabilities (not
+for classifiers alone), (N, C) class scores and the class heads' probabilities -> the gated
+``PostProcess`` -> (C, H, W) bool masks. A single run is an ensemble of one, and out-of-fold
+files go through the same steps, so tuned thresholds apply to the same numbers here. Nothing
+in this module imports torch; the chosen backends may.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,11 +27,11 @@ from steelseg import rle, rundir
 from steelseg.annotations import Annotations
 from steelseg.config import Config
 from steelseg.errors import SteelsegError
-from steelseg.gating import PIXELS, TASK_OUTPUTS, Outputs, to_image
+from steelseg.gating import Outputs
 from steelseg.images import read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
+from steelseg.inference.ensemble import EnsembleError, Member, combine, ensemble_outputs, tta_views
 from steelseg.postprocess import PostProcess, per_class
-from steelseg.preprocess import to_input
 from steelseg.screening import present
 
 SIZE_TOLERANCE = 2.0  # the shorter image side may differ from training's by this factor
@@ -62,70 +64,159 @@ class SizeLimits:
         return None
 
 
+class TimeBudgetError(SteelsegError, RuntimeError):
+    """A prediction that cannot finish within its ``--time-budget``."""
+
+
+@dataclass
+class Candidate:
+    """One image's prediction before the gates: each class's mask run-length encoded, its
+    peak, class-head probabilities (or None), class scores, and encoder features (or None)."""
+
+    encoded: list[str]
+    peaks: np.ndarray
+    heads: np.ndarray | None
+    scores: np.ndarray
+    embedding: np.ndarray | None = None
+
+
 class Predictor:
-    """A run's network, pre- and post-processing behind numpy arrays. Build it with
+    """Networks, pre- and post-processing behind numpy arrays. Build it with
+    ``Predictor.load(sources)`` (runs, folders of runs, ensemble files) or
     ``Predictor.from_run_dir``.
 
     ``label_threshold`` (C,): a class is present in an image when its score is above it (the
-    run's gate.json; by default the config's ``postprocess.label_threshold``)."""
+    gate's threshold where the post-processing gates the class, else the first run's gate.json;
+    by default the config's ``postprocess.label_threshold``)."""
 
     def __init__(
         self,
-        config: Config,
+        members: list[Member],
         postprocess: PostProcess,
-        backend: Backend,
+        class_names: list[str],
         batch_size: int = 4,
-        limits: SizeLimits | None = None,
         label_threshold: np.ndarray | None = None,
+        clusters=None,
     ):
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        self.config = config
-        self.class_names = config.output_class_names
+        self.members = members
+        self.class_names = list(class_names)
         self.postprocess = postprocess
-        self.backend = backend
         self.batch_size = batch_size
-        self.limits = limits
-        self.task = config.model.task
-        self.has_masks = PIXELS in TASK_OUTPUTS[self.task]
+        self.clusters = clusters  # sources.ClusterSpec or None
+        self.has_masks = any(m.has_pixels for m in members)
+        self.has_heads = any(m.has_heads for m in members)
+        self._check()
         if label_threshold is None:
-            label_threshold = per_class(config.postprocess.label_threshold, self.num_classes, "label_threshold")
-        self.label_threshold = np.asarray(label_threshold)
+            label_threshold = per_class(self.config.postprocess.label_threshold, self.num_classes, "label_threshold")
+        gated = np.where(self.postprocess.peak_threshold > 0, self.postprocess.peak_threshold, label_threshold)
+        self.label_threshold = np.where(self.postprocess.label_threshold > 0, self.postprocess.label_threshold, gated)
 
     @classmethod
-    def from_run_dir(
+    def single(cls, config: Config, postprocess: PostProcess, backend: Backend, batch_size: int = 4,
+               limits: SizeLimits | None = None, label_threshold: np.ndarray | None = None) -> "Predictor":  # fmt: skip
+        """One network, no TTA: what a run directory is on its own."""
+        member = Member("model", config, backend, list(range(len(config.output_class_names))), limits=limits)
+        return cls([member], postprocess, config.output_class_names, batch_size, label_threshold)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | os.PathLike, backend: str = "auto", device: str = "auto", batch_size: int = 4,
+                     check_size: bool = True) -> "Predictor":  # fmt: skip
+        """Load the run in ``run_dir`` on ``backend`` (auto, torch, torch-amp, onnx) and
+        ``device`` (auto, cpu, cuda, cuda:N). ``check_size=False`` predicts images of any size."""
+        return cls.load([run_dir], backend, device, batch_size, check_size)
+
+    @classmethod
+    def load(
         cls,
-        run_dir: str | os.PathLike,
+        sources: list[str | os.PathLike],
         backend: str = "auto",
         device: str = "auto",
         batch_size: int = 4,
         check_size: bool = True,
+        tta: str | None = None,
+        postprocess: str | os.PathLike | None = None,
+        overrides: list[str] | None = None,
     ) -> "Predictor":
-        """Load the run in ``run_dir`` on ``backend`` (auto, torch, torch-amp, onnx) and
-        ``device`` (auto, cpu, cuda, cuda:N). ``check_size=False`` predicts images of any size."""
-        run_dir = Path(run_dir)
-        config = rundir.load_run_config(run_dir)
-        postprocess = rundir.load_postprocess(run_dir, config)
+        """Runs, folders of runs and ensemble files (``inference.sources``) as one predictor.
+        ``tta`` replaces every member's TTA; ``postprocess`` a JSON file that replaces the
+        sources' post-processing; ``overrides`` ``KEY=VALUE`` changes to it."""
+        from steelseg.inference.sources import channels, check_compatible, ensemble_classes, resolve
+
+        resolved = resolve(sources, tta)
+        networks = resolved.networks
+        check_compatible(networks)
+        class_names, position = ensemble_classes(networks)
+        first = networks[0]
         device = _device(backend, device)
-        chosen = create_backend(resolve_backend(backend, device), run_dir, config, device)
-        limits = _size_limits(run_dir, config) if check_size else None
-        return cls(config, postprocess, chosen, batch_size, limits, rundir.load_gate(run_dir, config))
+        members = []
+        for network in networks:
+            name = resolve_backend(network.spec.backend or backend, device)
+            members.append(Member(
+                str(network.run_dir), network.config, create_backend(name, network.run_dir, network.config, device),
+                [position[c] for c in channels(network.config)], network.weight, tta_views(network.spec.tta), network.spec.temperature,
+                _size_limits(network.run_dir, network.config) if check_size else None,
+            ))  # fmt: skip
+        post = _postprocess(Path(postprocess) if postprocess else resolved.postprocess, first.config, len(class_names))
+        if overrides:
+            try:
+                post = post.override(overrides)
+            except ValueError as err:
+                raise EnsembleError(f"--post {err}") from None
+        gate = rundir.load_gate(first.run_dir, first.config) if len(networks) == 1 else None
+        return cls(members, post, class_names, batch_size, gate, resolved.clusters)
+
+    def _check(self) -> None:
+        covered = np.zeros(self.num_classes, dtype=bool)
+        headed = np.zeros(self.num_classes, dtype=bool)
+        for member in self.members:
+            covered[member.channels] |= member.has_pixels
+            headed[member.channels] |= member.has_heads
+        if self.has_masks and not covered.all():
+            missing = self.class_names[int(np.flatnonzero(~covered)[0])]
+            raise EnsembleError(f"no member predicts the pixels of class {missing!r}: add a run that does")
+        if self.postprocess.num_classes != self.num_classes:
+            raise EnsembleError(f"the post-processing has {self.postprocess.num_classes} classes, the models {self.num_classes}")
+        label = self.postprocess.label_threshold > 0
+        if (label & ~headed).any() or (self.postprocess.soft_gate and not headed.any()):
+            name = self.class_names[int(np.flatnonzero(label & ~headed)[0])] if (label & ~headed).any() else "any class"
+            raise EnsembleError(f"label_threshold or soft_gate for {name} needs a member with a class head "
+                                "(a classifier or two-headed run)")
+
+    @property
+    def config(self) -> Config:
+        """The first member's run config (class names, defaults)."""
+        return self.members[0].config
+
+    @property
+    def backend(self) -> Backend:
+        """The first member's backend."""
+        return self.members[0].backend
+
+    @property
+    def task(self) -> str:
+        return self.config.model.task if len(self.members) == 1 else "ensemble"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def describe(self) -> str:
-        return self.backend.describe()
+        if len(self.members) == 1 and self.members[0].views == ("none",):
+            return self.backend.describe()
+        views = sorted({len(m.views) for m in self.members})
+        backends = sorted({m.backend.describe() for m in self.members})
+        return f"{len(self.members)} networks x {'/'.join(map(str, views))} TTA views on {'; '.join(backends)}"
 
     def predict_outputs(self, images: np.ndarray) -> Outputs:
         """(N, H, W) uint8 gray images -> ``Outputs``: (N, C, H, W) float32 pixel probabilities
-        (None for a classifier; a two-headed network's gated by its class head) and (N, C)
-        class scores."""
+        (None without a pixel-predicting member; a two-headed network's gated by its class
+        head), (N, C) class scores, and the class heads' (N, C) probabilities or None."""
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
             shape = getattr(images, "shape", None)
             raise InputError(f"expected (N, H, W) uint8 gray images, got {getattr(images, 'dtype', type(images).__name__)} {shape}")
-        problem = self.limits.problem(images.shape[1:]) if self.limits else None
+        problem = self._size_problem(images.shape[1:])
         if problem:
             raise InputError(f"image {problem}")
         return self._outputs(images)
@@ -146,80 +237,194 @@ class Predictor:
         return present(self.predict_scores(images), self.label_threshold)
 
     def _outputs(self, images: np.ndarray) -> Outputs:
-        model = self.config.model
-        x = to_input(images, model.input_mean, model.input_std, model.in_channels, model.input_scale)
-        return to_image(self.backend(x), images.shape[1:], model)
+        results = [member.outputs(images) for member in self.members]
+        pixels, heads = combine(self.members, results, self.num_classes)
+        return ensemble_outputs(pixels, heads, self.postprocess.peaks)
 
     def masks(self, outputs: Outputs) -> np.ndarray:
         """One image's ``Outputs`` (pixels (C, H, W), scores (C,)) -> its (C, H, W) bool masks,
-        post-processed and gated: what ``predict_folder`` encodes."""
-        return self.postprocess(outputs.pixels)
+        post-processed and gated: what ``predict_folder`` encodes (without shared scores)."""
+        return self.postprocess(outputs.pixels, outputs.heads)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """One (H, W) uint8 image -> (C, H, W) bool defect masks, post-processed."""
-        return self.postprocess(self.predict_proba(image[None])[0])
+        return self.masks(self.predict_outputs(image[None])[0])
 
-    def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> Iterator[tuple[Path, np.ndarray, Outputs]]:
-        """Yield (path, image, its ``Outputs``) for every image of a folder, in batches; the
-        next batch is read and decoded while the network runs on this one."""
-        paths = require_images(image_dir)
+    def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, paths: list[Path] | None = None,
+                    shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None) -> Iterator[tuple[Path, np.ndarray, Outputs]]:  # fmt: skip
+        """Yield (path, image, its ``Outputs``) for every image of a folder (or ``paths``), in
+        batches; the next batches are read and decoded in threads while the networks run on
+        this one (OpenCV decodes and numpy copies without holding the GIL, so threads overlap
+        like worker processes, without sending every image through a pipe).
+
+        ``shard`` = (rank, world size): only every world-size-th batch, starting at rank; the
+        batches are the same as in one process, so each image's numbers are too.
+        ``budget``: checked after every batch (``Budget``)."""
+        paths = require_images(image_dir) if paths is None else paths
         batches = [paths[start : start + self.batch_size] for start in range(0, len(paths), self.batch_size)]
-        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(self._read, batches[0])
-            for index, batch in enumerate(batches):
-                images = pending.result()
-                if index + 1 < len(batches):
-                    pending = reader.submit(self._read, batches[index + 1])
+        rank, world = shard
+        mine = batches[rank::world]
+        total = sum(len(b) for b in mine)
+        bar = tqdm(total=total, desc="predict", unit="img", disable=not progress)
+        if budget is not None:
+            budget.start(total)
+        with ThreadPoolExecutor(max_workers=2) as reader:
+            pending = deque(reader.submit(self._read, batch) for batch in mine[:2])
+            for index, batch in enumerate(mine):
+                images = pending.popleft().result()
+                if index + 2 < len(mine):
+                    pending.append(reader.submit(self._read, mine[index + 2]))
                 for group in _same_shape_runs(images):
                     outputs = self._outputs(np.stack([images[i] for i in group]))  # checked by _read
                     for j, i in enumerate(group):
                         yield batch[i], images[i], outputs[j]
                 bar.update(len(batch))
+                if budget is not None:
+                    budget.update(len(batch), self, bar)
         bar.close()
 
-    def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True, scores: dict | None = None) -> Annotations:
-        """Post-processed masks of every image of a folder, run-length encoded. Post-processing
-        and encoding run in a second thread, one batch behind the network. ``scores``, when
-        given, receives each image's class scores by image id."""
+    def candidates_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, shard: tuple[int, int] = (0, 1),
+                          budget: "Budget | None" = None) -> dict[str, Candidate]:  # fmt: skip
+        """Every image's ``Candidate`` (this shard's), by image id. Post-processing and encoding
+        run in a second thread, one batch behind the networks."""
         if not self.has_masks:
             raise InputError(f"a {self.task} run gives class scores, not masks: use score_folder")
-        result = Annotations(source=str(image_dir))
+        paths = require_images(image_dir)
+        embed = self._embedder() if self.clusters is not None else None
+        result: dict[str, Candidate] = {}
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=1) as encoder:
-            for path, _, outputs in self.iter_folder(image_dir, progress):
-                pending.append((path.name, encoder.submit(self._encode, outputs.pixels)))
-                if scores is not None:
-                    scores[path.name] = outputs.scores
+            for path, image, outputs in self.iter_folder(image_dir, progress, paths=paths, shard=shard, budget=budget):
+                embedding = embed(image) if embed is not None else None
+                pending.append((path.name, outputs, embedding, encoder.submit(self.postprocess.candidates, outputs.pixels, outputs.heads)))
                 while len(pending) > 2 * self.batch_size:  # bounded: probabilities are large
-                    _add_encoded(result, *pending.popleft())
+                    _add_candidate(result, *pending.popleft())
             while pending:
-                _add_encoded(result, *pending.popleft())
+                _add_candidate(result, *pending.popleft())
         return result
 
-    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True) -> tuple[list[str], np.ndarray]:
+    def finish(self, candidates: dict[str, Candidate], source: str = "", scores: dict | None = None) -> Annotations:
+        """Gate the candidates (class scores shared within near-duplicate clusters first, when
+        the ensemble says so) -> the submission's masks. ``scores`` receives the class scores."""
+        image_ids = list(candidates)
+        result = Annotations(source=source)
+        if not image_ids:
+            return result
+        peaks = np.stack([candidates[i].peaks for i in image_ids])
+        heads = np.stack([candidates[i].heads for i in image_ids]) if self.has_heads else None
+        if self.clusters is not None:
+            from steelseg.inference.clusters import cluster, share
+
+            labels = cluster(np.stack([candidates[i].embedding for i in image_ids]), self.clusters.distance)
+            peaks = share(peaks, labels, self.clusters.share)
+            heads = None if heads is None else share(heads, labels, self.clusters.share)
+        keep = self.postprocess.gate(peaks, heads)
+        for row, image_id in enumerate(image_ids):
+            for class_id, encoded in enumerate(candidates[image_id].encoded, start=1):
+                result.add(image_id, class_id, encoded if keep[row, class_id - 1] else "")
+            if scores is not None:
+                scores[image_id] = candidates[image_id].scores
+        return result
+
+    def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True, scores: dict | None = None,
+                       budget: "Budget | None" = None) -> Annotations:  # fmt: skip
+        """Post-processed, gated masks of every image of a folder, run-length encoded.
+        ``scores``, when given, receives each image's class scores by image id."""
+        return self.finish(self.candidates_folder(image_dir, progress, budget=budget), str(image_dir), scores)
+
+    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True, budget: "Budget | None" = None) -> tuple[list[str], np.ndarray]:
         """Class scores of every image of a folder: (image ids, (N, C) float32)."""
         image_ids, scores = [], []
-        for path, _, outputs in self.iter_folder(image_dir, progress):
+        for path, _, outputs in self.iter_folder(image_dir, progress, budget=budget):
             image_ids.append(path.name)
             scores.append(outputs.scores)
         return image_ids, np.stack(scores)
 
-    def _encode(self, probs: np.ndarray) -> list[str]:
-        return [rle.encode(mask) for mask in self.postprocess(probs)]
+    def _embedder(self):
+        for member in self.members:
+            embed = getattr(member.backend, "embed", None)
+            if embed is not None:
+                return lambda image, m=member: embed(m.inputs(image[None])[0])[0]
+        raise EnsembleError("near-duplicate clusters need encoder features: give a member a torch backend")
+
+    def _size_problem(self, shape: tuple[int, int]) -> str | None:
+        for member in self.members:
+            problem = member.limits.problem(shape) if member.limits else None
+            if problem:
+                return problem
+        return None
 
     def _read(self, paths: list[Path]) -> list[np.ndarray]:
         images = [read_gray(path) for path in paths]
         for path, image in zip(paths, images):
-            problem = self.limits.problem(image.shape) if self.limits else None
+            problem = self._size_problem(image.shape)
             if problem:
                 raise InputError(f"{path}: image {problem}")
         return images
 
 
-def _add_encoded(result: Annotations, image_id: str, encoded: Future) -> None:
-    for class_id, mask in enumerate(encoded.result(), start=1):
-        result.add(image_id, class_id, mask)
+class Budget:
+    """``--time-budget``: after the first batches, the projected total time of the folder (the
+    first batch, which warms the networks up, is timed apart); shown in the progress bar, and
+    when over the budget either TTA is dropped (``drop_tta``) or ``TimeBudgetError`` stops the
+    prediction early."""
+
+    def __init__(self, minutes: float, drop_tta: bool = False, after: int = 3):
+        self.seconds = minutes * 60
+        self.drop_tta = drop_tta
+        self.after = after  # batches before the first estimate
+
+    def start(self, total: int) -> None:
+        self.total, self.done, self.batches = total, 0, 0
+        self.began = time.monotonic()
+        self.first: tuple[float, int] | None = None  # (seconds, images) of the warm-up
+        self.projected: float | None = None
+
+    def update(self, images: int, predictor: Predictor, bar) -> None:
+        self.done += images
+        self.batches += 1
+        elapsed = time.monotonic() - self.began
+        if self.first is None:
+            self.first = (elapsed, self.done)
+            return
+        if self.batches < self.after or self.done >= self.total:
+            return
+        seconds, count = self.first
+        rate = (elapsed - seconds) / (self.done - count)
+        self.projected = elapsed + rate * (self.total - self.done)
+        bar.set_postfix_str(f"projected {self.projected / 60:.1f} of {self.seconds / 60:g} min")
+        if self.projected <= self.seconds:
+            return
+        if self.drop_tta and any(len(m.views) > 1 for m in predictor.members):
+            for member in predictor.members:
+                member.views = ("none",)
+            bar.write(f"time budget: projected {self.projected / 60:.1f} min > {self.seconds / 60:g} min; TTA dropped "
+                      f"for the remaining {self.total - self.done} images")
+            self.first, self.batches = (elapsed, self.done), 1  # measure the new rate afresh
+            return
+        raise TimeBudgetError(
+            f"projected {self.projected / 60:.1f} min for {self.total} images ({rate:.2f} s per image after the first "
+            f"batch), over the --time-budget of {self.seconds / 60:g} min; use fewer members or TTA views, --drop-tta, "
+            "or a larger budget"
+        )
+
+
+def _add_candidate(result: dict, image_id: str, outputs: Outputs, embedding, encoded: Future) -> None:
+    masks, peaks = encoded.result()
+    result[image_id] = Candidate([rle.encode(m) for m in masks], peaks, outputs.heads, outputs.scores, embedding)
+
+
+def _postprocess(path: Path | None, config: Config, num_classes: int) -> PostProcess:
+    """The post-processing file at ``path``, or the config's defaults; the peak (max or top-K)
+    of a file that does not say is the config's class score."""
+    defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
+    if path is None:
+        post = config.postprocess
+        return PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area, **defaults)
+    try:
+        return PostProcess.from_json(path.read_text(), num_classes, defaults=defaults)
+    except (OSError, ValueError) as err:
+        raise rundir.RunDirError(f"{path}: {err}") from None
 
 
 def _device(backend: str, device: str) -> str:

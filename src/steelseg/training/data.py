@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from steelseg.config import Config, DataConfig, ModelConfig
-from steelseg.datasets import SegmentationDataset
+from steelseg.datasets import CombinedDataset, SegmentationDataset
 from steelseg.preprocess import resize_image, resize_masks, to_input
 from steelseg.training.augment import apply, seed_transform, train_transform
 from steelseg.training.sampling import EpochSampler, balanced_weights, decode
@@ -23,7 +23,7 @@ class TorchSegmentationData(Dataset):
     so that validation scores what prediction will deliver.
     """
 
-    def __init__(self, source: SegmentationDataset, model: ModelConfig, data: DataConfig | None = None, seed: int = 0):
+    def __init__(self, source: SegmentationDataset | CombinedDataset, model: ModelConfig, data: DataConfig | None = None, seed: int = 0):
         self.source = source
         self.model = model
         self.transform = train_transform(data) if data is not None else None
@@ -82,7 +82,7 @@ class PadToLargest:
         return xs, ys
 
 
-def loaders(config: Config, train_set: SegmentationDataset, val_set: SegmentationDataset) -> tuple[DataLoader, DataLoader]:
+def loaders(config: Config, train_set: SegmentationDataset | CombinedDataset, val_set: SegmentationDataset) -> tuple[DataLoader, DataLoader]:
     """The training loader (epoch-seeded order, optional class balance) and the validation
     loader (whole images, batches of one size)."""
     data, model = config.data, config.model

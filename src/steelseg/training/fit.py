@@ -16,7 +16,7 @@ import torch
 from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config, ConfigError, load_config, revalidate
-from steelseg.datasets import SegmentationDataset, open_configured, split_indices
+from steelseg.datasets import CombinedDataset, SegmentationDataset, open_configured, open_pseudo, split_indices
 from steelseg.errors import OutputExistsError
 from steelseg.folds import read_folds, split_by_fold
 from steelseg.hardware import cuda_available, resolve_precision
@@ -41,6 +41,8 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
         raise OutputExistsError(f"{run_dir} already holds a run; choose another output folder (or --resume it)")
     _check_not_foreign(run_dir)
     dataset = open_configured(config.data)
+    for _, stage in config.stage_configs():
+        open_pseudo(stage.data, dataset)  # a bad pseudo folder fails now, before the run folder exists
     # Names resolved once (a mask folder without names is scanned for them): later opens of
     # this run's data, on resume or in later stages, find them in the config.
     config = config.model_copy(update={"data": config.data.model_copy(update={"class_names": dataset.class_names})})
@@ -146,11 +148,7 @@ def resume(run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
 def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None) -> RunSummary:
     _quiet_lightning()
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    data = config.data
-    if data.classes:
-        dataset = dataset.select_classes(data.classes)
-    train_index, val_index = _split(config, dataset)
-    train_set, val_set = dataset.subset(train_index), dataset.subset(val_index)
+    train_set, val_set = train_val_sets(config, dataset)
     train_loader, val_loader = loaders(config, train_set, val_set)
     accelerator = _accelerator(config)
     precision = resolve_precision(config.train.precision, accelerator)
@@ -213,6 +211,18 @@ def _try_average(trainer: L.Trainer, module: SegmentationModule, val_loader, run
         save_weights(run_dir, module.model)
         save_thresholds(run_dir, module, module.config.train.tune_postprocess)
     rundir.save_summary(run_dir, summary)
+
+
+def train_val_sets(config: Config, dataset: SegmentationDataset) -> tuple[SegmentationDataset | CombinedDataset, SegmentationDataset]:
+    """The training and validation images of ``dataset`` (``data.root``) with ``data.classes``
+    selected: the random or fold split, then the ``data.pseudo`` folders added to the training
+    side only."""
+    if config.data.classes:
+        dataset = dataset.select_classes(config.data.classes)
+    train_index, val_index = _split(config, dataset)
+    train_set, val_set = dataset.subset(train_index), dataset.subset(val_index)
+    extras = open_pseudo(config.data, dataset)
+    return (CombinedDataset([train_set, *extras]) if extras else train_set), val_set
 
 
 def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:

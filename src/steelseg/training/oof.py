@@ -72,3 +72,14 @@ def _pad_stack(arrays: list[np.ndarray]) -> np.ndarray:
     for i, a in enumerate(arrays):
         out[i, :, : a.shape[1], : a.shape[2]] = a
     return out
+
+
+def write_run_oof(run_dir: str | os.PathLike, scale: float = 0.25, progress: bool = True) -> Path:
+    """Out-of-fold probabilities of a finished run that has none (trained with
+    ``train.oof_scale=null``): its validation images, split as its config says."""
+    from steelseg.datasets import open_configured
+    from steelseg.rundir import load_run_config
+    from steelseg.training.fit import train_val_sets
+
+    config = load_run_config(run_dir)
+    return save_oof(Path(run_dir), train_val_sets(config, open_configured(config.data))[1], scale, progress)

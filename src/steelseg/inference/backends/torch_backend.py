@@ -33,6 +33,22 @@ class TorchBackend:
             outputs = net_outputs(self.net, batch)
         return {name: value.float().cpu().numpy() for name, value in outputs.items()}
 
+    @torch.inference_mode()
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """(N, in_channels, h, w) -> (N, D) float32: the encoder's deepest features, averaged
+        over the feature map (near-duplicate clusters)."""
+        encoder = getattr(self.net, "encoder", None) or getattr(getattr(self.net, "net", None), "encoder", None)
+        if encoder is None:
+            raise TypeError(f"{type(self.net).__name__} has no encoder to embed with")
+        batch = torch.from_numpy(x).to(self.device).contiguous(memory_format=self.memory_format)
+        divisor = getattr(self.net, "divisor", 32)
+        height, width = batch.shape[-2:]
+        batch = torch.nn.functional.pad(batch, (0, (-width) % divisor, 0, (-height) % divisor))
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
+        with autocast:
+            features = encoder(batch)[-1]
+        return features.float().mean(dim=(2, 3)).cpu().numpy()
+
     def describe(self) -> str:
         precision = "fp32" if self.dtype is None else f"{str(self.dtype).removeprefix('torch.')} autocast, channels_last"
         return f"{self.name} ({precision}, {self.device})"

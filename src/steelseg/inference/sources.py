@@ -1,0 +1,190 @@
+"""What ``predict``, ``tune`` and the service accept as a model, resolved into networks.
+
+A model source is one of:
+
+- a run directory (it has ``config.yaml``): one network;
+- a folder of runs, as ``train --fold all`` (``fold-<k>/``) or ``--per-class``
+  (``class-<id>-<name>/``) write them: each run is a network, and they share the folder's
+  weight (a CV folder of 5 folds counts as much as one run beside it);
+- an ensemble file (YAML, ``EnsembleFile``): members, each a run or a folder of runs, with
+  weight, TTA and temperature, and the post-processing to use.
+
+Post-processing comes from, first to last: ``--postprocess FILE``; the ensemble file's
+``postprocess`` (by default ``postprocess.json`` beside it); a folder of runs' own
+``postprocess.json`` (``steelseg tune`` writes it); the first run's ``postprocess.json``. A
+file lacking the gate keys (a run's, written by training) gates nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from steelseg import rundir
+from steelseg.config import Config
+from steelseg.inference.ensemble import EnsembleError, tta_views
+
+ENSEMBLE_SUFFIXES = (".yaml", ".yml")
+
+
+class MemberSpec(BaseModel):
+    """One entry of an ensemble file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str  # a run directory or a folder of runs, relative to the ensemble file
+    weight: float = Field(1.0, gt=0)
+    tta: str | list[str] = "none"  # none, hflip, vflip, both (none+hflip+vflip), or a list of views
+    temperature: float = Field(1.0, gt=0)  # member probabilities become sigmoid(logit / T)
+    backend: str | None = None  # None: the command's --backend
+
+    @field_validator("tta")
+    @classmethod
+    def _views(cls, tta):
+        tta_views(tta)  # raises with the choices
+        return tta
+
+
+class ClusterSpec(BaseModel):
+    """Near-duplicate clusters (5th place): images whose encoder features are within
+    ``distance`` (cosine) share their class scores before the gates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    distance: float = Field(0.05, gt=0, lt=2)
+    share: str = Field("mean", pattern="^(mean|max)$")
+
+
+class EnsembleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[MemberSpec] = Field(min_length=1)
+    postprocess: str | None = None  # JSON file, relative to the ensemble file; None: postprocess.json beside it
+    clusters: ClusterSpec | None = None
+
+
+class Network:
+    """A run to load: its folder, config, and how the ensemble uses it."""
+
+    def __init__(self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path):
+        self.run_dir = run_dir
+        self.member = member  # which source entry it came from (runs of one folder share it)
+        self.source = source
+        self.config = rundir.load_run_config(run_dir)
+        self.spec = spec
+        self.weight = spec.weight / share
+
+
+class Resolved:
+    """Sources resolved: the networks in order, the post-processing file to use (or None: the
+    configs' defaults), and the cluster setting."""
+
+    def __init__(self, networks: list[Network], postprocess: Path | None, clusters: ClusterSpec | None, folder: Path | None):
+        self.networks = networks
+        self.postprocess = postprocess
+        self.clusters = clusters
+        self.folder = folder  # where a tuned post-processing of this ensemble belongs
+
+
+def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolved:
+    """Resolve model sources (see the module docstring). ``tta`` overrides every member's."""
+    if not sources:
+        raise EnsembleError("no model given")
+    networks, postprocess, clusters, folder = [], None, None, None
+    for i, source in enumerate(sources):
+        path = Path(source)
+        if path.suffix in ENSEMBLE_SUFFIXES and path.is_file():
+            specs, file_post, file_clusters = read_ensemble_file(path)
+            clusters = clusters or file_clusters
+            for spec in specs:
+                networks += _networks(path.parent / spec.run, spec, tta, _next(networks))
+            if i == 0:
+                postprocess, folder = file_post, path.parent
+        else:
+            networks += _networks(path, MemberSpec(run=str(path)), tta, _next(networks))
+            if i == 0:
+                folder = path
+                own = path / rundir.POSTPROCESS
+                postprocess = own if own.is_file() else None
+    if postprocess is None:
+        first = networks[0].run_dir / rundir.POSTPROCESS
+        postprocess = first if first.is_file() else None
+    return Resolved(networks, postprocess, clusters, folder)
+
+
+def read_ensemble_file(path: Path) -> tuple[list[MemberSpec], Path | None, ClusterSpec | None]:
+    try:
+        data = yaml.safe_load(path.read_text())
+        ensemble = EnsembleFile.model_validate(data)
+    except (OSError, yaml.YAMLError) as err:
+        raise EnsembleError(f"{path}: cannot read ({err})") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise EnsembleError(f"{path}: {where}: {first['msg']}") from None
+    if ensemble.postprocess is not None:
+        post = path.parent / ensemble.postprocess
+        if not post.is_file():
+            raise EnsembleError(f"{path}: postprocess file {post} not found")
+    else:
+        post = path.parent / rundir.POSTPROCESS
+        post = post if post.is_file() else None
+    return ensemble.members, post, ensemble.clusters
+
+
+def runs_in(path: Path) -> list[Path]:
+    """The run directories a source names: itself, or the runs of a folder of runs."""
+    if (path / rundir.CONFIG).is_file():
+        return [path]
+    if not path.is_dir():
+        raise EnsembleError(f"{path}: not found (expected a run directory, a folder of runs or an ensemble .yaml)")
+    runs = sorted(p for p in path.iterdir() if (p / rundir.CONFIG).is_file())
+    if not runs:
+        raise EnsembleError(f"{path}: {rundir.CONFIG} not found: not a run directory, a folder of runs or an ensemble .yaml")
+    return runs
+
+
+def _networks(path: Path, spec: MemberSpec, tta: str | None, member: int) -> list[Network]:
+    if tta is not None:
+        spec = spec.model_copy(update={"tta": tta})
+    runs = runs_in(path)
+    return [Network(run, spec, len(runs), member, path) for run in runs]
+
+
+def _next(networks: list[Network]) -> int:
+    return networks[-1].member + 1 if networks else 0
+
+
+def ensemble_classes(networks: list[Network]) -> tuple[list[str], dict[int, int]]:
+    """The ensemble's classes, those some network predicts (a lone binary run: its one class),
+    as (names, {class index in the full list: position in the ensemble's})."""
+    all_names = _all_names(networks[0].config)
+    predicted = sorted(set().union(*(channels(n.config) for n in networks)))
+    return [all_names[c] for c in predicted], {c: i for i, c in enumerate(predicted)}
+
+
+def check_compatible(networks: list[Network]) -> list[str]:
+    """The class names every network is a part of (a per-class run: one of them), or an error
+    naming the first run whose classes differ."""
+    first = networks[0]
+    names = _all_names(first.config)
+    for network in networks[1:]:
+        if _all_names(network.config) != names:
+            raise EnsembleError(
+                f"{network.run_dir} has classes {_all_names(network.config)}, but {first.run_dir} has {names}: "
+                "an ensemble's members must share one class list"
+            )
+    return names
+
+
+def channels(config: Config) -> list[int]:
+    """The ensemble classes (0-based) of a run's output channels."""
+    classes = config.data.classes
+    return [c - 1 for c in classes] if classes else list(range(len(config.data.class_names)))
+
+
+def _all_names(config: Config) -> list[str]:
+    return list(config.data.class_names or [])

@@ -98,7 +98,31 @@ def main() -> None:
 
 
 def evaluate(runs: Path, test_data: Path, out: Path) -> None:
-    raise NotImplementedError("filled in with the engine")
+    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(SRC))
+    from engine_figures import row, test_dice
+
+    from steelseg.training.oof import write_run_oof
+
+    for fold in sorted(runs.glob("fold-*")):
+        if not (fold / "oof.npz").is_file():  # runs trained before train.oof_scale was set here
+            print(f"writing the out-of-fold file of {fold}", flush=True)
+            write_run_oof(fold, scale=1.0, progress=False)
+    names = ["inclusion", "patches", "scratches"]
+    tuned = runs / "postprocess.json"
+    if tuned.exists():
+        tuned.unlink()  # "before" means the folds' own post-processing
+    rows = [
+        row("one model (fold 0), its validation-tuned post-processing", test_dice([runs / "fold-0"], test_data, names)),
+        row("fold ensemble + flip TTA (both)", test_dice([runs], test_data, names, tta="both")),
+    ]
+    steelseg("tune", str(runs), "--quiet")
+    rows += [
+        row("one model (fold 0), after tune", test_dice([runs / "fold-0"], test_data, names, postprocess=tuned)),
+        row("fold ensemble + flip TTA (both), after tune", test_dice([runs], test_data, names, tta="both")),
+    ]
+    print(f"\n{'held-out NEU-Seg images: competition mean Dice':<52}{'mean':>10}  per class")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

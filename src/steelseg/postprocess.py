@@ -97,7 +97,8 @@ class PostProcess:
         if probs.shape[0] != self.num_classes:
             raise ValueError(f"expected {self.num_classes} class channels, got {probs.shape[0]}")
         if self.soft_gate:
-            probs = probs * self._heads(heads).astype(probs.dtype)[:, None, None]
+            # NaN: no member has a head for the class; it passes ungated, as GatedSearch tunes it
+            probs = probs * np.nan_to_num(self._heads(heads), nan=1.0).astype(probs.dtype)[:, None, None]
         thresholds = thresholds_for(probs.dtype, self.pixel_threshold)
         masks = probs >= thresholds.reshape(-1, *([1] * (probs.ndim - 1)))
         for c in range(self.num_classes):

@@ -163,7 +163,9 @@ def _load_members(networks: list[Network], position: dict[int, int], num_classes
     """Group the networks by the source entry they came from; merge their out-of-fold files."""
     members: dict[int, OofMember] = {}
     for network in networks:
-        member = members.setdefault(network.member, OofMember(str(network.source), network.spec.weight, spec=network.spec))
+        # Until fitted, a member's temperature is its ensemble entry's: predict applies it too
+        member = members.setdefault(network.member, OofMember(str(network.source), network.spec.weight,
+                                                              temperature=network.spec.temperature, spec=network.spec))
         path = _oof_path(network.run_dir)
         with np.load(path, allow_pickle=False) as data:
             oof = {key: data[key] for key in data.files}
@@ -329,6 +331,7 @@ def _write(target: Path, post: PostProcess, members: list[OofMember], resolved, 
             spec = member.spec.model_dump(exclude_defaults=True)
             spec["run"] = str(Path(member.name).resolve())
             spec["weight"] = member.weight
+            spec.pop("temperature", None)  # the entry's own, replaced by the one tuned with
             if member.temperature != 1.0:
                 spec["temperature"] = member.temperature
             entries.append(spec)

@@ -11,8 +11,9 @@ A model source is one of:
 
 Post-processing comes from, first to last: ``--postprocess FILE``; the ensemble file's
 ``postprocess`` (by default ``postprocess.json`` beside it); a folder of runs' own
-``postprocess.json`` (``steelseg tune`` writes it); the first run's ``postprocess.json``. A
-file lacking the gate keys (a run's, written by training) gates nothing.
+``postprocess.json`` (``steelseg tune`` writes it); the first run's ``postprocess.json`` when
+that run predicts every class (not in an untuned per-class folder); else the config's defaults.
+A file lacking the gate keys (a run's, written by training) gates nothing.
 """
 
 from __future__ import annotations
@@ -99,8 +100,11 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
         if path.suffix in ENSEMBLE_SUFFIXES and path.is_file():
             specs, file_post, file_clusters = read_ensemble_file(path)
             clusters = clusters or file_clusters
-            for spec in specs:
-                networks += _networks(path.parent / spec.run, spec, tta, _next(networks))
+            for k, spec in enumerate(specs):
+                try:
+                    networks += _networks(path.parent / spec.run, spec, tta, _next(networks))
+                except EnsembleError as err:  # name the file and the entry, not just the folder
+                    raise EnsembleError(f"{path}: members.{k}.run: {err}") from None
             if i == 0:
                 postprocess, folder = file_post, path.parent
         else:
@@ -110,8 +114,11 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
                 own = path / rundir.POSTPROCESS
                 postprocess = own if own.is_file() else None
     if postprocess is None:
+        # The first run's file fits only when that run predicts every class of the ensemble
+        # (not the first run of a per-class folder): else the configs' defaults.
         first = networks[0].run_dir / rundir.POSTPROCESS
-        postprocess = first if first.is_file() else None
+        covered = set().union(*(channels(n.config) for n in networks))
+        postprocess = first if first.is_file() and covered <= set(channels(networks[0].config)) else None
     return Resolved(networks, postprocess, clusters, folder)
 
 
@@ -119,8 +126,12 @@ def read_ensemble_file(path: Path) -> tuple[list[MemberSpec], Path | None, Clust
     try:
         data = yaml.safe_load(path.read_text())
         ensemble = EnsembleFile.model_validate(data)
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
         raise EnsembleError(f"{path}: cannot read ({err})") from None
+    except yaml.YAMLError as err:  # its own text spans lines: keep the line and the problem
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise EnsembleError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or type(err).__name__})") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"

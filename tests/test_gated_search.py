@@ -251,3 +251,13 @@ def test_fill_holes_in_the_search_counts_the_filled_pixels():
 def test_no_images_is_an_error():
     with pytest.raises(ValueError, match="no images"):
         GatedSearch(1, [0.5], [0], [0], [], []).best()
+
+
+def test_a_top_k_peak_counts_full_size_pixels_at_a_reduced_scale():
+    from steelseg.tune import GatedSearch
+
+    probs = np.full((1, 4, 4), 0.1, np.float32)
+    probs[0, 0, :2] = 0.9  # two stored pixels = 8 full-size pixels at factor 4
+    search = GatedSearch(1, [0.5], [0], [0], [], [], peak="top_k", peak_top_k=8)
+    np.testing.assert_allclose(search.peaks(probs, factor=4.0), [0.9], rtol=1e-6)  # top 2 stored pixels
+    np.testing.assert_allclose(search.peaks(probs, factor=1.0), [(2 * 0.9 + 6 * 0.1) / 8], rtol=1e-6)

@@ -90,7 +90,6 @@ class GatedSearch:
         self.fill = np.zeros(num_classes, bool) if fill_holes is None else np.asarray(fill_holes, bool)
         self.fixed_min_area = None if fixed_min_area is None else np.asarray(fixed_min_area, dtype=np.int64)
         self.soft_gate, self.peak, self.peak_top_k = soft_gate, peak, peak_top_k
-        self._peaker = PostProcess.uniform(num_classes, 0.5, 0, peak=peak, peak_top_k=peak_top_k)
         self._areas, self._inters, self._truths, self._factors, self._peaks, self._heads = [], [], [], [], [], []
 
     def update(self, probs: np.ndarray, truth: np.ndarray, heads: np.ndarray | None = None, factor: float = 1.0) -> None:
@@ -111,8 +110,13 @@ class GatedSearch:
         self._inters.append(inters)
         self._truths.append(np.count_nonzero(truth.reshape(self.num_classes, -1), axis=1))
         self._factors.append(factor)
-        self._peaks.append(self._peaker.peaks(probs))
+        self._peaks.append(self.peaks(probs, factor))
         self._heads.append(np.full(self.num_classes, np.nan) if heads is None else np.asarray(heads, dtype=float))
+
+    def peaks(self, probs: np.ndarray, factor: float = 1.0) -> np.ndarray:
+        """(C,) each class's peak; a top-K mean over K full-size pixels, i.e. K / factor stored ones."""
+        k = max(1, round(self.peak_top_k / factor))
+        return PostProcess.uniform(self.num_classes, 0.5, 0, peak=self.peak, peak_top_k=k).peaks(probs)
 
     @staticmethod
     def _component_counts(mask, truth, limits, fill: bool) -> tuple[np.ndarray, np.ndarray]:

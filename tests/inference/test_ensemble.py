@@ -293,3 +293,26 @@ def test_ensemble_folder_prediction_equals_image_by_image(half_scale_run, self_e
     assert read.image_ids == [p.name for p in paths]
     peaks = predictor.predict_proba(images).max(axis=(2, 3))  # segment runs score a class by its peak
     np.testing.assert_allclose(read.scores, peaks, atol=1e-6)
+
+
+def test_near_duplicates_share_their_peaks_before_the_gate():
+    from steelseg.inference.predictor import Candidate
+    from steelseg.inference.sources import ClusterSpec
+
+    post = PostProcess.uniform(2, 0.5, 0, peak_threshold=0.6)
+    one = member(constant(0.5, 0.5))
+    encoded = ["1 3", "4 2"]  # both classes have a mask before the gate
+    e = np.array([1.0, 0.0, 0.0])
+    candidates = {  # image b is a near-copy of a; c looks like neither
+        "a": Candidate(encoded, np.array([0.9, 0.1]), None, np.array([0.9, 0.1]), e),
+        "b": Candidate(encoded, np.array([0.5, 0.1]), None, np.array([0.5, 0.1]), e + [0, 1e-3, 0]),
+        "c": Candidate(encoded, np.array([0.5, 0.1]), None, np.array([0.5, 0.1]), np.array([0.0, 0.0, 1.0])),
+    }
+
+    def kept(clusters):
+        table = Predictor([one], post, ["a", "b"], clusters=clusters).finish(candidates)
+        return {i: [bool(table.get(i, c)) for c in (1, 2)] for i in "abc"}
+
+    # alone, b's peak 0.5 fails the 0.6 gate; shared with a, it is (0.9 + 0.5) / 2 = 0.7
+    assert kept(None) == {"a": [True, False], "b": [False, False], "c": [False, False]}
+    assert kept(ClusterSpec(distance=0.01)) == {"a": [True, False], "b": [True, False], "c": [False, False]}

@@ -302,6 +302,7 @@ def evaluate(post: PostProcess, members: list[OofMember], image_ids: list[str], 
             post,
             min_area=np.where(post.min_area >= NEVER, NEVER, np.ceil(post.min_area / factor - 1e-9)).astype(np.int64),
             min_component=np.ceil(post.min_component / factor - 1e-9).astype(np.int64),
+            peak_top_k=max(1, round(post.peak_top_k / factor)),  # K full-size pixels
         )
         masks = scaled(probs, heads)
         flat_pred, flat_true = masks.reshape(num_classes, -1), truth.reshape(num_classes, -1)

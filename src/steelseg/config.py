@@ -266,7 +266,7 @@ def load_config(source: str | os.PathLike | None = None, overrides: list[str] | 
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+            raise ConfigError(f"{path}: {yaml_problem(err)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     for override in overrides or []:
@@ -325,3 +325,10 @@ def _describe(err: ValidationError) -> str:
         location = ".".join(str(p) for p in problem["loc"])
         lines.append(f"  {location}: {problem['msg']}")
     return "\n".join(lines)
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error (its own text spans several): the line and the problem."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{where}not valid YAML ({getattr(err, 'problem', None) or type(err).__name__})"

@@ -172,8 +172,11 @@ def test_which_post_processing_file_is_used(models, tmp_path):
     shutil.copy(run_file, models / "cv" / rundir.POSTPROCESS)
     assert resolve([models / "cv"]).postprocess == models / "cv" / rundir.POSTPROCESS  # the folder's own (tuned) first
     path = write_ensemble(tmp_path / "ens" / "e.yaml", {"members": [{"run": "../models/cv"}]})
+    folder_file = models / "cv" / rundir.POSTPROCESS
+    assert resolve([path]).postprocess.resolve() == folder_file  # none named, none beside: the first member folder's
+    folder_file.unlink()
     first_run = models / "cv" / "fold-0" / rundir.POSTPROCESS
-    assert resolve([path]).postprocess.resolve() == first_run  # the ensemble file names none, none beside it: the first run's
+    assert resolve([path]).postprocess.resolve() == first_run  # ... and without that, its first run's
     shutil.copy(run_file, tmp_path / "ens" / rundir.POSTPROCESS)
     assert resolve([path]).postprocess == tmp_path / "ens" / rundir.POSTPROCESS  # postprocess.json beside the file
     shutil.copy(run_file, tmp_path / "ens" / "tuned.json")

@@ -10,8 +10,9 @@ A model source is one of:
   weight, TTA and temperature, and the post-processing to use.
 
 Post-processing comes from, first to last: ``--postprocess FILE``; the ensemble file's
-``postprocess`` (by default ``postprocess.json`` beside it); a folder of runs' own
-``postprocess.json`` (``steelseg tune`` writes it); the first run's ``postprocess.json`` when
+``postprocess`` (by default ``postprocess.json`` beside it); the first folder of runs' own
+``postprocess.json`` (``steelseg tune`` writes it), given directly or as an ensemble file's
+first member; the first run's ``postprocess.json`` when
 that run predicts every class (not in an untuned per-class folder); else the config's defaults.
 A file lacking the gate keys (a run's, written by training) gates nothing.
 """
@@ -25,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from steelseg import rundir
-from steelseg.config import Config
+from steelseg.config import Config, yaml_problem
 from steelseg.inference.ensemble import EnsembleError, tta_views
 
 ENSEMBLE_SUFFIXES = (".yaml", ".yml")
@@ -113,6 +114,10 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
                 folder = path
                 own = path / rundir.POSTPROCESS
                 postprocess = own if own.is_file() else None
+    if postprocess is None and networks[0].source != networks[0].run_dir:
+        # The first member is a folder of runs (of an ensemble file): its own tuned file.
+        own = networks[0].source / rundir.POSTPROCESS
+        postprocess = own if own.is_file() else None
     if postprocess is None:
         # The first run's file fits only when that run predicts every class of the ensemble
         # (not the first run of a per-class folder): else the configs' defaults.
@@ -128,10 +133,8 @@ def read_ensemble_file(path: Path) -> tuple[list[MemberSpec], Path | None, Clust
         ensemble = EnsembleFile.model_validate(data)
     except OSError as err:
         raise EnsembleError(f"{path}: cannot read ({err})") from None
-    except yaml.YAMLError as err:  # its own text spans lines: keep the line and the problem
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise EnsembleError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or type(err).__name__})") from None
+    except yaml.YAMLError as err:
+        raise EnsembleError(f"{path}: {yaml_problem(err)}") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"

@@ -280,3 +280,20 @@ def test_images_some_member_lacks_are_skipped_and_counted(tmp_path):
     result = tune([tmp_path / "one", tmp_path / "two"], out=tmp_path / "out", temperatures=False, **GRIDS)
     assert (result.images, result.skipped) == (3, 1)
     assert "(1 skipped: not predicted by every member)" in result.report()
+
+
+def test_a_class_keeps_the_sources_setting_where_the_grid_found_nothing_better():
+    from steelseg.inference.oof_tune import keep_better
+
+    own = PostProcess.uniform(2, [0.3, 0.6], [10, 20])
+    tuned = PostProcess.uniform(2, [0.5, 0.5], [0, 0], min_component=[150, 150])
+    post, kept = keep_better(own, np.array([0.9, 0.5]), tuned, np.array([0.8, 0.7]))
+    assert kept.tolist() == [True, False]
+    assert post.pixel_threshold.tolist() == [0.3, 0.5] and post.min_area.tolist() == [10, 0]
+    assert post.min_component.tolist() == [0, 150]
+    # a setting shared by every class differs: the better as a whole
+    soft = PostProcess.uniform(2, 0.5, 0, peak="top_k")
+    post, kept = keep_better(own, np.array([0.9, 0.5]), soft, np.array([0.8, 0.7]))
+    assert post is soft and not kept.any()  # mean 0.75 beats 0.70
+    post, kept = keep_better(own, np.array([0.9, 0.9]), soft, np.array([0.8, 0.7]))
+    assert post is own and kept.all()

@@ -13,7 +13,7 @@ average away noise, so the thresholds found are, if anything, cautious.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,7 @@ class TuneResult:
     temperatures: list[tuple[str, float]]
     written: list[Path]
     skipped: int  # images some member lacks
+    kept: list[str] = field(default_factory=list)  # classes that keep the sources' setting
 
     def report(self) -> str:
         names = self.class_names
@@ -77,6 +78,8 @@ class TuneResult:
         lines.append(f"{'':<8}{'mean':>10}" + "".join(f"{n:>{width}}" for n in names))
         for label, values in (("before", self.before), ("after", self.after)):
             lines.append(f"{label:<8}{values.mean():>10.4f}" + "".join(f"{v:>{width}.4f}" for v in values))
+        if self.kept:
+            lines.append(f"kept the sources' own setting for {', '.join(self.kept)}: nothing on the grid did better")
         lines.append("post-processing:\n" + self.postprocess.describe(names))
         lines += [f"wrote {path}" for path in self.written]
         return "\n".join(lines)
@@ -98,6 +101,10 @@ def tune(
 ) -> TuneResult:
     """Tune on the sources' out-of-fold files and write the result (see the module docstring);
     ``out``: the folder to write to (default: the first source's folder; needed for several)."""
+    check_grids(pixel_grid=pixel_grid, component_grid=component_grid, area_grid=area_grid, label_grid=label_grid,
+                peak_grid=peak_grid)  # fmt: skip
+    if min_area_quantile is not None and not 0 <= min_area_quantile <= 1:
+        raise TuneError(f"--min-area-quantile: {min_area_quantile:g} is not in [0, 1]")
     resolved = resolve(sources)
     networks = resolved.networks
     check_compatible(networks)
@@ -143,8 +150,41 @@ def tune(
     post, _ = search.best()
     before = evaluate(before_post, members, common, num_classes)
     after = evaluate(post, members, common, num_classes)
+    post, kept = keep_better(before_post, before, post, after)
+    if kept.any():
+        after = evaluate(post, members, common, num_classes)
     written = _write(target, post, members, resolved, sources)
-    return TuneResult(post, before, after, class_names, len(common), fitted, written, skipped)
+    kept_names = [class_names[c] for c in np.flatnonzero(kept)]
+    return TuneResult(post, before, after, class_names, len(common), fitted, written, skipped, kept_names)
+
+
+def keep_better(before_post: PostProcess, before: np.ndarray, post: PostProcess, after: np.ndarray):
+    """The tuned post-processing with the sources' own kept for every class where the grid
+    found nothing better (a value off the grid can beat it); classes are independent under
+    the mean Dice. Settings shared by all classes (peak, soft gate) must agree, else the
+    better as a whole. Returns (post-processing, (C,) bool: kept)."""
+    worse = before > after + 1e-12
+    if not worse.any():
+        return post, worse
+    shared = ("peak", "peak_top_k", "soft_gate")
+    if any(getattr(post, k) != getattr(before_post, k) for k in shared):
+        better = before.mean() > after.mean()
+        return (before_post, np.ones_like(worse)) if better else (post, np.zeros_like(worse))
+    merged = {
+        name: np.where(worse, getattr(before_post, name), getattr(post, name))
+        for name in ("pixel_threshold", "min_area", "min_component", "fill_holes", "label_threshold", "peak_threshold")
+    }
+    return replace(post, **merged), worse
+
+
+def check_grids(**grids) -> None:
+    """A TuneError naming the first grid value out of range."""
+    for name, values in grids.items():
+        for value in values or ():
+            probability = name in ("pixel_grid", "label_grid", "peak_grid")
+            if (probability and not 0 <= value <= 1) or (not probability and value < 0):
+                allowed = "a probability in [0, 1]" if probability else "a size >= 0 pixels"
+                raise TuneError(f"--{name.replace('_', '-')}: {value:g} is not {allowed}")
 
 
 def _pixel_grid() -> list[float]:
@@ -293,8 +333,6 @@ def _resize(probs: np.ndarray, shape) -> np.ndarray:
 def evaluate(post: PostProcess, members: list[OofMember], image_ids: list[str], num_classes: int) -> np.ndarray:
     """(C,) mean competition Dice of ``post`` on the combined out-of-fold images, each image's
     sizes rescaled to its stored scale (an independent path from ``GatedSearch``'s counts)."""
-    from dataclasses import replace
-
     dice = np.zeros((len(image_ids), num_classes))
     for row, image_id in enumerate(image_ids):
         probs, heads, truth, factor = combine_entry(members, image_id, num_classes)

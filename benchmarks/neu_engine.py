@@ -16,6 +16,7 @@ Phases are resumable: training is skipped when the CV folder has finished.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -65,7 +66,8 @@ def steelseg(*args: str) -> str:
 
 def train(cv_data: Path, out: Path, k: int, minutes: float) -> Path:
     runs = out / "default"
-    if (runs / "cv.csv").is_file():
+    fold_runs = [runs / f"fold-{f}" for f in range(k)]
+    if (runs / "cv.csv").is_file() or all((r / "finished").is_file() for r in fold_runs):
         print(f"{runs} has finished: not training again")
         return runs
     folds = out / "folds.csv"
@@ -112,13 +114,16 @@ def evaluate(runs: Path, test_data: Path, out: Path) -> None:
     tuned = runs / "postprocess.json"
     if tuned.exists():
         tuned.unlink()  # "before" means the folds' own post-processing
+    # "one model": the fold that scored best on its own validation images, the strongest single
+    # model to hold the ensemble against
+    best = max(sorted(runs.glob("fold-*")), key=lambda f: json.loads((f / "summary.json").read_text())["val_dice_tuned"])
     rows = [
-        row("one model (fold 0), its validation-tuned post-processing", test_dice([runs / "fold-0"], test_data, names)),
+        row(f"one model ({best.name}), its validation-tuned post-processing", test_dice([best], test_data, names)),
         row("fold ensemble + flip TTA (both)", test_dice([runs], test_data, names, tta="both")),
     ]
     steelseg("tune", str(runs), "--quiet")
     rows += [
-        row("one model (fold 0), after tune", test_dice([runs / "fold-0"], test_data, names, postprocess=tuned)),
+        row(f"one model ({best.name}), after tune", test_dice([best], test_data, names, postprocess=tuned)),
         row("fold ensemble + flip TTA (both), after tune", test_dice([runs], test_data, names, tta="both")),
     ]
     print(f"\n{'held-out NEU-Seg images: competition mean Dice':<52}{'mean':>10}  per class")

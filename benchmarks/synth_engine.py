@@ -15,6 +15,7 @@ skipped for a folder that has finished.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -61,13 +62,14 @@ def evaluate(seg: Path, cls: Path, test: Path, out: Path) -> None:
     for tuned in (seg / "postprocess.json", out / "gated" / "postprocess.json"):
         if tuned.exists():
             tuned.unlink()  # "before" means the folds' own post-processing
-    rows = [
-        row("one segmenter (fold 0), its validation-tuned post-processing", test_dice([seg / "fold-0"], test)),
+    best = max(sorted(seg.glob("fold-*")), key=lambda f: json.loads((f / "summary.json").read_text())["val_dice_tuned"])
+    rows = [  # one segmenter: the fold best on its own validation images
+        row(f"one segmenter ({best.name}), its validation-tuned post-processing", test_dice([best], test)),
         row("segmenter folds + flip TTA (both)", test_dice([seg], test, tta="both")),
     ]
     steelseg("tune", str(seg), "--quiet")
     rows += [
-        row("one segmenter (fold 0), after tune", test_dice([seg / "fold-0"], test, postprocess=seg / "postprocess.json")),
+        row(f"one segmenter ({best.name}), after tune", test_dice([best], test, postprocess=seg / "postprocess.json")),
         row("segmenter folds + flip TTA (both), after tune", test_dice([seg], test, tta="both")),
     ]
     steelseg("tune", str(seg), str(cls), "--out", str(out / "gated"), "--quiet")

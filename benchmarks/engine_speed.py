@@ -33,6 +33,8 @@ classifiers on every strip; segmenters on every strip, and on the ``1 - --screen
 classifiers let through (the Predictor itself segments every strip); also divided by (1)'s
 end-to-end / raw.
 
+``--keep-freed-memory`` measures with glibc's malloc keeping freed memory (``keep_freed_memory``):
+the default hands every forward's activations back to the kernel, which costs page faults.
 ``--device auto`` takes a CUDA GPU where one is visible. On a 2-core machine with another
 process busy, set OMP_NUM_THREADS=1 (else torch's two threads run several times slower).
 """
@@ -130,9 +132,10 @@ def image_folder(folder: Path, data: Path, n: int) -> str:
 
 
 def keep_freed_memory() -> str:
-    """glibc's malloc, told to keep freed memory in the process: no fixed-size mmap for blocks
-    up to 32 MiB (its maximum), no trimming, 256 MiB of slack; else it hands each forward's
-    large activations back to the kernel and every forward pays page faults again."""
+    """glibc's malloc, told to keep freed memory in the process: blocks up to 32 MiB (its
+    maximum) from the heap rather than fresh mmaps, the heap never trimmed, 256 MiB of slack.
+    By default it hands each forward's activations back to the kernel, and the next forward
+    pays page faults (zeroed pages) for them again."""
     import ctypes
 
     try:
@@ -265,13 +268,13 @@ def coverage(predictor: Predictor, images: np.ndarray) -> str:
             f"{kept.mean():.0%} of (strip, class) pass the gates")  # fmt: skip
 
 
-def calibrated(predictor: Predictor, images: np.ndarray, coverage: float) -> PostProcess:
+def calibrated(predictor: Predictor, images: np.ndarray, share: float) -> PostProcess:
     """The post-processing with each class's pixel threshold at the quantile of the ensemble's
-    probabilities on ``images`` that marks ``coverage`` of the pixels: random networks'
+    probabilities on ``images`` that marks ``share`` of the pixels: random networks'
     probabilities are arbitrary (an average of members and views may never reach 0.55, or
     mark half the strip), so this gives post-processing and RLE a trained model's load."""
     pixels = predictor.predict_outputs(images).pixels
-    thresholds = [float(np.quantile(pixels[:, c], 1 - coverage)) for c in range(pixels.shape[1])]
+    thresholds = [float(np.quantile(pixels[:, c], 1 - share)) for c in range(pixels.shape[1])]
     return predictor.postprocess.override([f"pixel_threshold=[{', '.join(f'{t:.6f}' for t in thresholds)}]"])
 
 
@@ -423,6 +426,8 @@ def main() -> None:
     parser.add_argument("--fpns", type=int, default=4, help="FPNs among them")
     parser.add_argument("--screened", type=float, default=0.5, help="share of strips the classifiers screen out")
     args = parser.parse_args()
+    if all(m.startswith("cls-") for m in args.members) and not args.skip_ensemble:
+        parser.error("--members: predict_folder needs a segmenter among them")
     import torch
 
     from steelseg.hardware import resolve_device

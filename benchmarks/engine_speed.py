@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 
 from steelseg import rle, rundir  # noqa: E402
 from steelseg.config import load_config  # noqa: E402
+from steelseg.errors import SteelsegError  # noqa: E402
 from steelseg.images import read_gray, require_images  # noqa: E402
 from steelseg.inference import ensemble as ensemble_module  # noqa: E402
 from steelseg.inference import predictor as predictor_module  # noqa: E402
@@ -377,7 +378,8 @@ def projection(args, tmp: Path, images: np.ndarray, device: str, ratio: float | 
         f"total, screened ({args.screened:.0%} skipped)": [minutes(b, True) + minutes(b, False) * passed for b in backends],
     }
     print(f"\nprojected minutes for {n} strips (forward only; 'x engine': divided by (1)'s end-to-end / raw"
-          f"{f' = {ratio:.2f}' if ratio else ', not measured'}); Kaggle's limit: {KAGGLE_MINUTES} min")
+          f"{f' = {ratio:.2f}' if ratio else ', not measured'}, an upper bound: the engine's own cost per view does not "
+          f"grow with the network); Kaggle's limit: {KAGGLE_MINUTES} min")
     print(f"{'':<44}" + "".join(f"{name:>12}{'x engine':>10}" for name in names))
     for label, values in rows.items():
         print(f"{label:<44}" + "".join(f"{v:>12.0f}{(f'{v / ratio:.0f}' if ratio else '-'):>10}" for v in values))
@@ -411,8 +413,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the median counts")
-    parser.add_argument("--post", nargs="*", default=FIRST_PLACE_POST, metavar="KEY=VALUE",
-                        help="post-processing (default: the 1st place's gates and sizes)")
+    parser.add_argument("--post", nargs="*", metavar="KEY=VALUE",
+                        help="post-processing (default: the 1st place's gates and sizes; no classifier gate without a classifier)")
     parser.add_argument("--coverage", type=float, default=0.02,
                         help="share of pixels over the pixel threshold, calibrated on the first batch (0: --post's threshold)")
     parser.add_argument("--keep-freed-memory", action="store_true",
@@ -428,6 +430,16 @@ def main() -> None:
     args = parser.parse_args()
     if all(m.startswith("cls-") for m in args.members) and not args.skip_ensemble:
         parser.error("--members: predict_folder needs a segmenter among them")
+    if args.post is None:
+        has_classifier = any(m.startswith("cls-") for m in args.members)
+        args.post = [p for p in FIRST_PLACE_POST if has_classifier or not p.startswith("label_threshold")]
+    try:
+        run(args)
+    except SteelsegError as err:
+        sys.exit(f"error: {err}")
+
+
+def run(args) -> None:
     import torch
 
     from steelseg.hardware import resolve_device

@@ -97,7 +97,7 @@ class Member:
             out = to_image(self.backend(x), images.shape[1:], self.config.model)
             if out.pixels is not None:
                 flipped = VIEWS[view](out.pixels)
-                pixels = flipped.copy() if pixels is None else pixels + flipped
+                pixels = flipped.copy() if pixels is None else np.add(pixels, flipped, out=pixels)
             if self.has_heads:
                 heads = out.scores.copy() if heads is None else heads + out.scores
         n = len(self.views)

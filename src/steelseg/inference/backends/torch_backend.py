@@ -31,7 +31,9 @@ class TorchBackend:
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
         with autocast:
             outputs = net_outputs(self.net, batch)
-        return {name: value.float().cpu().numpy() for name, value in outputs.items()}
+        # contiguous: channels_last strides made the class-score reduction 30x slower (8.8 ms per
+        # 256x1600 strip and view, against 0.3 ms; the copy costs 1.6 ms)
+        return {name: value.float().contiguous().cpu().numpy() for name, value in outputs.items()}
 
     @torch.inference_mode()
     def embed(self, x: np.ndarray) -> np.ndarray:

@@ -133,19 +133,9 @@ def image_folder(folder: Path, data: Path, n: int) -> str:
 
 
 def keep_freed_memory() -> str:
-    """glibc's malloc, told to keep freed memory in the process: blocks up to 32 MiB (its
-    maximum) from the heap rather than fresh mmaps, the heap never trimmed, 256 MiB of slack.
-    By default it hands each forward's activations back to the kernel, and the next forward
-    pays page faults (zeroed pages) for them again."""
-    import ctypes
+    from steelseg.hardware import keep_freed_memory as keep  # what predict does
 
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return "not glibc: malloc left as it is"
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    done = [libc.mallopt(m_mmap_threshold, 32 << 20), libc.mallopt(m_trim_threshold, 2**31 - 1), libc.mallopt(m_top_pad, 256 << 20)]
-    return "glibc mallopt: mmap threshold 32 MiB, no trim, 256 MiB top pad" + ("" if all(done) else f" (refused: {done})")
+    return keep()
 
 
 def page_faults() -> int:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from steelseg.config import ModelConfig
-from steelseg.gating import CLASSES, PIXELS, max_score, soft_gate, to_image, top_k_score
+from steelseg.gating import CLASSES, PIXELS, soft_gate, to_image
+from steelseg.postprocess import max_score, top_k_score
 
 
 def _probs() -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from steelseg.config import ModelConfig
+from steelseg.postprocess import peaks
 from steelseg.preprocess import upsample_probs
 
 PIXELS = "probabilities"  # (N, C, h, w) per-class defect probability of each pixel
@@ -49,20 +50,6 @@ class Outputs:
         return len(self.scores)
 
 
-def max_score(probs: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N, C): the largest pixel probability of each class (5th place)."""
-    return probs.reshape(*probs.shape[:2], -1).max(axis=2)
-
-
-def top_k_score(probs: np.ndarray, k: int) -> np.ndarray:
-    """(N, C, H, W) -> (N, C): the mean of each class's ``k`` largest pixel probabilities; one
-    confident pixel of noise moves it by 1/k, not all the way as with the max."""
-    flat = probs.reshape(*probs.shape[:2], -1)
-    k = min(k, flat.shape[2])
-    top = np.partition(flat, flat.shape[2] - k, axis=2)[..., -k:]
-    return top.mean(axis=2, dtype=np.float64).astype(probs.dtype)
-
-
 def soft_gate(pixels: np.ndarray, class_probs: np.ndarray) -> np.ndarray:
     """``pixels`` (N, C, H, W) times ``class_probs`` (N, C) (4th place: mask.sigmoid() *
     cls.sigmoid()): a class the head doubts fades everywhere, so the pixel threshold and
@@ -72,7 +59,7 @@ def soft_gate(pixels: np.ndarray, class_probs: np.ndarray) -> np.ndarray:
 
 def pixel_scores(pixels: np.ndarray, model: ModelConfig) -> np.ndarray:
     """The class score of a network without a class head, as ``model.score`` says."""
-    return top_k_score(pixels, model.score_top_k) if model.score == "top_k" else max_score(pixels)
+    return peaks(pixels, model.score, model.score_top_k)
 
 
 def to_image(outputs: dict[str, np.ndarray], shape: tuple[int, int], model: ModelConfig) -> Outputs:

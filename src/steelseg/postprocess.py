@@ -112,12 +112,7 @@ class PostProcess:
 
     def peaks(self, probs: np.ndarray) -> np.ndarray:
         """(..., C, H, W) -> (..., C): each class's max or top-K mean pixel probability."""
-        flat = probs.reshape(*probs.shape[:-2], -1)
-        if self.peak == "max":
-            return flat.max(axis=-1)
-        k = min(self.peak_top_k, flat.shape[-1])
-        top = np.partition(flat, flat.shape[-1] - k, axis=-1)[..., -k:]
-        return top.mean(axis=-1, dtype=np.float64).astype(probs.dtype)
+        return peaks(probs, self.peak, self.peak_top_k)
 
     def gate(self, peaks: np.ndarray, heads: np.ndarray | None = None) -> np.ndarray:
         """Step 2: (..., C) peaks and class-head scores -> (..., C) bool, the classes kept."""
@@ -203,6 +198,25 @@ class PostProcess:
 
 PER_CLASS = {"min_component": int, "fill_holes": bool, "label_threshold": float, "peak_threshold": float}
 FIELDS = tuple(f.name for f in fields(PostProcess))
+
+
+def max_score(probs: np.ndarray) -> np.ndarray:
+    """(..., H, W) -> (...): the largest pixel probability (5th place's class score)."""
+    return probs.reshape(*probs.shape[:-2], -1).max(axis=-1)
+
+
+def top_k_score(probs: np.ndarray, k: int) -> np.ndarray:
+    """(..., H, W) -> (...): the mean of the ``k`` largest pixel probabilities; one confident
+    pixel of noise moves it by 1/k, not all the way as with the max."""
+    flat = probs.reshape(*probs.shape[:-2], -1)
+    k = min(k, flat.shape[-1])
+    top = np.partition(flat, flat.shape[-1] - k, axis=-1)[..., -k:]
+    return top.mean(axis=-1, dtype=np.float64).astype(probs.dtype)
+
+
+def peaks(probs: np.ndarray, peak: str = "max", top_k: int = 100) -> np.ndarray:
+    """``max_score`` or ``top_k_score`` as ``peak`` says."""
+    return max_score(probs) if peak == "max" else top_k_score(probs, top_k)
 
 
 def _area(value) -> str:

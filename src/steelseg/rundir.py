@@ -150,11 +150,19 @@ def save_postprocess(run_dir: str | os.PathLike, postprocess: PostProcess) -> No
 def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
     """The tuned post-processing, or the config's defaults when the run was not tuned."""
     path = Path(run_dir) / POSTPROCESS
-    num_classes = len(config.output_class_names)
-    if not path.is_file():
-        return PostProcess.uniform(num_classes, config.postprocess.pixel_threshold, config.postprocess.min_area)
+    return read_postprocess(path if path.is_file() else None, config, len(config.output_class_names))
+
+
+def read_postprocess(path: Path | None, config: Config, num_classes: int) -> PostProcess:
+    """The post-processing file at ``path`` (a run's, or an ensemble's from ``steelseg tune``),
+    or ``config``'s defaults when None; the peak (max or top-K) of a file that does not say is
+    the config's class score."""
+    defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
+    if path is None:
+        post = config.postprocess
+        return PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area, **defaults)
     try:
-        return PostProcess.from_json(path.read_text(), num_classes)
+        return PostProcess.from_json(path.read_text(), num_classes, defaults=defaults)
     except (OSError, ValueError) as err:
         raise RunDirError(f"{path}: {err}") from None
 
@@ -174,6 +182,12 @@ def load_gate(run_dir: str | os.PathLike, config: Config) -> np.ndarray:
         return thresholds_from_json(path.read_text(), num_classes)
     except (OSError, ValueError) as err:
         raise RunDirError(f"{path}: {err}") from None
+
+
+def load_oof(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The run's out-of-fold arrays (``training.oof.save_oof`` writes them); plain arrays only."""
+    with np.load(_need(run_dir, OOF), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
 
 
 def save_summary(run_dir: str | os.PathLike, summary: RunSummary) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from steelseg.metrics import dice_from_counts
 from steelseg.postprocess import NEVER, PostProcess, fill_holes, thresholds_for
+from steelseg.postprocess import peaks as pixel_peaks
 
 
 class PostprocessSearch:
@@ -115,8 +116,7 @@ class GatedSearch:
 
     def peaks(self, probs: np.ndarray, factor: float = 1.0) -> np.ndarray:
         """(C,) each class's peak; a top-K mean over K full-size pixels, i.e. K / factor stored ones."""
-        k = max(1, round(self.peak_top_k / factor))
-        return PostProcess.uniform(self.num_classes, 0.5, 0, peak=self.peak, peak_top_k=k).peaks(probs)
+        return pixel_peaks(probs, self.peak, max(1, round(self.peak_top_k / factor)))
 
     @staticmethod
     def _component_counts(mask, truth, limits, fill: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -138,21 +138,16 @@ def tune(
         label_grid, peak_grid, has_heads=has_heads, fill_holes=[fill_holes] * num_classes, soft_gate=soft_gate,
         peak=first.model.score, peak_top_k=first.model.score_top_k, fixed_min_area=fixed,
     )  # fmt: skip
-    from steelseg.inference.predictor import _postprocess  # the sources' own, for "before"
     from tqdm import tqdm
 
-    before_post = _postprocess(resolved.postprocess, first, num_classes)
-    combined = []
     for image_id in tqdm(common, desc="tune", unit="img", disable=not progress):
         probs, heads, truth, factor = combine_entry(members, image_id, num_classes)
         search.update(probs, truth, heads, factor)
-        combined.append(image_id)
     post, _ = search.best()
-    before = evaluate(before_post, members, common, num_classes)
-    after = evaluate(post, members, common, num_classes)
+    before_post = rundir.read_postprocess(resolved.postprocess, first, num_classes)  # the sources' own
+    before, after = evaluate([before_post, post], members, common, num_classes)
     post, kept = keep_better(before_post, before, post, after)
-    if kept.any():
-        after = evaluate(post, members, common, num_classes)
+    after = np.where(kept, before, after)  # classes are independent: a kept class scores as before
     written = _write(target, post, members, resolved, sources)
     kept_names = [class_names[c] for c in np.flatnonzero(kept)]
     return TuneResult(post, before, after, class_names, len(common), fitted, written, skipped, kept_names)
@@ -207,8 +202,7 @@ def _load_members(networks: list[Network], position: dict[int, int], num_classes
         member = members.setdefault(network.member, OofMember(str(network.source), network.spec.weight,
                                                               temperature=network.spec.temperature, spec=network.spec))
         path = _oof_path(network.run_dir)
-        with np.load(path, allow_pickle=False) as data:
-            oof = {key: data[key] for key in data.files}
+        oof = rundir.load_oof(path.parent)
         where = [position[c] for c in channels(network.config)]
         _merge(member, oof, where, num_classes, network.config.model.task, path)
     return list(members.values())
@@ -330,23 +324,25 @@ def _resize(probs: np.ndarray, shape) -> np.ndarray:
     return np.stack([cv2.resize(p, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for p in probs])
 
 
-def evaluate(post: PostProcess, members: list[OofMember], image_ids: list[str], num_classes: int) -> np.ndarray:
-    """(C,) mean competition Dice of ``post`` on the combined out-of-fold images, each image's
-    sizes rescaled to its stored scale (an independent path from ``GatedSearch``'s counts)."""
-    dice = np.zeros((len(image_ids), num_classes))
+def evaluate(posts: list[PostProcess], members: list[OofMember], image_ids: list[str], num_classes: int) -> list[np.ndarray]:
+    """(C,) mean competition Dice of each post-processing of ``posts`` on the combined
+    out-of-fold images (each combined once), each image's sizes rescaled to its stored scale
+    (an independent path from ``GatedSearch``'s counts)."""
+    dice = np.zeros((len(posts), len(image_ids), num_classes))
     for row, image_id in enumerate(image_ids):
         probs, heads, truth, factor = combine_entry(members, image_id, num_classes)
-        scaled = replace(
-            post,
-            min_area=np.where(post.min_area >= NEVER, NEVER, np.ceil(post.min_area / factor - 1e-9)).astype(np.int64),
-            min_component=np.ceil(post.min_component / factor - 1e-9).astype(np.int64),
-            peak_top_k=max(1, round(post.peak_top_k / factor)),  # K full-size pixels
-        )
-        masks = scaled(probs, heads)
-        flat_pred, flat_true = masks.reshape(num_classes, -1), truth.reshape(num_classes, -1)
-        inter = np.count_nonzero(flat_pred & flat_true, axis=1)
-        dice[row] = dice_from_counts(inter, np.count_nonzero(flat_pred, axis=1), np.count_nonzero(flat_true, axis=1))
-    return dice.mean(axis=0)
+        flat_true = truth.reshape(num_classes, -1)
+        for k, post in enumerate(posts):
+            scaled = replace(
+                post,
+                min_area=np.where(post.min_area >= NEVER, NEVER, np.ceil(post.min_area / factor - 1e-9)).astype(np.int64),
+                min_component=np.ceil(post.min_component / factor - 1e-9).astype(np.int64),
+                peak_top_k=max(1, round(post.peak_top_k / factor)),  # K full-size pixels
+            )
+            flat_pred = scaled(probs, heads).reshape(num_classes, -1)
+            inter = np.count_nonzero(flat_pred & flat_true, axis=1)
+            dice[k, row] = dice_from_counts(inter, np.count_nonzero(flat_pred, axis=1), np.count_nonzero(flat_true, axis=1))
+    return list(dice.mean(axis=1))
 
 
 def true_area_quantiles(members, image_ids, num_classes: int, quantile: float) -> np.ndarray:

@@ -158,7 +158,7 @@ class Predictor:
                 [position[c] for c in channels(network.config)], network.weight, tta_views(network.spec.tta), network.spec.temperature,
                 _size_limits(network.run_dir, network.config) if check_size else None,
             ))  # fmt: skip
-        post = _postprocess(Path(postprocess) if postprocess else resolved.postprocess, first.config, len(class_names))
+        post = rundir.read_postprocess(Path(postprocess) if postprocess else resolved.postprocess, first.config, len(class_names))
         if overrides:
             try:
                 post = post.override(overrides)
@@ -412,19 +412,6 @@ class Budget:
 def _add_candidate(result: dict, image_id: str, outputs: Outputs, embedding, encoded: Future) -> None:
     masks, peaks = encoded.result()
     result[image_id] = Candidate([rle.encode(m) for m in masks], peaks, outputs.heads, outputs.scores, embedding)
-
-
-def _postprocess(path: Path | None, config: Config, num_classes: int) -> PostProcess:
-    """The post-processing file at ``path``, or the config's defaults; the peak (max or top-K)
-    of a file that does not say is the config's class score."""
-    defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
-    if path is None:
-        post = config.postprocess
-        return PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area, **defaults)
-    try:
-        return PostProcess.from_json(path.read_text(), num_classes, defaults=defaults)
-    except (OSError, ValueError) as err:
-        raise rundir.RunDirError(f"{path}: {err}") from None
 
 
 def _device(backend: str, device: str) -> str:

@@ -19,7 +19,7 @@ from steelseg.atomic import atomic_path
 from steelseg.datasets import SegmentationDataset
 from steelseg.inference.predictor import Predictor
 from steelseg.preprocess import resize_image, resize_masks
-from steelseg.rundir import OOF
+from steelseg.rundir import OOF, load_oof  # noqa: F401  (load_oof: read where it is written)
 
 
 def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
@@ -52,11 +52,6 @@ def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     return path
-
-
-def load_oof(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(Path(run_dir) / OOF, allow_pickle=False) as data:  # plain arrays only
-        return {key: data[key] for key in data.files}
 
 
 def oof_entries(oof: dict[str, np.ndarray]):

@@ -47,6 +47,7 @@ def test_run_directory_describes_itself(trained):
     assert len(post["pixel_threshold"]) == len(post["min_area"]) == 4
     lines = (run / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,seconds,train_loss,val_loss,val_dice") and len(lines) == 3
+    assert (run / rundir.CURVES).read_bytes()[:4] == b"\x89PNG"  # redrawn from metrics.csv after every validation
     assert 0 <= summary.val_dice_tuned <= 1 and summary.val_dice_tuned >= summary.val_dice - 1e-9
     # epochs shown to people count from 1: the two rows of a 2-epoch run are epochs 1 and 2
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"] and summary.epoch in (1, 2)
@@ -83,6 +84,28 @@ def test_predict_and_score_from_the_command_line(trained, capsys):
     assert main(["score", str(test / "train.csv"), str(submission), "--shape", "64", "320", "--images", str(test / "train_images")]) == 0
     out = capsys.readouterr().out
     assert "mean" in out and "(8 images" in out
+
+
+def test_report_model_curves_at_the_values_in_use_equal_the_submissions_dice(trained, tmp_path):
+    # Two paths to one number: the report's grid search over the model's probabilities, read at
+    # each class's pixel threshold and min area in use, and scoring the masks `predict` writes.
+    from steelseg.evaluate import read_image_set, score_files
+    from steelseg.reports.report import ReportInputs, model_curves, write_report
+    from steelseg.submission import write_submission
+
+    root, _ = trained
+    test = root / "data" / "test"
+    predictor = Predictor.from_run_dir(root / "run")
+    submission = tmp_path / "submission.csv"
+    write_submission(submission, predictor.predict_folder(test / "train_images", progress=False), 4)
+    inputs = ReportInputs.read(submission, test / "train.csv", test / "train_images")
+    curves = model_curves(inputs, predictor, 4, progress=False)
+    at = [int(np.argmin(np.abs(curves.thresholds - t))) for t in predictor.postprocess.pixel_threshold]
+    scores, _ = score_files(test / "train.csv", submission, (64, 320), 4, read_image_set(test / "train_images"))
+    np.testing.assert_allclose([curves.by_threshold[at[c], c] for c in range(4)], scores.class_dice)
+    page = write_report(inputs, tmp_path / "report", predictor.class_names, predictor=predictor, progress=False)
+    assert 'src="figures/threshold-model.png"' in page.read_text()
+    assert (tmp_path / "report" / "figures" / "threshold-model.png").is_file()
 
 
 def test_cli_reports_bad_input_without_a_traceback(trained, capsys, tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steelseg.images import ImageError, list_images, read_gray, read_label_map, require_images
+from steelseg.images import ImageError, TooManyPixelsError, decode_gray, list_images, read_gray, read_label_map, require_images
 
 
 def test_gray_stored_as_rgb_png_behind_a_jpg_name(tmp_path):
@@ -204,3 +204,32 @@ def test_require_images_returns_the_images(tmp_path):
     assert [p.name for p in require_images(tmp_path)] == ["a.tif", "b.jpg"]
     with pytest.raises(ImageError, match="nope: image folder not found"):
         require_images(tmp_path / "nope")
+
+
+_RED16 = np.array([[[0, 0, 65535]]], np.uint16)  # pure red, BGR
+
+
+# Uploads (the service) are bytes, not files: the same rules, on the cv2 fallbacks too.
+@pytest.mark.parametrize(
+    ("write", "expected"),
+    [
+        (lambda p: cv2.imwrite(str(p / "x.png"), np.concatenate([np.stack([SIXTEEN_BIT] * 3, axis=2), _RED16], axis=1)),
+         [[0, 1, 4, 128, 255, 76]]),  # 16-bit colour: OpenCV from bytes
+        (lambda p: cv2.imwrite(str(p / "x.tif"), np.stack([np.array([[0.0, 0.5, 1.0]], np.float32)] * 3, axis=2)),
+         [[0, 128, 255]]),  # 3-channel float TIFF: OpenCV from bytes
+        (lambda p: cv2.imwrite(str(p / "x.png"), np.array([[0, 100, 255]], np.uint8)), [[0, 100, 255]]),
+    ],
+)  # fmt: skip
+def test_decode_gray_reads_bytes_by_the_same_rules(tmp_path, write, expected):
+    write(tmp_path)
+    data = next(tmp_path.iterdir()).read_bytes()
+    np.testing.assert_array_equal(decode_gray(data, "upload.bin"), expected)
+
+
+def test_decode_gray_names_the_upload_and_refuses_too_many_pixels_from_the_header(tmp_path):
+    with pytest.raises(ImageError, match=r"^strip\.png: cannot read image"):
+        decode_gray(b"\x89PNG\r\n\x1a\nnot really", "strip.png")
+    cv2.imwrite(str(tmp_path / "wide.png"), np.zeros((10, 300), np.uint8))
+    with pytest.raises(TooManyPixelsError, match=r"^wide\.png: image is 10x300 \(HxW\), 3,000 pixels; the limit is 2,999"):
+        decode_gray((tmp_path / "wide.png").read_bytes(), "wide.png", max_pixels=2999)
+    assert decode_gray((tmp_path / "wide.png").read_bytes(), "wide.png", max_pixels=3000).shape == (10, 300)

@@ -128,6 +128,7 @@ def _predict(args) -> None:
     predictor = Predictor.load(
         args.models, backend=args.backend, device=sharding.rank_device(args.device), batch_size=args.batch_size,
         check_size=not args.any_size, tta=args.tta, postprocess=args.postprocess, overrides=args.post,
+        window=args.window, overlap=args.overlap,
     )  # fmt: skip
     lead = shard is None or shard[0] == 0  # the process that talks and writes
     if not args.quiet and lead:
@@ -314,6 +315,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--any-size", action="store_true",
                    help="predict images whose size is far from the training images' (by default an error)")
+    p.add_argument("--window", type=_at_least(0), default=1600, metavar="PX",
+                   help="predict images wider than this in overlapping windows this wide, blended back (default 1600, "
+                        "rounded down to a multiple of the networks' input step; 0: always whole images)")  # fmt: skip
+    p.add_argument("--overlap", type=_at_least(0), default=256, metavar="PX",
+                   help="at least this much overlap between neighbouring windows (default 256)")
     p.set_defaults(run=_predict)
 
     p = commands.add_parser(
@@ -366,9 +372,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_demo)
 
     from steelseg import adversarial, pseudo
+    from steelseg.reports import curves as report_curves
+    from steelseg.reports import eda, report
+    from steelseg.service import serve
 
     adversarial.add_parser(commands)
     pseudo.add_parser(commands)
+    serve.add_parser(commands)
+    report.add_parser(commands)
+    eda.add_parser(commands)
+    report_curves.add_parser(commands)
 
     for sub in commands.choices.values():
         sub.add_argument("--quiet", action="store_true", help="no progress bars")

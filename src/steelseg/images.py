@@ -25,6 +25,7 @@ How sample values become 0..255 (rounding is half up: ``floor(v + 0.5)``, so 127
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Iterator
@@ -47,6 +48,10 @@ class ImageError(SteelsegError, ValueError):
     """An image that is missing, unreadable or of the wrong size; the message names the file."""
 
 
+class TooManyPixelsError(ImageError):
+    """An image over a pixel limit, refused before it was decoded."""
+
+
 def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image as (H, W) uint8 grayscale; ``expected_shape`` (H, W) is checked if given.
 
@@ -59,6 +64,28 @@ def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
             f"{expected_shape[0]}x{expected_shape[1]}"
         )
     return gray
+
+
+def decode_gray(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
+    """Image file bytes (an upload) -> (H, W) uint8 gray, by the rules of ``read_gray``.
+    ``max_pixels``: images with more pixels are refused from their header, before decoding (a
+    decompression bomb: a few kB of PNG can declare billions of pixels)."""
+    if max_pixels is not None:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                height, width = image.height, image.width
+        except Image.DecompressionBombError as err:  # Pillow's own limit, far above any sane max_pixels
+            raise TooManyPixelsError(f"{name}: {err}; the limit is {max_pixels:,} pixels") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            height = width = 0  # not sized by its header: the decoder below names the problem
+        if height * width > max_pixels:
+            raise TooManyPixelsError(f"{name}: image is {height}x{width} (HxW), {height * width:,} pixels; the limit is {max_pixels:,}")
+    try:
+        return _decode_gray(io.BytesIO(data), data)
+    except ImageError as err:
+        raise ImageError(f"{name}: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{name}: cannot read image ({err})") from None
 
 
 def read_shape(path: str | os.PathLike) -> tuple[int, int]:
@@ -107,20 +134,22 @@ def _single_channel(image: Image.Image) -> Image.Image:
     return image
 
 
-def _decode_gray(path: Path) -> np.ndarray:
+def _decode_gray(path: Path | io.BytesIO, data: bytes | None = None) -> np.ndarray:
+    """A file (``path``), or bytes (``data``, with ``path`` a BytesIO of them)."""
+    read_bytes = (lambda: data) if data is not None else path.read_bytes
     try:
         with Image.open(path) as image:
             # The tiles say how many bits each stored sample has; load() empties them.
             raw_modes = [_raw_mode(tile) for tile in image.tile]
             if not image.mode.startswith("I") and any(m.endswith((";16B", ";16L", ";16N")) for m in raw_modes):
-                return _decode_gray_cv2(path)  # 16-bit colour: Pillow would keep the high byte only
+                return _decode_gray_cv2(read_bytes())  # 16-bit colour: Pillow would keep the high byte only
             image.load()
             return _gray_from_pillow(image, raw_modes)
     except UnidentifiedImageError:
-        with open(path, "rb") as handle:
-            if handle.read(4) not in _TIFF_MAGIC:
-                raise
-        return _decode_gray_cv2(path)  # e.g. 3-channel float TIFF, which Pillow does not open
+        raw = read_bytes()
+        if raw[:4] not in _TIFF_MAGIC:
+            raise
+        return _decode_gray_cv2(raw)  # e.g. 3-channel float TIFF, which Pillow does not open
 
 
 def _raw_mode(tile) -> str:
@@ -138,13 +167,13 @@ def _gray_from_pillow(image: Image.Image, raw_modes: list[str]) -> np.ndarray:
     return np.asarray(image.convert("L") if image.mode != "L" else image)
 
 
-def _decode_gray_cv2(path: Path) -> np.ndarray:
+def _decode_gray_cv2(raw: bytes) -> np.ndarray:
     import cv2
 
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its own lines would follow ours
     try:
-        pixels = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+        pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
         raise ImageError(f"cannot read image (OpenCV: {err.err})") from None
     finally:

@@ -6,6 +6,8 @@
                         (runs with pixel outputs)
     gate.json           per-class label threshold on the class scores, tuned on validation
     metrics.csv         one row per epoch (epochs counted from 1)
+    curves.png          losses and validation Dice against epoch, redrawn from metrics.csv
+                        after every validation (``steelseg report-curves`` draws it again)
     summary.json        the best epoch, its scores, and how the run was made (``RunSummary``)
     model.onnx          written by ``steelseg export``
     resume.ckpt         the full training state after the last finished epoch
@@ -36,6 +38,7 @@ WEIGHTS = "model.safetensors"
 POSTPROCESS = "postprocess.json"
 GATE = "gate.json"
 METRICS = "metrics.csv"
+CURVES = "curves.png"
 SUMMARY = "summary.json"
 ONNX = "model.onnx"
 RESUME = "resume.ckpt"

@@ -5,8 +5,9 @@ several: ``inference.sources``) through its TTA views and backend -> per-class w
 averages (``inference.ensemble``) -> ``Outputs``: (N, C, H, W) float32 pixel probabilities (not
 for classifiers alone), (N, C) class scores and the class heads' probabilities -> the gated
 ``PostProcess`` -> (C, H, W) bool masks. A single run is an ensemble of one, and out-of-fold
-files go through the same steps, so tuned thresholds apply to the same numbers here. Nothing
-in this module imports torch; the chosen backends may.
+files go through the same steps, so tuned thresholds apply to the same numbers here. Images
+wider than the window (long strips) go through the same steps in overlapping windows, blended
+back (``inference.windows``). Nothing in this module imports torch; the chosen backends may.
 """
 
 from __future__ import annotations
@@ -31,10 +32,18 @@ from steelseg.gating import Outputs
 from steelseg.images import read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
 from steelseg.inference.ensemble import EnsembleError, Member, combine, ensemble_outputs, tta_views
+from steelseg.inference.windows import Windows, layout, predict_windows, window_unit
 from steelseg.postprocess import PostProcess, per_class
 from steelseg.screening import present
 
 SIZE_TOLERANCE = 2.0  # the shorter image side may differ from training's by this factor
+# Wider images are predicted in windows this wide: the Severstal strips' width, which the networks
+# were trained on, so 256x1600 images stay whole (exactly as without windows).
+DEFAULT_WINDOW = 1600
+# 8 cells of a stride-32 network's deepest feature map: near a window's edge its deepest features
+# mix in zero padding; 256 px keeps the blend's weight there small, for 19% more windows than none.
+DEFAULT_OVERLAP = 256
+DIVISOR = 32  # the input divisor assumed where a run does not record its own
 
 
 class InputError(SteelsegError, ValueError):
@@ -87,7 +96,12 @@ class Predictor:
 
     ``label_threshold`` (C,): a class is present in an image when its score is above it (the
     gate's threshold where the post-processing gates the class, else the first run's gate.json;
-    by default the config's ``postprocess.label_threshold``)."""
+    by default the config's ``postprocess.label_threshold``).
+
+    ``window``: images wider than this (px) are predicted in windows this wide overlapping by at
+    least ``overlap`` px (``inference.windows``); None or 0: always whole images. It is rounded
+    down to a multiple of ``window_unit`` (default: the networks' input divisor, 32, at each
+    member's ``input_scale``), so that no window is padded inside a network."""
 
     def __init__(
         self,
@@ -97,9 +111,14 @@ class Predictor:
         batch_size: int = 4,
         label_threshold: np.ndarray | None = None,
         clusters=None,
+        window: int | None = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
+        window_unit: int | None = None,
     ):
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.window_unit = window_unit or _window_unit(members, [DIVISOR] * len(members))
+        self.window, self.overlap = _window_setting(window, overlap, self.window_unit)
         self.members = members
         self.class_names = list(class_names)
         self.postprocess = postprocess
@@ -122,10 +141,12 @@ class Predictor:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike, backend: str = "auto", device: str = "auto", batch_size: int = 4,
-                     check_size: bool = True) -> "Predictor":  # fmt: skip
+                     check_size: bool = True, window: int | None = DEFAULT_WINDOW,
+                     overlap: int = DEFAULT_OVERLAP) -> "Predictor":  # fmt: skip
         """Load the run in ``run_dir`` on ``backend`` (auto, torch, torch-amp, onnx) and
-        ``device`` (auto, cpu, cuda, cuda:N). ``check_size=False`` predicts images of any size."""
-        return cls.load([run_dir], backend, device, batch_size, check_size)
+        ``device`` (auto, cpu, cuda, cuda:N). ``check_size=False`` predicts images of any size;
+        ``window``, ``overlap``: long images in windows (see the class)."""
+        return cls.load([run_dir], backend, device, batch_size, check_size, window=window, overlap=overlap)
 
     @classmethod
     def load(
@@ -138,10 +159,13 @@ class Predictor:
         tta: str | None = None,
         postprocess: str | os.PathLike | None = None,
         overrides: list[str] | None = None,
+        window: int | None = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
     ) -> "Predictor":
         """Runs, folders of runs and ensemble files (``inference.sources``) as one predictor.
         ``tta`` replaces every member's TTA; ``postprocess`` a JSON file that replaces the
-        sources' post-processing; ``overrides`` ``KEY=VALUE`` changes to it."""
+        sources' post-processing; ``overrides`` ``KEY=VALUE`` changes to it; ``window`` and
+        ``overlap``: images wider than the window in overlapping windows (see the class)."""
         from steelseg.inference.sources import channels, check_compatible, ensemble_classes, resolve
 
         resolved = resolve(sources, tta)
@@ -149,7 +173,8 @@ class Predictor:
         check_compatible(networks)
         class_names, position = ensemble_classes(networks)
         first = networks[0]
-        device = _device(backend, device)
+        only_onnx = all((n.spec.backend or backend) == "onnx" for n in networks)
+        device = _device("onnx" if only_onnx else backend, device)
         members = []
         for network in networks:
             name = resolve_backend(network.spec.backend or backend, device)
@@ -158,14 +183,15 @@ class Predictor:
                 [position[c] for c in channels(network.config)], network.weight, tta_views(network.spec.tta), network.spec.temperature,
                 _size_limits(network.run_dir, network.config) if check_size else None,
             ))  # fmt: skip
-        post = rundir.read_postprocess(Path(postprocess) if postprocess else resolved.postprocess, first.config, len(class_names))
+        post = resolved.read_postprocess(first.config, len(class_names), Path(postprocess) if postprocess else None)
         if overrides:
             try:
                 post = post.override(overrides)
             except ValueError as err:
                 raise EnsembleError(f"--post {err}") from None
         gate = rundir.load_gate(first.run_dir, first.config) if len(networks) == 1 else None
-        return cls(members, post, class_names, batch_size, gate, resolved.clusters)
+        unit = _window_unit(members, [_input_divisor(network.run_dir) for network in networks])
+        return cls(members, post, class_names, batch_size, gate, resolved.clusters, window, overlap, unit)
 
     def _check(self) -> None:
         covered = np.zeros(self.num_classes, dtype=bool)
@@ -212,7 +238,12 @@ class Predictor:
     def predict_outputs(self, images: np.ndarray) -> Outputs:
         """(N, H, W) uint8 gray images -> ``Outputs``: (N, C, H, W) float32 pixel probabilities
         (None without a pixel-predicting member; a two-headed network's gated by its class
-        head), (N, C) class scores, and the class heads' (N, C) probabilities or None."""
+        head), (N, C) class scores, and the class heads' (N, C) probabilities or None.
+
+        Images wider than ``window`` go through the networks in windows, ``batch_size`` at a
+        time: their pixel probabilities are the windows' blend, their class heads the max over
+        the windows (a two-headed network gates each window's pixels by that window's head),
+        and their class scores come from those as for whole images."""
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
             shape = getattr(images, "shape", None)
             raise InputError(f"expected (N, H, W) uint8 gray images, got {getattr(images, 'dtype', type(images).__name__)} {shape}")
@@ -237,9 +268,22 @@ class Predictor:
         return present(self.predict_scores(images), self.label_threshold)
 
     def _outputs(self, images: np.ndarray) -> Outputs:
-        results = [member.outputs(images) for member in self.members]
-        pixels, heads = combine(self.members, results, self.num_classes)
+        windows = self._windows(images.shape[2])
+        if windows is None:
+            pixels, heads = self._combined(images)
+        else:
+            pixels, heads = predict_windows(images, self._combined, windows, self.batch_size)
         return ensemble_outputs(pixels, heads, self.postprocess.peaks)
+
+    def _combined(self, images: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        results = [member.outputs(images) for member in self.members]
+        return combine(self.members, results, self.num_classes)
+
+    def _windows(self, image_width: int) -> Windows | None:
+        """None: the image is predicted whole."""
+        if self.window is None or image_width <= self.window:
+            return None
+        return layout(image_width, self.window, self.overlap, self.window_unit)
 
     def masks(self, outputs: Outputs) -> np.ndarray:
         """One image's ``Outputs`` (pixels (C, H, W), scores (C,)) -> its (C, H, W) bool masks,
@@ -348,10 +392,14 @@ class Predictor:
         raise EnsembleError("near-duplicate clusters need encoder features: give a member a torch backend")
 
     def _size_problem(self, shape: tuple[int, int]) -> str | None:
+        windowed = self._windows(shape[1]) is not None
         for member in self.members:
             problem = member.limits.problem(shape) if member.limits else None
             if problem:
                 return problem
+            problem = member.limits.problem((shape[0], self.window)) if member.limits and windowed else None
+            if problem:
+                return f"is {shape[0]}x{shape[1]} (HxW), cut into --window {self.window} px windows; each window {problem}"
         return None
 
     def _read(self, paths: list[Path]) -> list[np.ndarray]:
@@ -425,13 +473,37 @@ def _device(backend: str, device: str) -> str:
 def _size_limits(run_dir: Path, config: Config) -> SizeLimits:
     """From the run's summary when it records the training images' sizes; else the network's
     minimum alone."""
-    divisor, shorter = 32, None
+    shorter = None
     if (run_dir / rundir.SUMMARY).is_file():
         summary = rundir.load_summary(run_dir)
-        divisor = summary.input_divisor
         if summary.train_image_shapes is not None:
             shorter = summary.train_image_shapes.shorter_side
-    return SizeLimits(math.ceil(divisor / config.model.input_scale), shorter)
+    return SizeLimits(math.ceil(_input_divisor(run_dir) / config.model.input_scale), shorter)
+
+
+def _input_divisor(run_dir: Path) -> int:
+    """The multiple the run's network pads its inputs to, from its summary (else ``DIVISOR``)."""
+    return rundir.load_summary(run_dir).input_divisor if (run_dir / rundir.SUMMARY).is_file() else DIVISOR
+
+
+def _window_unit(members: list[Member], divisors: list[int]) -> int:
+    """The width every member sees as a multiple of its input divisor (``windows.window_unit``)."""
+    return math.lcm(*(window_unit(d, m.config.model.input_scale) for m, d in zip(members, divisors)))
+
+
+def _window_setting(window: int | None, overlap: int, unit: int) -> tuple[int | None, int]:
+    """``window`` and ``overlap`` checked: (the window rounded down to a multiple of ``unit``, or
+    None for whole images; the overlap)."""
+    if not window:
+        return None, overlap
+    if window < unit:
+        raise InputError(f"--window {window}: below the networks' input step of {unit} px; give at least {unit}, "
+                         "or 0 for whole images")  # fmt: skip
+    rounded = window // unit * unit
+    if not 0 <= overlap <= rounded - unit:
+        raise InputError(f"--overlap {overlap}: windows of {rounded} px take an overlap from 0 to {rounded - unit} px "
+                         f"(the window minus the networks' input step of {unit} px)")  # fmt: skip
+    return rounded, overlap
 
 
 def _same_shape_runs(images: list[np.ndarray]) -> list[list[int]]:

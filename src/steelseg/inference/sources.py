@@ -7,9 +7,12 @@ A model source is one of:
   (``class-<id>-<name>/``) write them: each run is a network, and they share the folder's
   weight (a CV folder of 5 folds counts as much as one run beside it);
 - an ensemble file (YAML, ``EnsembleFile``): members, each a run or a folder of runs, with
-  weight, TTA and temperature, and the post-processing to use.
+  weight, TTA and temperature, and the post-processing to use;
+- an exported model file (``steelseg export``, ``.onnx``): one network on onnxruntime, whose
+  config and post-processing are in the file (a deployment needs nothing else, and no torch).
 
-Post-processing comes from, first to last: ``--postprocess FILE``; the ensemble file's
+Post-processing comes from, first to last: ``--postprocess FILE``; the first source's own
+when it is an exported model file; the ensemble file's
 ``postprocess`` (by default ``postprocess.json`` beside it); the first folder of runs' own
 ``postprocess.json`` (``steelseg tune`` writes it), given directly or as an ensemble file's
 first member; the first run's ``postprocess.json`` when
@@ -27,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from steelseg import rundir
 from steelseg.config import Config, yaml_problem
+from steelseg.inference.backends.onnx_backend import is_model_file, read_model_file
 from steelseg.inference.ensemble import EnsembleError, tta_views
+from steelseg.postprocess import PostProcess
 
 ENSEMBLE_SUFFIXES = (".yaml", ".yml")
 
@@ -71,11 +76,11 @@ class EnsembleFile(BaseModel):
 class Network:
     """A run to load: its folder, config, and how the ensemble uses it."""
 
-    def __init__(self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path, config: Config | None = None):
+        self.run_dir = run_dir  # or an exported model file
         self.member = member  # which source entry it came from (runs of one folder share it)
         self.source = source
-        self.config = rundir.load_run_config(run_dir)
+        self.config = config if config is not None else rundir.load_run_config(run_dir)
         self.spec = spec
         self.weight = spec.weight / share
 
@@ -84,21 +89,39 @@ class Resolved:
     """Sources resolved: the networks in order, the post-processing file to use (or None: the
     configs' defaults), and the cluster setting."""
 
-    def __init__(self, networks: list[Network], postprocess: Path | None, clusters: ClusterSpec | None, folder: Path | None):
+    def __init__(self, networks: list[Network], postprocess: Path | None, clusters: ClusterSpec | None, folder: Path | None,
+                 embedded: str | None = None):  # fmt: skip
         self.networks = networks
         self.postprocess = postprocess
         self.clusters = clusters
         self.folder = folder  # where a tuned post-processing of this ensemble belongs
+        self.embedded = embedded  # post-processing JSON of a first source that is an exported model
+
+    def read_postprocess(self, config: Config, num_classes: int, path: Path | None = None) -> PostProcess:
+        """``path`` (``--postprocess``) if given, else the sources' post-processing."""
+        if path is None and self.embedded is not None:
+            defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
+            try:
+                return PostProcess.from_json(self.embedded, num_classes, defaults=defaults)
+            except ValueError as err:
+                raise EnsembleError(f"{self.networks[0].run_dir}: its post-processing metadata: {err}") from None
+        return rundir.read_postprocess(path or self.postprocess, config, num_classes)
 
 
 def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolved:
     """Resolve model sources (see the module docstring). ``tta`` overrides every member's."""
     if not sources:
         raise EnsembleError("no model given")
-    networks, postprocess, clusters, folder = [], None, None, None
+    networks, postprocess, clusters, folder, embedded = [], None, None, None, None
     for i, source in enumerate(sources):
         path = Path(source)
-        if path.suffix in ENSEMBLE_SUFFIXES and path.is_file():
+        if is_model_file(path):
+            config, post_json = read_model_file(path)
+            spec = MemberSpec(run=str(path), tta=tta or "none", backend="onnx")
+            networks.append(Network(path, spec, 1, _next(networks), path, config))
+            if i == 0:
+                embedded, folder = post_json, path.parent
+        elif path.suffix in ENSEMBLE_SUFFIXES and path.is_file():
             specs, file_post, file_clusters = read_ensemble_file(path)
             clusters = clusters or file_clusters
             for k, spec in enumerate(specs):
@@ -114,6 +137,8 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
                 folder = path
                 own = path / rundir.POSTPROCESS
                 postprocess = own if own.is_file() else None
+    if embedded is not None:
+        return Resolved(networks, None, clusters, folder, embedded)
     if postprocess is None and networks[0].source != networks[0].run_dir:
         # The first member is a folder of runs (of an ensemble file): its own tuned file.
         own = networks[0].source / rundir.POSTPROCESS

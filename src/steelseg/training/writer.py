@@ -17,6 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from steelseg import rundir
 from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config
+from steelseg.reports.curves import refresh_curves
 from steelseg.rundir import EpochResult, RunSummary
 from steelseg.training.module import SegmentationModule
 from steelseg.weights import save_weights
@@ -57,6 +58,7 @@ class RunDirWriter(L.Callback):
             self.best = result
         if trainer.is_global_zero:
             self._write_metrics(module.class_names)
+            refresh_curves(self.run_dir)
             self._keep_top(module, result)
             if improved:
                 save_weights(self.run_dir, module.model)

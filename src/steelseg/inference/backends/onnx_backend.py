@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
+from pydantic import ValidationError
 
 from steelseg import rundir
 from steelseg.config import Config
@@ -54,16 +56,44 @@ class OnnxBackend:
         return f"onnx (onnxruntime fp32, {self.session.get_providers()[0]}, {self.path.name})"
 
 
+def is_model_file(path: Path) -> bool:
+    """An exported model on its own (``steelseg export --out FILE``), not in a run directory."""
+    return path.suffix.lower() == ".onnx" and path.is_file()
+
+
+def read_model_file(path: Path) -> tuple[Config, str]:
+    """The run config and post-processing (JSON text) an exported model carries, so that the
+    file alone is a deployable model."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the metadata is read
+    try:
+        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    except Exception as err:  # onnxruntime raises its own untyped errors for bad files
+        raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from None
+    missing = [key for key in (META_CONFIG, META_POSTPROCESS, META_WEIGHTS) if key not in meta]
+    if missing:
+        raise BackendError(f"{path}: not exported by steelseg (no {missing[0]} metadata); export it with `steelseg export RUN`")
+    try:
+        config = Config.model_validate(yaml.safe_load(meta[META_CONFIG]))
+    except (yaml.YAMLError, ValidationError) as err:
+        raise BackendError(f"{path}: its {META_CONFIG} metadata is not a valid config ({type(err).__name__})") from None
+    return config, meta[META_POSTPROCESS]
+
+
 def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
-    """The run's model.onnx, checked against the run: same weights, same classes."""
-    path = run_dir / rundir.ONNX
+    """The run's model.onnx, checked against the run: same weights, same classes. ``run_dir``
+    may also be an exported model file (``is_model_file``)."""
+    alone = is_model_file(run_dir)
+    path = run_dir if alone else run_dir / rundir.ONNX
     if not path.is_file():
         raise BackendError(f"{path} not found: export the run first with `steelseg export {run_dir}`")
     backend = OnnxBackend(path, device)
     meta = backend.metadata
     if META_WEIGHTS not in meta:
         raise BackendError(f"{path}: not exported by steelseg (no {META_WEIGHTS} metadata); run `steelseg export {run_dir}`")
-    if (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
+    if not alone and (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
         raise BackendError(f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; run `steelseg export {run_dir}` again")
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:

@@ -1,0 +1,206 @@
+"""The HTTP service: one Predictor behind FastAPI.
+
+    POST /predict      an image (multipart field ``file``, or the raw bytes with an image
+                       content type) -> per class the RLE, area, score and component boxes;
+                       ``?overlay=1`` -> the image with its masks drawn, as PNG
+    GET  /model        classes, colours, thresholds, post-processing, backend, versions
+    GET  /health       liveness, and the batcher's queue and counters
+    GET  /             the viewer page
+    GET  /docs         OpenAPI documentation (FastAPI's)
+
+The model is loaded once. Networks run in the micro-batcher's thread (``batching``), so
+concurrent requests share batches and the event loop never waits on them; decoding and
+post-processing run in FastAPI's thread pool. Refusals: a wrong API key 401 and a declared
+upload size over the limit 413 before the body is read (``guard``), an undeclared one as it
+streams in (FastAPI's ``max_body_size``); an image over the pixel limit 413
+from its header, before decoding; a declared non-image type 415; bytes that decode to no image
+400; an image the model cannot take 422; a full queue 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from steelseg import __version__
+from steelseg.errors import SteelsegError
+from steelseg.images import ImageError, TooManyPixelsError, decode_gray
+from steelseg.inference.predictor import InputError, Predictor
+from steelseg.overlay import overlay
+from steelseg.service.batching import MicroBatcher, QueueFullError
+from steelseg.service.guard import API_KEY_HEADER, Guard
+from steelseg.service.results import color_hex, image_result
+
+log = logging.getLogger("steelseg.service")
+
+IMAGE_TYPES = ("image/", "application/octet-stream")  # declared types taken as images
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    api_key: str | None = None  # None: no key needed
+    max_upload_mb: float = 20.0
+    max_pixels: int = 256 * 16_000 * 4  # four 256 x 16,000 strips
+    max_batch: int = 4
+    max_wait_ms: float = 5.0
+    max_queue: int = 64
+
+    def public(self) -> dict:
+        settings = asdict(self)
+        settings["api_key"] = self.api_key is not None  # whether one is needed, never the key
+        return settings
+
+
+def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings()) -> FastAPI:
+    batcher = MicroBatcher(predictor.predict_outputs, settings.max_batch, settings.max_wait_ms, settings.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(batcher.close)
+
+    app = FastAPI(
+        title="steelseg",
+        version=__version__,
+        summary="Steel-surface defect segmentation: per-class masks, areas, scores and boxes of an uploaded image.",
+        lifespan=lifespan,
+    )
+    app.state.predictor, app.state.batcher, app.state.settings = predictor, batcher, settings
+    model_info = _model_info(predictor, settings)
+
+    max_bytes = round(settings.max_upload_mb * 1e6)
+
+    @app.post("/predict", summary="Defects of one image", max_body_size=max_bytes, responses={
+        200: {"content": {"image/png": {}}, "description": "JSON by default; with overlay=1 the image with its masks, as PNG"},
+        400: {"description": "not a readable image"}, 401: {"description": "missing or wrong API key"},
+        413: {"description": "upload or pixel count over the limit"}, 415: {"description": "not an image type"},
+        422: {"description": "an image the model cannot take (size)"}, 503: {"description": "too many waiting requests"},
+    })  # fmt: skip
+    async def predict(
+        request: Request,
+        file: UploadFile | None = File(None, description="the image (PNG, JPEG, BMP, TIFF; gray or colour)"),
+        overlay_png: bool = Query(False, alias="overlay", description="return a PNG overlay instead of JSON"),
+    ):
+        started = time.perf_counter()
+        data, name, declared = await _upload(request, file)
+        if declared and not declared.startswith(IMAGE_TYPES):
+            raise HTTPException(415, f"{name}: content type {declared} is not an image")
+        image = await run_in_threadpool(_decode, data, name, settings.max_pixels)
+        try:
+            outputs = await asyncio.wrap_future(batcher.submit(image))
+        except QueueFullError as err:
+            raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from None
+        except InputError as err:
+            raise HTTPException(422, f"{name}: {err}") from None
+        if overlay_png:
+            png = await run_in_threadpool(_overlay_png, predictor, image, outputs)
+            return Response(png, media_type="image/png")
+        classes = await run_in_threadpool(_result, predictor, outputs)  # post-processing, RLE: off the event loop
+        return {
+            "image": {"name": name, "height": image.shape[0], "width": image.shape[1]},
+            "classes": classes,
+            "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
+        }
+
+    @app.get("/model", summary="The model: classes, thresholds, post-processing, backend, versions")
+    async def model():
+        return model_info
+
+    @app.get("/health", summary="Liveness and the batcher's queue")
+    async def health():
+        return {"status": "ok", "waiting": batcher.waiting, "batches": batcher.batches, "images": batcher.images}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(_viewer_html())
+
+    @app.exception_handler(SteelsegError)
+    async def _user_error(request: Request, err: SteelsegError):
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code == 413 and err.detail == "Content Too Large":  # the body limit's own words: say which
+            err = StarletteHTTPException(413, f"upload larger than the limit of {max_bytes / 1e6:g} MB")
+        return await http_exception_handler(request, err)
+
+    app.add_middleware(Guard, api_key=settings.api_key, protected={"/predict", "/model"}, limited={"/predict"}, max_bytes=max_bytes)
+    return app
+
+
+async def _upload(request: Request, file: UploadFile | None) -> tuple[bytes, str, str]:
+    """(bytes, a name for messages, the declared content type) of a multipart file or a raw body."""
+    if file is not None:
+        return await file.read(), file.filename or "upload", (file.content_type or "").lower()
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared.startswith("multipart/"):
+        raise HTTPException(400, "multipart upload without a 'file' field")
+    data = await request.body()
+    if not data:
+        raise HTTPException(400, "no image: send it as the multipart field 'file' or as the request body")
+    return data, "upload", declared
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    try:
+        return decode_gray(data, name, max_pixels)
+    except TooManyPixelsError as err:
+        raise HTTPException(413, str(err)) from None
+    except ImageError as err:
+        raise HTTPException(400, str(err)) from None
+
+
+def _result(predictor: Predictor, outputs) -> list[dict]:
+    masks = predictor.masks(outputs) if predictor.has_masks else None
+    return image_result(outputs, masks, predictor.class_names, predictor.label_threshold)
+
+
+def _overlay_png(predictor: Predictor, image: np.ndarray, outputs) -> bytes:
+    masks = predictor.masks(outputs) if predictor.has_masks else np.zeros((predictor.num_classes, *image.shape), bool)
+    ok, png = cv2.imencode(".png", overlay(image, masks)[..., ::-1])  # OpenCV writes BGR
+    return png.tobytes()
+
+
+def _model_info(predictor: Predictor, settings: ServiceSettings) -> dict:
+    post = predictor.postprocess
+    return {
+        "task": predictor.task,
+        "classes": [
+            {"id": c + 1, "name": name, "color": color_hex(c), "label_threshold": float(predictor.label_threshold[c]),
+             "pixel_threshold": float(post.pixel_threshold[c]), "min_area": int(post.min_area[c])}
+            for c, name in enumerate(predictor.class_names)
+        ],  # fmt: skip
+        "masks": predictor.has_masks,
+        "postprocess": post.describe(predictor.class_names),
+        "backend": predictor.describe(),
+        "members": [m.name for m in predictor.members],
+        "limits": settings.public(),
+        "api_key_header": API_KEY_HEADER,
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict:
+    """Versions of what is loaded; torch only if it was imported (an ONNX deployment has none)."""
+    versions = {"steelseg": __version__, "python": sys.version.split()[0], "numpy": np.__version__, "opencv": cv2.__version__}
+    for module in ("onnxruntime", "torch", "fastapi"):
+        if module in sys.modules:
+            versions[module] = getattr(sys.modules[module], "__version__", "unknown")
+    return versions
+
+
+def _viewer_html() -> str:
+    return importlib.resources.files("steelseg.service").joinpath("viewer.html").read_text(encoding="utf-8")

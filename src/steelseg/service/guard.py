@@ -1,0 +1,45 @@
+"""What is refused before a request's body is read: a missing or wrong API key (401) and a
+declared Content-Length over the upload limit (413). Pure ASGI, outside FastAPI's routing,
+because FastAPI reads and parses a multipart body before any dependency of the endpoint runs:
+a key checked there would let an unauthorised client make the server receive its whole upload
+first. A body that streams in without a length is cut by FastAPI's own ``max_body_size``."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+API_KEY_HEADER = "x-api-key"
+
+
+class Guard:
+    """ASGI middleware: requests to ``protected`` paths without ``api_key`` in the
+    ``X-API-Key`` header get 401, and requests to ``limited`` paths that declare more than
+    ``max_bytes`` get 413; neither goes further."""
+
+    def __init__(self, app, api_key: str | None, protected: set[str], limited: set[str], max_bytes: int):
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.protected = protected
+        self.limited = limited
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if self.api_key is not None and scope["path"] in self.protected:
+                if not hmac.compare_digest(headers.get(API_KEY_HEADER.encode(), b""), self.api_key):
+                    return await _refuse(send, 401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
+            length = headers.get(b"content-length", b"0")
+            if scope["path"] in self.limited and (not length.isdigit() or int(length) > self.max_bytes):
+                return await _refuse(send, 413, f"upload larger than the limit of {self.max_bytes / 1e6:g} MB")
+        return await self.app(scope, receive, send)
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

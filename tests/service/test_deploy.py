@@ -1,0 +1,161 @@
+"""Serving a real exported model: without torch in the process, as a real server process on
+loopback under concurrent clients, and the ``serve`` command's one-line errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from steelseg import rle
+from steelseg.images import read_gray
+from steelseg.inference.predictor import Predictor
+
+# What a torch-free deployment must never import (the serve extra installs none of them).
+TRAINING_STACK = ["torch", "torchvision", "lightning", "pytorch_lightning", "segmentation_models_pytorch", "timm", "albumentations"]
+
+
+def reference(run_dir: Path, images: list[Path]) -> list[np.ndarray]:
+    """The run's masks from PyTorch fp32 in this process: an independent path to compare with."""
+    predictor = Predictor.from_run_dir(run_dir, backend="torch")
+    return [predictor.predict(read_gray(path)) for path in images]
+
+
+def masks_of(answer: dict) -> np.ndarray:
+    height, width = answer["image"]["height"], answer["image"]["width"]
+    return np.stack([rle.decode(c["rle"], (height, width)) for c in answer["classes"]])
+
+
+def test_serving_an_onnx_file_imports_no_torch_and_matches_pytorch(tiny_export, tmp_path):
+    run_dir, onnx_file, images = tiny_export
+    paths = sorted(images.iterdir())[:3]
+    script = textwrap.dedent(f"""
+        import importlib.abc, json, sys
+
+        class NotInstalled(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {TRAINING_STACK!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by the test)", name=name)
+
+        sys.meta_path.insert(0, NotInstalled())
+        from fastapi.testclient import TestClient
+        from steelseg.inference.predictor import Predictor
+        from steelseg.service.app import create_app
+
+        client = TestClient(create_app(Predictor.load([{str(onnx_file)!r}])))
+        answers = [client.post("/predict", files={{"file": (p, open(p, "rb").read(), "image/jpeg")}}).json()
+                   for p in {[str(p) for p in paths]!r}]
+        model = client.get("/model").json()
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in {TRAINING_STACK!r})
+        print(json.dumps({{"answers": answers, "model": model, "loaded": loaded}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert "onnx" in result["model"]["backend"] and "torch" not in result["model"]["versions"]
+    expected = reference(run_dir, paths)
+    for answer, truth in zip(result["answers"], expected):
+        agreement = (masks_of(answer) == truth).mean()
+        assert agreement >= 0.999, agreement  # onnxruntime vs PyTorch fp32: the export's own tolerance
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "steelseg", "serve", *args, "--port", str(port), "--quiet"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited {server.returncode}: {server.stdout.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError("server did not answer /health within 60 s")
+
+
+@pytest.mark.slow
+def test_real_server_process_answers_concurrent_clients_in_shared_batches(tiny_export):
+    run_dir, onnx_file, images = tiny_export
+    paths = sorted(images.iterdir())[:8]
+    port = free_port()
+    env = dict(os.environ, STEELSEG_API_KEY="k3y", OMP_NUM_THREADS="1")
+    server = start_server([str(onnx_file), "--max-wait-ms", "200", "--batch-size", "4"], port, env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def ask(path: Path) -> dict:
+            response = httpx.post(f"{url}/predict", files={"file": (path.name, path.read_bytes(), "image/jpeg")},
+                                  headers={"X-API-Key": "k3y"}, timeout=60)  # fmt: skip
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with ThreadPoolExecutor(8) as clients:  # 8 clients at once, 2 images each
+            answers = list(clients.map(ask, paths + paths))
+        assert httpx.post(f"{url}/predict", files={"file": ("a.jpg", paths[0].read_bytes(), "image/jpeg")}).status_code == 401
+        health = httpx.get(f"{url}/health").json()
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert health["images"] == 16 and health["batches"] < 16  # requests shared batches
+    expected = reference(run_dir, paths)
+    for answer, truth in zip(answers, expected + expected):
+        assert (masks_of(answer) == truth).mean() >= 0.999
+    assert server.returncode is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["/no/such/run"], "/no/such/run: not found"),
+        (["RUN", "--port", "0"], "--port 0 is not a port number"),
+        (["RUN", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["RUN", "--max-upload-mb", "0"], "--max-upload-mb must be at least"),
+        (["BROKEN"], "onnxruntime cannot load it"),
+    ],
+)
+def test_serve_command_errors_are_one_line(tiny_export, tmp_path, args, says):
+    run_dir, _, _ = tiny_export
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    args = [str(run_dir) if a == "RUN" else str(broken) if a == "BROKEN" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "steelseg", "serve", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_port_in_use_is_one_line(tiny_export):
+    _, onnx_file, _ = tiny_export
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "steelseg", "serve", str(onnx_file), "--port", str(port), "--quiet"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
+
+
+def test_serve_window_defaults_are_the_predictors():
+    from steelseg.cli import _parser
+    from steelseg.inference.predictor import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+    args = _parser().parse_args(["serve", "RUN"])
+    assert (args.window, args.overlap) == (DEFAULT_WINDOW, DEFAULT_OVERLAP)

@@ -72,7 +72,7 @@ def _check_not_foreign(run_dir: Path) -> None:
 
 def _clear_unfinished(run_dir: Path) -> None:
     """Remove what an earlier attempt that never finished an epoch left behind."""
-    for name in (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.POSTPROCESS, rundir.GATE):
+    for name in (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.CURVES, rundir.POSTPROCESS, rundir.GATE):
         (run_dir / name).unlink(missing_ok=True)
     for name in (rundir.STAGES_DIR, rundir.TOP_DIR, rundir.TENSORBOARD_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)

@@ -6,6 +6,12 @@ rectangle and a dark one into a gray image therefore plants the masks the servic
 from __future__ import annotations
 
 import io
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -93,3 +99,42 @@ def tiny_export(tmp_path_factory):
     train(load_config(None, TINY + [f"data.root={root / 'data'}"]), root / "run", progress=False)
     export_onnx(root / "run", root / "deploy" / "steel.onnx")
     return root / "run", root / "deploy" / "steel.onnx", root / "data" / "train_images"
+
+
+@contextmanager
+def serve(app, header_timeout: float | None = None):
+    """The app on a free loopback port in a background thread, as ``steelseg serve`` runs it
+    (with its header deadline when ``header_timeout`` is given): yields its base URL."""
+    import uvicorn
+
+    from steelseg.service.protocol import with_header_timeout
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no race for the port
+    port = sock.getsockname()[1]
+    http = with_header_timeout(header_timeout) if header_timeout else "h11"
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(url, thread)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _wait_for_health(url: str, thread: threading.Thread, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the service at {url} did not answer /health within {timeout} s")
+        time.sleep(0.05)

@@ -8,12 +8,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +16,7 @@ from PIL import Image
 
 from steelseg.service.app import ServiceSettings, create_app
 
-from .conftest import GRAY, make_predictor, planted, png_bytes
+from .conftest import GRAY, make_predictor, planted, png_bytes, serve
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install selenium")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed: pip install uvicorn")
@@ -61,39 +55,6 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
-
-
-@contextmanager
-def serve(app):
-    """The app on a free loopback port in a background thread: yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no race for the port
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(url, thread)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def _wait_for_health(url: str, thread: threading.Thread, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the service at {url} did not answer /health within {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ The model is loaded once. Networks run in the micro-batcher's thread (``batching
 concurrent requests share batches and the event loop never waits on them; decoding and
 post-processing run in FastAPI's thread pool. Refusals: a wrong API key 401 and a declared
 upload size over the limit 413 before the body is read (``guard``), an undeclared one as it
-streams in (FastAPI's ``max_body_size``); an image over the pixel limit 413
+streams in (FastAPI's ``max_body_size``); a body slower than ``body_timeout_s`` 408 and headers
+slower than ``header_timeout_s`` a closed connection (``protocol``); an image over the pixel limit 413
 from its header, before decoding; a declared non-image type 415; bytes that decode to no image
 400; an image the model cannot take 422; a full queue 503.
 """
@@ -57,6 +58,8 @@ class ServiceSettings:
     max_batch: int = 4
     max_wait_ms: float = 5.0
     max_queue: int = 64
+    body_timeout_s: float = 30.0  # a request's body must arrive within this (408)
+    header_timeout_s: float = 10.0  # and its headers within this (the connection is closed; ``protocol``)
 
     def public(self) -> dict:
         settings = asdict(self)
@@ -137,7 +140,8 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
             err = StarletteHTTPException(413, f"upload larger than the limit of {max_bytes / 1e6:g} MB")
         return await http_exception_handler(request, err)
 
-    app.add_middleware(Guard, api_key=settings.api_key, protected={"/predict", "/model"}, limited={"/predict"}, max_bytes=max_bytes)
+    app.add_middleware(Guard, api_key=settings.api_key, protected={"/predict", "/model"}, limited={"/predict"}, max_bytes=max_bytes,
+                       body_timeout=settings.body_timeout_s)  # fmt: skip
     return app
 
 

@@ -31,6 +31,10 @@ def add_parser(commands) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for more requests before it runs (default 5 ms)")
     p.add_argument("--max-queue", type=int, default=64, help="most requests waiting; more are refused with 503 (default 64)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="an upload must arrive within this many seconds, else 408 (default 30)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="a connection must send its request headers within this many seconds, else it is closed (default 10)")
     p.add_argument("--tta", choices=["none", "hflip", "vflip", "both"], help="flip TTA for every member (default: each member's own)")
     p.add_argument("--postprocess", metavar="JSON", help="post-processing file to use (default: the model's)")
     p.add_argument("--post", action="append", metavar="KEY=VALUE", help="override a post-processing value, as for predict")
@@ -47,8 +51,11 @@ def add_parser(commands) -> None:
 
 
 def _run(args) -> None:
-    for name, value, low in (("--window", args.window, 0), ("--overlap", args.overlap, 0), ("--batch-size", args.batch_size, 1), ("--max-queue", args.max_queue, 1), ("--max-pixels", args.max_pixels, 1),
-                             ("--max-upload-mb", args.max_upload_mb, 1e-6), ("--max-wait-ms", args.max_wait_ms, 0)):  # fmt: skip
+    minimums = [("--window", args.window, 0), ("--overlap", args.overlap, 0), ("--batch-size", args.batch_size, 1),
+                ("--max-queue", args.max_queue, 1), ("--max-pixels", args.max_pixels, 1), ("--max-upload-mb", args.max_upload_mb, 1e-6),
+                ("--max-wait-ms", args.max_wait_ms, 0), ("--body-timeout", args.body_timeout, 0.001),
+                ("--header-timeout", args.header_timeout, 0.001)]  # fmt: skip
+    for name, value, low in minimums:
         if value < low:
             raise SystemExit(f"steelseg serve: error: {name} must be at least {low:g}, got {value:g}")
     if not 0 < args.port < 65536:
@@ -58,6 +65,7 @@ def _run(args) -> None:
         import uvicorn
 
         from steelseg.service.app import ServiceSettings, create_app
+        from steelseg.service.protocol import with_header_timeout
     except ImportError as err:
         raise SystemExit(f"steelseg serve: error: {err.name} is not installed; install the service's extra: pip install 'steelseg[serve]'") from None
     from steelseg.hardware import keep_freed_memory
@@ -71,11 +79,13 @@ def _run(args) -> None:
     settings = ServiceSettings(
         api_key=os.environ.get(args.api_key_env) or None, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
         max_batch=args.batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
     )  # fmt: skip
     app = create_app(predictor, settings)
     key = f"API key from ${args.api_key_env}" if settings.api_key else "no API key"
     print(f"serving {predictor.describe()} on http://{args.host}:{args.port} ({key}); viewer at /, API docs at /docs", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                http=with_header_timeout(settings.header_timeout_s))  # fmt: skip
 
 
 def _check_address(host: str, port: int) -> None:

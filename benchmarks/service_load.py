@@ -1,0 +1,251 @@
+"""The service under load and attack: ``steelseg serve`` as its own process on loopback, an API
+key set, ``--requests`` good requests from ``--clients`` concurrent clients while attackers send,
+at the same time: uploads over the size limit, decompression bombs, requests without the key,
+malformed multipart bodies, slow-header (slowloris) and slow-body clients.
+
+    python benchmarks/service_load.py [--requests 2000] [--clients 16] [--size 256x400]
+        [--data ../shared/data/severstal-mini] [--max-seconds 900] [--backend auto]
+
+The model is the default recipe's network (U-Net / resnet18) with random weights and the last
+bias at -3 (as predict_throughput.py). Good requests are crops of the real severstal-mini strips
+(``--size``, default a quarter strip, so that 2,000 requests take minutes on 2 CPU cores).
+
+Printed: the count of answers by status for good requests and for each attack (every good one
+must be 200, no answer may be 5xx, every attack must be refused with its 4xx or a closed
+connection); requests/s and p50 / p99 latency of the good requests; the server's RSS after
+the warm-up, after every quarter of the load, and at the end; and the number of images the
+networks ran, which must equal the good requests (refused requests run no inference). It exits
+1 if any of these fail. ``--max-seconds`` bounds the run: the load stops there and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import httpx  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from predict_throughput import DEFAULT_DATA, make_run  # noqa: E402
+from steelseg.images import read_gray, require_images  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+KEY = "load-test-key"
+
+
+def crops(data: Path, height: int, width: int) -> list[bytes]:
+    """PNG crops of the real strips, one per strip and position, as uploads."""
+    uploads = []
+    for path in require_images(data / "train_images"):
+        image = read_gray(path)
+        for left in range(0, image.shape[1] - width + 1, width):
+            buffer = io.BytesIO()
+            Image.fromarray(image[:height, left : left + width]).save(buffer, format="PNG")
+            uploads.append(buffer.getvalue())
+    return uploads
+
+
+def bomb(height: int = 60_000, width: int = 60_000) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(run: Path, port: int, args) -> subprocess.Popen:
+    command = [sys.executable, "-m", "steelseg", "serve", str(run), "--port", str(port), "--quiet", "--backend", args.backend,
+               "--max-upload-mb", "2", "--max-queue", "64", "--body-timeout", "5", "--header-timeout", "5"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(SRC), STEELSEG_API_KEY=KEY)
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stdout.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    server.kill()
+    raise SystemExit("the server did not answer /health within 120 s")
+
+
+class Attacks:
+    """Attackers in threads until stopped; ``results[kind]`` counts their answers."""
+
+    def __init__(self, url: str, port: int):
+        self.url, self.port = url, port
+        self.stop = threading.Event()
+        self.results: dict[str, Counter] = {}
+        self.lock = threading.Lock()
+
+    def record(self, kind: str, outcome) -> None:
+        with self.lock:
+            self.results.setdefault(kind, Counter())[outcome] += 1
+
+    def http(self, kind: str, **request) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    self.record(kind, client.post(f"{self.url}/predict", **request).status_code)
+                except httpx.HTTPError as err:
+                    self.record(kind, type(err).__name__)
+                time.sleep(0.05)
+
+    def slow(self, kind: str, first: bytes) -> None:
+        """Open a connection, send ``first``, then nothing: the server must close it."""
+        while not self.stop.is_set():
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            sock.sendall(first)
+            try:
+                answer = sock.recv(4096)
+                outcome = "closed" if not answer else answer.split(b" ", 2)[1].decode()
+            except (ConnectionResetError, TimeoutError) as err:
+                outcome = "closed" if isinstance(err, ConnectionResetError) else "never closed"
+            sock.close()
+            self.record(kind, outcome)
+
+    def threads(self, image: bytes) -> list[threading.Thread]:
+        key = {"X-API-Key": KEY}
+        jobs = [
+            ("oversized upload", self.http, dict(content=b"\0" * 3_000_000, headers={**key, "content-type": "image/png"})),
+            ("decompression bomb", self.http, dict(files={"file": ("bomb.png", bomb(), "image/png")}, headers=key)),
+            ("no API key", self.http, dict(files={"file": ("a.png", image, "image/png")})),
+            ("malformed multipart", self.http, dict(content=b"--x\r\nbroken", headers={**key, "content-type": "multipart/form-data; boundary=x"})),
+            ("slow headers", self.slow, b"POST /predict HTTP/1.1\r\nHost: x\r\n"),
+            ("slow body", self.slow, f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/png\r\nContent-Length: 9999\r\n\r\n".encode()),
+        ]  # fmt: skip
+        return [threading.Thread(target=fn, args=(kind, arg) if fn == self.slow else (kind,), kwargs={} if fn == self.slow else arg, daemon=True)
+                for kind, fn, arg in jobs]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--size", default="256x400", help="HxW of the uploaded crops")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--max-seconds", type=float, default=900)
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"])
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    uploads = crops(args.data, height, width)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        make_run(run, "default", head_bias=-3.0)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = start_server(run, port, args)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            failures = load_and_attack(server, url, port, uploads, args)
+        finally:
+            server.terminate()
+            server.wait(30)
+    print("PASS" if not failures else "FAIL: " + "; ".join(failures))
+    sys.exit(1 if failures else 0)
+
+
+def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list[bytes], args) -> list[str]:
+    key = {"X-API-Key": KEY}
+    with httpx.Client(timeout=60) as client:  # warm-up
+        for data in uploads[: 2 * args.clients]:
+            client.post(f"{url}/predict", files={"file": ("w.png", data, "image/png")}, headers=key)
+    warm = httpx.get(f"{url}/health").json()["images"]
+    rss = [("after warm-up", rss_mb(server.pid))]
+    statuses, latencies = Counter(), []
+    lock = threading.Lock()
+    done = 0
+    started = time.monotonic()
+    quarter = max(args.requests // 4, 1)
+
+    def client(indices: list[int]) -> None:
+        nonlocal done
+        rng = random.Random(indices[0])
+        with httpx.Client(timeout=60) as http:
+            for i in indices:
+                if time.monotonic() - started > args.max_seconds:
+                    return
+                data = uploads[rng.randrange(len(uploads))]
+                t0 = time.perf_counter()
+                try:
+                    status = http.post(f"{url}/predict", files={"file": (f"{i}.png", data, "image/png")}, headers=key).status_code
+                except httpx.HTTPError as err:
+                    status = type(err).__name__
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    statuses[status] += 1
+                    done += 1
+                    if done % quarter == 0:
+                        rss.append((f"after {done} requests", rss_mb(server.pid)))
+
+    attacks = Attacks(url, port)
+    attackers = attacks.threads(uploads[0])
+    for thread in attackers:
+        thread.start()
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(client, [list(range(c, args.requests, args.clients)) for c in range(args.clients)]))
+    wall = time.monotonic() - started
+    attacks.stop.set()
+    for thread in attackers:
+        thread.join(60)
+    health = httpx.get(f"{url}/health").json()
+    rss.append(("at the end", rss_mb(server.pid)))
+
+    good = sum(statuses.values())
+    p50, p99 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 99))
+    print(f"good requests: {good} of {args.requests} in {wall:.0f} s from {args.clients} clients ({good / wall:.1f} requests/s), "
+          f"statuses {dict(statuses)}, latency p50 {1000 * p50:.0f} ms, p99 {1000 * p99:.0f} ms")  # fmt: skip
+    for kind, outcomes in attacks.results.items():
+        print(f"attack {kind}: {sum(outcomes.values())} tries, answers {dict(outcomes)}")
+    print("server RSS (MB): " + ", ".join(f"{label} {mb:.0f}" for label, mb in rss))
+    ran = health["images"] - warm
+    print(f"images the networks ran during the load: {ran} (good requests answered 200: {statuses[200]})")
+
+    failures = []
+    if good < args.requests:
+        failures.append(f"the load stopped at --max-seconds {args.max_seconds:g} after {good} requests")
+    if set(statuses) != {200}:
+        failures.append(f"good requests not all 200: {dict(statuses)}")
+    expected = {"oversized upload": {413}, "decompression bomb": {413}, "no API key": {401}, "malformed multipart": {400},
+                "slow headers": {"closed"}, "slow body": {"408"}}  # fmt: skip
+    for kind, allowed in expected.items():
+        outcomes = set(attacks.results.get(kind, {}))
+        if not outcomes or not outcomes <= allowed:
+            failures.append(f"attack {kind}: answers {sorted(map(str, outcomes))}, expected {sorted(map(str, allowed))}")
+    if any(isinstance(s, int) and s >= 500 for c in [statuses, *attacks.results.values()] for s in c):
+        failures.append("a 5xx answer")
+    if ran != statuses[200]:
+        failures.append(f"the networks ran {ran} images for {statuses[200]} good requests: refused requests ran inference")
+    return failures
+
+
+if __name__ == "__main__":
+    main()

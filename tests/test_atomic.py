@@ -84,3 +84,26 @@ def test_current_umask_without_proc(tmp_path, umask, monkeypatch):
     umask(0o037)
     assert current_umask() == 0o037
     assert os.umask(0o037) == 0o037  # put back
+
+
+def test_a_killed_write_leaves_the_old_file_and_a_leftover_that_leftovers_finds(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "resume.ckpt"
+    path.write_bytes(b"old")
+    (tmp_path / "notes.tmp").write_text("mine")  # not hidden: not a write of ours
+    kill_mid_write = (
+        "import os, signal, sys; from steelseg.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a checkpo')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup runs\n"
+    )
+    result = subprocess.run([sys.executable, "-c", kill_mid_write, str(path)])
+    assert result.returncode == -signal.SIGKILL
+    assert path.read_bytes() == b"old"
+    left = atomic.leftovers(tmp_path)
+    assert [p.name.startswith(".resume.ckpt.") and p.name.endswith(".tmp") for p in left] == [True]
+    assert left[0].read_bytes() == b"half a checkpo"
+    assert atomic.leftovers(tmp_path / "absent") == []

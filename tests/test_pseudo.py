@@ -146,13 +146,16 @@ class _Planted:
     2's is 0.01 everywhere; a score is the largest probability; a mask is probability >= 0.5,
     emptied when it has fewer than ``min_area`` pixels."""
 
-    has_masks, task, class_names = True, "segment", NAMES
+    has_masks, task, class_names, batch_size = True, "segment", NAMES, 2
 
     def __init__(self, min_area: int = 0, pixels: bool = True):
         self.min_area, self.pixels = min_area, pixels
 
-    def iter_folder(self, image_dir, progress=True):
-        for path in list_images(image_dir):
+    def fingerprint(self):
+        return {"model": "planted", "min_area": self.min_area}
+
+    def iter_folder(self, image_dir, progress=True, *, paths=None, skip=None):
+        for path in list_images(image_dir) if paths is None else paths:
             image = read_gray(path)
             pixels = np.stack([image / 255, np.full(image.shape, 0.01)]).astype(np.float32)
             yield path, image, Outputs(pixels if self.pixels else None, pixels.reshape(2, -1).max(axis=1))

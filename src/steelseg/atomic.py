@@ -43,6 +43,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
         os.fsync(handle.fileno())
 
 
+def leftovers(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files that writes into ``folder`` killed before their rename left behind
+    (a SIGKILL runs no cleanup). Nothing reads them; a resumed run removes them."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file()) if folder.is_dir() else []
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -37,15 +37,26 @@ def _train(args) -> None:
     from steelseg.training.fit import resume, resume_point, train
 
     if args.resume:
-        if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds or args.per_class:
+        if args.data or args.out or args.set or args.epochs or args.max_minutes or args.fold or args.folds or args.per_class \
+                or args.skip_bad:  # fmt: skip
             raise SystemExit("steelseg train --resume RUN_DIR takes nothing else: the run's config.yaml says it all")
+        from steelseg.training.cv import cv_resume_point, is_cv_folder, resume_all_folds
+
+        if is_cv_folder(args.resume):  # the output folder of --fold all
+            print(cv_resume_point(args.resume), flush=True)
+            print(resume_all_folds(args.resume, progress=not args.quiet))
+            _print_skipped(args.resume)
+            return
         print(resume_point(args.resume), flush=True)
         summary = resume(args.resume, progress=not args.quiet)
         _print_summary(summary, args.resume)
+        _print_skipped(args.resume)
         return
     if not args.out:
         raise SystemExit("steelseg train: --out RUN_DIR is required (or --resume RUN_DIR)")
     overrides = list(args.set or [])
+    if args.skip_bad:
+        overrides.append("data.skip_bad=true")
     if args.data:
         overrides.append(f"data.root={args.data}")
     if args.epochs:
@@ -59,6 +70,7 @@ def _train(args) -> None:
 
         overrides.append("data.fold=0")  # each fold in turn
         print(train_all_folds(load_config(args.config, overrides), args.out, progress=not args.quiet))
+        _print_skipped(args.out)
         return
     if args.fold is not None:
         overrides.append(f"data.fold={args.fold}")
@@ -66,9 +78,22 @@ def _train(args) -> None:
         from steelseg.training.per_class import train_per_class
 
         print(train_per_class(load_config(args.config, overrides), args.out, progress=not args.quiet))
+        _print_skipped(args.out)
         return
     summary = train(load_config(args.config, overrides), args.out, progress=not args.quiet)
     _print_summary(summary, args.out)
+    _print_skipped(args.out)
+
+
+def _print_skipped(out) -> None:
+    """With --skip-bad: how many bad rows and images the run left out, and where they are listed."""
+    from steelseg.training.data import count_skipped
+
+    count, files = count_skipped(out)
+    if files:
+        where = files[0] if len(files) == 1 else f"{len(files)} skipped.txt files under {out}"
+        plural = "s" if count != 1 else ""
+        print(f"--skip-bad: left out {count} bad row{plural} or image{plural} (listed in {where})")
 
 
 def _print_summary(summary, run_dir) -> None:
@@ -90,13 +115,17 @@ def _print_summary(summary, run_dir) -> None:
 
 
 def _folds(args) -> None:
-    from steelseg.datasets import open_dataset
+    from steelseg.config import DataConfig
+    from steelseg.datasets import open_configured
     from steelseg.folds import make_folds, write_folds
 
-    table = make_folds(open_dataset(args.data), k=args.k, seed=args.seed, max_distance=args.max_distance, progress=not args.quiet)
+    dataset = open_configured(DataConfig(root=args.data, skip_bad=args.skip_bad), progress=not args.quiet)
+    table = make_folds(dataset, k=args.k, seed=args.seed, max_distance=args.max_distance, progress=not args.quiet)
     write_folds(args.out, table)
     print(table.summary())
     print(f"wrote {len(table.image_ids)} rows to {args.out}")
+    if args.skip_bad:
+        print(f"--skip-bad: left out {len(dataset.skipped)} bad rows or images (train with --skip-bad too)")
 
 
 def _augment_preview(args) -> None:
@@ -113,14 +142,13 @@ def _augment_preview(args) -> None:
 
 
 def _predict(args) -> None:
-    import numpy as np
-
     from steelseg.inference import sharding
     from steelseg.inference.predictor import Budget, Predictor
-    from steelseg.submission import write_submission
+    from steelseg.inference.skipped import SkippedImages
 
     if args.drop_tta and not args.time_budget:
         raise SystemExit("steelseg predict: error: --drop-tta needs --time-budget MINUTES")
+    _check_outputs(args)
     from steelseg.hardware import keep_freed_memory
 
     keep_freed_memory()  # far fewer page faults per forward: 1.5x faster on a 2-core CPU
@@ -137,25 +165,83 @@ def _predict(args) -> None:
             print("post-processing:\n" + predictor.postprocess.describe(predictor.class_names), flush=True)
     budget = Budget(args.time_budget, args.drop_tta) if args.time_budget else None
     progress = not args.quiet and lead
+    skip = SkippedImages() if args.skip_bad else None
     if not predictor.has_masks:  # classifiers only: their class scores are the output
         if args.scores:
             raise SystemExit("steelseg predict: error: a classify run writes its class scores to --out; --scores is for runs with masks")
         if shard:
             raise SystemExit("steelseg predict: error: sharded prediction writes submissions; run classifiers in one process")
-        image_ids, scores = predictor.score_folder(args.images, progress=progress, budget=budget)
+        image_ids, scores = predictor.score_folder(args.images, progress=progress, budget=budget, skip=skip)
+        _refuse_all_skipped(args.images, image_ids, skip)
         _write_scores(args.out, image_ids, scores, predictor)
+        _warn_skipped(skip, len(image_ids) + len(skip or ()), f"{args.out} leaves {'it' if len(skip or ()) == 1 else 'them'} out")
         return
+    _predict_masks(args, predictor, shard, progress, budget, skip)
+
+
+def _check_outputs(args) -> None:
+    """Found out before any image is predicted, not after."""
+    from steelseg.submission import check_output_file
+
+    check_output_file(args.out, "--out")
+    if args.scores:
+        check_output_file(args.scores, "--scores")
+
+
+def _predict_masks(args, predictor, shard, progress: bool, budget, skip) -> None:
+    """The submission (and --scores): sharded, or in one process resumable from the work folder."""
+    import numpy as np
+
+    from steelseg.images import require_images
+    from steelseg.inference import resume, sharding
+    from steelseg.submission import with_every_image, write_submission
+
     scores: dict | None = {} if args.scores else None
+    work = None
     if shard:
-        predictions = sharding.predict_sharded(predictor, args.images, progress, scores, budget)
+        predictions = sharding.predict_sharded(predictor, args.images, progress, scores, budget, skip)
         if predictions is None:
             return  # not rank 0: its share went to rank 0
+        _refuse_all_skipped(args.images, predictions.image_ids, skip)
+        image_ids = [p.name for p in require_images(args.images)]
     else:
-        predictions = predictor.predict_folder(args.images, progress=progress, scores=scores, budget=budget)
+        candidates, work = resume.predict_candidates(predictor, args.images, args.out, progress=progress, budget=budget,
+                                                     skip=skip, size=args.chunk_size, log=_say("predict"))  # fmt: skip
+        if skip and not candidates:
+            work.remove()  # every image is bad: nothing worth resuming from
+        _refuse_all_skipped(args.images, candidates, skip)
+        predictions = predictor.finish(candidates, str(args.images), scores)
+        image_ids = work.image_ids
+    if skip:  # a submission lists every image: the skipped ones with empty masks
+        predictions = with_every_image(predictions, image_ids, predictor.num_classes)
     rows = write_submission(args.out, predictions, predictor.num_classes, layout=args.layout)
     print(f"wrote {rows} rows ({len(predictions.image_ids)} images x {predictor.num_classes} classes) to {args.out}")
     if scores is not None:
         _write_scores(args.scores, list(scores), np.stack(list(scores.values())), predictor)
+    if work is not None:
+        work.remove()  # the outputs are whole: the progress is no longer needed
+    them = "it" if len(skip or ()) == 1 else "them"
+    what = f"{args.out} gives {them} empty masks (no defect) so that it lists every image"
+    _warn_skipped(skip, len(predictions.image_ids), what + (f"; {args.scores} leaves {them} out" if args.scores else ""))
+
+
+def _say(command: str):
+    """Lines for people on stderr, named by the command like its errors."""
+    return lambda line: print(f"steelseg {command}: {line}", file=sys.stderr, flush=True)
+
+
+def _refuse_all_skipped(images, predicted, skip) -> None:
+    """--skip-bad with every image bad: an error, never an exit 0 with an empty output."""
+    if skip and not predicted:
+        from steelseg.inference.predictor import InputError
+
+        raise InputError(f"every one of the {len(skip)} images of {images} was skipped as bad (each listed above); "
+                         "nothing written")
+
+
+def _warn_skipped(skip, total: int, what: str) -> None:
+    if skip:
+        print(f"steelseg predict: warning: {skip.summary(total)} (each listed above); {what}", file=sys.stderr)
 
 
 def _tune(args) -> None:
@@ -268,6 +354,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", help="folds CSV from `steelseg folds` (sets data.folds)")
     p.add_argument("--fold", help="validation fold: a number, or 'all' to train every fold and print the CV table")
     p.add_argument("--per-class", action="store_true", help="one binary model per class, in OUT/class-<id>-<name>")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unreadable images and bad rows, each printed and listed in RUN_DIR/skipped.txt, instead of "
+                        "stopping at the first (sets data.skip_bad; every image is decoded once before training)")  # fmt: skip
     p.set_defaults(run=_train)
 
     p = commands.add_parser("folds", help="split a dataset into k folds, stratified, near-duplicates kept together")
@@ -276,6 +365,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_at_least(2), default=5, help="number of folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-distance", type=int, default=4, help="hash bits two near-duplicates may differ in (default 4)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable images and bad rows (printed), as train --skip-bad does")
     p.set_defaults(run=_folds)
 
     p = commands.add_parser("augment-preview", help="write a PNG grid of augmented training samples with their masks")
@@ -320,6 +410,17 @@ def _parser() -> argparse.ArgumentParser:
                         "rounded down to a multiple of the networks' input step; 0: always whole images)")  # fmt: skip
     p.add_argument("--overlap", type=_at_least(0), default=256, metavar="PX",
                    help="at least this much overlap between neighbouring windows (default 256)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out images that cannot be read or are of a size the model is not trusted on, each printed "
+                        "(skipped FILE: reason) with the count at the end, instead of stopping at the first; the "
+                        "submission still lists every image, a skipped one with empty masks (no defect), and --scores "
+                        "leaves it out")  # fmt: skip
+    p.add_argument("--chunk-size", type=_positive_int, default=256, help=argparse.SUPPRESS)  # images per resumable part
+    p.epilog = ("A killed or failed prediction resumes: progress is kept in OUT.parts/ (one file per finished 256 images) and "
+                "the same command started again (--skip-bad may be added) predicts only the rest, for the same submission; "
+                "the folder is removed once OUT is written. Another model, other weights, other images or other settings "
+                "are refused: delete OUT.parts/ to start afresh. Sharded prediction (torchrun) and classifiers alone do not "
+                "resume.")  # fmt: skip
     p.set_defaults(run=_predict)
 
     p = commands.add_parser(

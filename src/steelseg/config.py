@@ -2,6 +2,14 @@
 
 A run directory stores the fully resolved ``Config`` (class names included), so prediction,
 export and serving need nothing else.
+
+Paths in a config (data.root, data.folds, data.pseudo, model.init_from, model.encoder_weights)
+are the user's and may point anywhere: a config is the user's own instructions for training,
+and ``rundir.save_config`` stores them absolute so that the run works from any folder. They are
+read by training only. Prediction, export and the service never follow a path from a run's
+config.yaml (the network is built without init_from and encoder_weights and gets the run's own
+checked weights), so a run directory from elsewhere cannot make them read or unpickle another
+file. Weights files named here are read without running pickled code (``weights.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +72,9 @@ class DataConfig(_Strict):
     # pseudo-labels is judged on the same images as the round before. An image id that is
     # also in data.root is an error (a pseudo folder made from the training images by mistake).
     pseudo: list[str] | None = None
+    # `train --skip-bad`: leave out unreadable images and bad rows (each logged, listed in the
+    # run's skipped.txt) instead of stopping at the first; every image is decoded once first.
+    skip_bad: bool = False
     crop_height: int | None = 256  # random training crops; None = full images
     crop_width: int | None = 512
     # Share of training crops placed on a defect when the image has one (rare classes get seen).

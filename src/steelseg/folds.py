@@ -262,7 +262,20 @@ def write_folds(path: str | os.PathLike, table: FoldTable) -> None:
             writer.writerow([image_id, fold, group])
 
 
-def read_folds(path: str | os.PathLike) -> dict[str, int]:
+class Folds(dict):
+    """{image id: fold} as read from a file, remembering the file and each image's line for messages."""
+
+    def __init__(self, source: str = "<memory>"):
+        super().__init__()
+        self.source = source
+        self.lines: dict[str, int] = {}
+
+    def where(self, image_id: str) -> str:
+        line = self.lines.get(image_id)
+        return f"{self.source}:{line}" if line else self.source
+
+
+def read_folds(path: str | os.PathLike) -> Folds:
     """Read a folds CSV into {image id: fold}; every problem is reported as ``file:line: ...``.
 
     Needs ``ImageId`` and ``Fold`` columns (any order; other columns such as ``Group`` are
@@ -271,8 +284,18 @@ def read_folds(path: str | os.PathLike) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise FoldError(f"{path}: folds file not found")
-    folds: dict[str, int] = {}
-    lines: dict[str, int] = {}
+    folds = Folds(str(path))
+    try:
+        _read_folds_rows(path, folds)
+    except UnicodeDecodeError as err:
+        raise FoldError(f"{path}: not UTF-8 text ({err.reason}); expected a CSV from `steelseg folds`") from None
+    except csv.Error as err:
+        raise FoldError(f"{path}: not a CSV table ({err})") from None
+    return folds
+
+
+def _read_folds_rows(path: Path, folds: Folds) -> None:
+    lines = folds.lines
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
@@ -297,15 +320,29 @@ def read_folds(path: str | os.PathLike) -> dict[str, int]:
             if image_id in folds:
                 raise FoldError(f"{path}:{line}: duplicate image {image_id} (first at line {lines[image_id]})")
             folds[image_id], lines[image_id] = fold, line
-    return folds
 
 
-def split_by_fold(image_ids: list[str], folds: dict[str, int], fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices) of ``image_ids`` for validation fold ``fold``."""
+def split_by_fold(
+    image_ids: list[str], folds: dict[str, int], fold: int, left_out: set[str] = frozenset()
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) of ``image_ids`` for validation fold ``fold``.
+
+    Every image needs a fold, and every image of ``folds`` must be one of ``image_ids`` or of
+    ``left_out`` (images ``--skip-bad`` left out): folds of another data set would otherwise
+    split this one silently. Both sides must keep an image."""
     missing = [image_id for image_id in image_ids if image_id not in folds]
     if missing:
         raise FoldError(f"image {missing[0]} has no fold" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if fold not in set(folds.values()):
         raise FoldError(f"fold {fold} not found; folds are {sorted(set(folds.values()))}")
+    known = set(image_ids) | set(left_out)
+    unknown = [image_id for image_id in folds if image_id not in known]
+    if unknown:
+        where = folds.where(unknown[0]) if isinstance(folds, Folds) else "folds"
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise FoldError(f"{where}: image {unknown[0]} is not in the data set{more}; were these folds made for other data?")
     in_fold = np.array([folds[image_id] == fold for image_id in image_ids], dtype=bool)
+    if in_fold.all() or not in_fold.any():
+        side = "training" if in_fold.all() else "validation"
+        raise FoldError(f"fold {fold} leaves no {side} image ({int(in_fold.sum())} of {len(image_ids)} images are in it)")
     return np.flatnonzero(~in_fold), np.flatnonzero(in_fold)

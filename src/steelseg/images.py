@@ -21,12 +21,20 @@ How sample values become 0..255 (rounding is half up: ``floor(v + 0.5)``, so 127
   taken as they are, values in 0..65535 follow the 16-bit rule, anything else is an ImageError.
 - A TIFF that Pillow cannot identify (e.g. 3-channel float32) is decoded with OpenCV and
   follows the same rules.
+
+Every read is capped at ``pixel_limit()`` pixels (H x W), checked from the file's header before
+any pixel is decoded: a few kB of PNG can declare billions of pixels (a decompression bomb).
+The cap is ``MAX_PIXELS`` (four 256 x 16,000 strips, 16,384,000 px; the service's
+``--max-pixels`` default too), raised or lowered with the environment variable
+``STEELSEG_MAX_PIXELS``. An image over it is a ``TooManyPixelsError`` naming the file.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -35,7 +43,14 @@ from PIL import Image, UnidentifiedImageError
 
 from steelseg.errors import SteelsegError
 
+# Every open here is checked against our own cap right after (lower than Pillow's 89 Mpx warning
+# by default); Pillow's warning would only add lines to a one-line refusal. Set once, not around
+# each open: catch_warnings is not thread-safe, and folders are read in threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 256 * 16_000 * 4  # four 256 x 16,000 strips; see pixel_limit()
+MAX_PIXELS_ENV = "STEELSEG_MAX_PIXELS"
 
 _UNSIGNED_16 = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow modes and raw modes
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -52,12 +67,24 @@ class TooManyPixelsError(ImageError):
     """An image over a pixel limit, refused before it was decoded."""
 
 
+def pixel_limit() -> int:
+    """The pixel cap of every image read: ``STEELSEG_MAX_PIXELS`` when set, else ``MAX_PIXELS``."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "").replace(",", "")
+    if not value:
+        return MAX_PIXELS
+    if not value.isdigit() or int(value) < 1:
+        raise ImageError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: expected a positive whole number of pixels")
+    return int(value)
+
+
 def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image as (H, W) uint8 grayscale; ``expected_shape`` (H, W) is checked if given.
 
-    8-bit, 16-bit and float files are mapped to 0..255 by the rules of the module docstring.
+    8-bit, 16-bit and float files are mapped to 0..255 by the rules of the module docstring;
+    images over ``pixel_limit()`` are refused from their header (``TooManyPixelsError``).
     """
-    gray = _read(Path(path), "image", _decode_gray)
+    limit = pixel_limit()
+    gray = _read(Path(path), "image", lambda file: _decode_gray(file, limit=limit))
     if expected_shape is not None and gray.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: image is {gray.shape[0]}x{gray.shape[1]} (HxW), expected "
@@ -68,39 +95,37 @@ def read_gray(path: str | os.PathLike, expected_shape: tuple[int, int] | None = 
 
 def decode_gray(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
     """Image file bytes (an upload) -> (H, W) uint8 gray, by the rules of ``read_gray``.
-    ``max_pixels``: images with more pixels are refused from their header, before decoding (a
-    decompression bomb: a few kB of PNG can declare billions of pixels)."""
-    if max_pixels is not None:
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                height, width = image.height, image.width
-        except Image.DecompressionBombError as err:  # Pillow's own limit, far above any sane max_pixels
-            raise TooManyPixelsError(f"{name}: {err}; the limit is {max_pixels:,} pixels") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            height = width = 0  # not sized by its header: the decoder below names the problem
-        if height * width > max_pixels:
-            raise TooManyPixelsError(f"{name}: image is {height}x{width} (HxW), {height * width:,} pixels; the limit is {max_pixels:,}")
+    ``max_pixels`` (default: the module's ``pixel_limit()``): images with more pixels are
+    refused from their header, before decoding (a decompression bomb: a few kB of PNG can
+    declare billions of pixels)."""
+    limit = max_pixels if max_pixels is not None else pixel_limit()
     try:
-        return _decode_gray(io.BytesIO(data), data)
+        return _decode_gray(io.BytesIO(data), data, limit=limit)
     except ImageError as err:
-        raise ImageError(f"{name}: {err}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise type(err)(f"{name}: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{name}: cannot read image ({err})") from None
 
 
 def read_shape(path: str | os.PathLike) -> tuple[int, int]:
     """An image's (H, W) from its file header, without decoding it; a file Pillow cannot size
-    is read in full, whose error names it if it is not an image at all."""
+    is read in full, whose error names it if it is not an image at all. Over ``pixel_limit()``:
+    a ``TooManyPixelsError``, as for ``read_gray``."""
+    limit = pixel_limit()
     try:
-        with Image.open(path) as image:
+        with _open(path, limit) as image:
             return image.height, image.width
+    except TooManyPixelsError as err:
+        raise TooManyPixelsError(f"{path}: {err}") from None
     except (OSError, ValueError, SyntaxError):
         return read_gray(path).shape
 
 
 def read_label_map(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a single-channel label PNG (pixel value = class id, 0 = background) as (H, W) uint8."""
-    labels = _read(Path(path), "label mask", _decode_labels)
+    """Read a single-channel label PNG (pixel value = class id, 0 = background) as (H, W) uint8;
+    capped at ``pixel_limit()`` as ``read_gray`` is."""
+    limit = pixel_limit()
+    labels = _read(Path(path), "label mask", lambda file: _decode_labels(file, limit))
     if expected_shape is not None and labels.shape != tuple(expected_shape):
         raise ImageError(
             f"{path}: label mask is {labels.shape[0]}x{labels.shape[1]}, its image is "
@@ -117,13 +142,33 @@ def _read(path: Path, kind: str, decode) -> np.ndarray:
     try:
         return decode(path)
     except ImageError as err:
-        raise ImageError(f"{path}: {err}") from None
+        raise type(err)(f"{path}: {err}") from None  # a TooManyPixelsError stays one
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read {kind} ({err})") from None
 
 
-def _decode_labels(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
+def _open(file: Path | io.BytesIO, limit: int) -> Image.Image:
+    """``Image.open`` (which reads the header only), refused over ``limit`` pixels."""
+    try:
+        image = Image.open(file)
+    except Image.DecompressionBombError as err:  # Pillow's own limit (~179 Mpx), when ours is set above it
+        raise TooManyPixelsError(f"{str(err).rstrip('.')}; the limit is {limit:,} (set {MAX_PIXELS_ENV} to change it)") from None
+    _check_pixels(image.height, image.width, limit, image)
+    return image
+
+
+def _check_pixels(height: int, width: int, limit: int, image: Image.Image | None = None) -> None:
+    if height * width > limit:
+        if image is not None:
+            image.close()
+        raise TooManyPixelsError(
+            f"image is {height}x{width} (HxW), {height * width:,} pixels; the limit is {limit:,} "
+            f"(set {MAX_PIXELS_ENV} to change it)"
+        )
+
+
+def _decode_labels(path: Path, limit: int) -> np.ndarray:
+    with _open(path, limit) as image:
         image.load()
         return np.asarray(_single_channel(image))
 
@@ -134,11 +179,12 @@ def _single_channel(image: Image.Image) -> Image.Image:
     return image
 
 
-def _decode_gray(path: Path | io.BytesIO, data: bytes | None = None) -> np.ndarray:
-    """A file (``path``), or bytes (``data``, with ``path`` a BytesIO of them)."""
+def _decode_gray(path: Path | io.BytesIO, data: bytes | None = None, *, limit: int) -> np.ndarray:
+    """A file (``path``), or bytes (``data``, with ``path`` a BytesIO of them); over ``limit``
+    pixels refused from the header."""
     read_bytes = (lambda: data) if data is not None else path.read_bytes
     try:
-        with Image.open(path) as image:
+        with _open(path, limit) as image:
             # The tiles say how many bits each stored sample has; load() empties them.
             raw_modes = [_raw_mode(tile) for tile in image.tile]
             if not image.mode.startswith("I") and any(m.endswith((";16B", ";16L", ";16N")) for m in raw_modes):
@@ -149,7 +195,34 @@ def _decode_gray(path: Path | io.BytesIO, data: bytes | None = None) -> np.ndarr
         raw = read_bytes()
         if raw[:4] not in _TIFF_MAGIC:
             raise
+        _check_pixels(*_tiff_shape(raw), limit)  # OpenCV would decode it whole: size it first
         return _decode_gray_cv2(raw)  # e.g. 3-channel float TIFF, which Pillow does not open
+
+
+def _tiff_shape(raw: bytes) -> tuple[int, int]:
+    """(H, W) of a TIFF's first image, from its first IFD (classic or BigTIFF), undecoded."""
+    order = "<" if raw[:2] == b"II" else ">"
+    big = raw[2:4] in (b"+\x00", b"\x00+")
+    try:
+        if big:
+            (offset,) = struct.unpack_from(order + "Q", raw, 8)
+            (count,) = struct.unpack_from(order + "Q", raw, offset)
+            entry, start, value_format = 20, offset + 8, "Q"
+        else:
+            (offset,) = struct.unpack_from(order + "I", raw, 4)
+            (count,) = struct.unpack_from(order + "H", raw, offset)
+            entry, start, value_format = 12, offset + 2, "I"
+        sizes = {}
+        for i in range(min(count, 4096)):
+            tag, kind = struct.unpack_from(order + "HH", raw, start + i * entry)
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG / LONG8
+                at = start + i * entry + (12 if big else 8)
+                sizes[tag] = struct.unpack_from(order + ("H" if kind == 3 else value_format), raw, at)[0]
+    except struct.error:
+        raise ImageError("cannot read image (TIFF header cut short)") from None
+    if len(sizes) < 2:
+        raise ImageError("cannot read image (TIFF header without ImageWidth and ImageLength)")
+    return sizes[257], sizes[256]
 
 
 def _raw_mode(tile) -> str:

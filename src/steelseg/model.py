@@ -176,20 +176,24 @@ def _avoid_bf16_crash(net: nn.Module) -> None:
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     """Load pretrained encoder weights from a local ``.safetensors`` or ``.pth`` file.
 
-    ``.pth`` files are read with ``weights_only=True``: loading never runs pickled code. A
-    3-channel first convolution is summed over its input channels for a 1-channel encoder,
-    which is what the pretrained response to a gray image is.
+    ``.pth`` files are read with ``weights_only=True`` (``weights.read_torch_file``): a file
+    holding any pickled object but tensors is refused in one line, never run. A 3-channel first
+    convolution is summed over its input channels for a 1-channel encoder, which is what the
+    pretrained response to a gray image is.
     """
+    from steelseg.weights import read_torch_file, read_weights  # safetensors: only when a file is given
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: encoder weights file not found")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(path)
+        state = read_weights(path)
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(path)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: not a state dict of tensors (found a {type(state).__name__})")
+    state = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
     own = encoder.state_dict()
     for key, tensor in state.items():
         if key in own and tensor.ndim == 4 and own[key].shape[1] != tensor.shape[1] and own[key].shape[1] == 1:

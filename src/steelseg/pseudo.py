@@ -17,12 +17,15 @@ never validation, where the model would be graded on its own answers.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,8 +34,11 @@ from steelseg.annotations import Annotations
 from steelseg.atomic import current_umask, write_text
 from steelseg.datasets import write_class_names
 from steelseg.errors import OutputExistsError, SteelsegError
-from steelseg.images import list_images
+from steelseg.images import list_images, require_images
 from steelseg.submission import write_submission
+
+if TYPE_CHECKING:
+    from steelseg.inference.skipped import SkippedImages
 
 RULES = ("first", "tenth", "both")
 HI, LO = 0.95, 0.05  # 1st place's class-score thresholds
@@ -43,6 +49,7 @@ BORDER = 3  # px of uncertain rim forgiven around a confident defect region
 # (min area 2,000 px). An uncertain patch as large as a defect worth keeping is a real doubt.
 MIN_CONFIDENT_SHARE = 0.995
 INFO_FILE = "pseudo.json"
+CHUNK = 256  # images per resumable part file (``inference.resume.CHUNK``; imported there only when predicting)
 
 
 class PseudoError(SteelsegError, ValueError):
@@ -130,6 +137,15 @@ class _Candidate:
     encoded: list[str]  # one run-length string per class: bounded memory, not probabilities
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """One image judged: whether it passed each rule in use, and its masks run-length encoded
+    (None unless it passed them all)."""
+
+    passed: tuple[bool, ...]
+    encoded: list[str] | None
+
+
 @dataclass
 class PseudoResult:
     out: Path
@@ -142,10 +158,14 @@ class PseudoResult:
     kept: int  # after ranking and max_images
     class_images: list[int] = field(default_factory=list)  # kept images that hold each class
     ranked: bool = False
+    skipped: int = 0  # bad images left out (--skip-bad), not among ``images``
 
     def report(self) -> str:
         passed = ", ".join(f"{count} passed rule {name}" for name, count in self.passed.items())
         lines = [f"{self.selected} of {self.images} images of {self.source} selected ({passed})"]
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} bad image{'s' if self.skipped != 1 else ''} of {self.images + self.skipped} "
+                         "(each listed above)")  # fmt: skip
         if self.kept < self.selected or self.ranked:
             order = "the most test-like" if self.ranked else "the first by name"
             lines.append(f"kept {self.kept}: {order}")
@@ -170,13 +190,22 @@ def run_pseudo(
     max_images: int | None = None,
     progress: bool = True,
     made_with: dict | None = None,
+    skip: SkippedImages | None = None,
+    chunk_size: int = CHUNK,
+    log=None,
 ) -> PseudoResult:
     """Predict every image of ``images`` with ``predictor`` (a ``Predictor``: ``iter_folder``,
-    ``masks``, ``class_names``), select those that pass ``rule``, order them by ``rank`` (test
-    likeness by image id, highest first; else by name), keep at most ``max_images``, and write
-    ``out``: ``train_images/`` (copies), ``train.csv`` (non-empty masks, long layout),
-    ``classes.json`` and ``pseudo.json`` (how it was made, ``made_with`` included). ``out``
-    appears whole or not at all; an existing non-empty ``out`` is an OutputExistsError."""
+    ``masks``, ``class_names``, ``batch_size``, ``fingerprint``), select those that pass
+    ``rule``, order them by ``rank`` (test likeness by image id, highest first; else by name),
+    keep at most ``max_images``, and write ``out``: ``train_images/`` (copies), ``train.csv``
+    (non-empty masks, long layout), ``classes.json`` and ``pseudo.json`` (how it was made,
+    ``made_with`` included). ``out`` appears whole or not at all; an existing non-empty ``out``
+    is an OutputExistsError.
+
+    ``skip``: bad images are logged there and left out (``Predictor.iter_folder``); every image
+    bad is a PseudoError. Each image's verdict is kept in ``out.parts/``, ``chunk_size`` images a
+    file, until ``out`` is written: a killed run started again with the same arguments judges
+    only the rest (``inference.resume``; ``log`` receives its notes, default stderr)."""
     if rule not in RULES:
         raise PseudoError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     if max_images is not None and max_images < 1:
@@ -190,8 +219,19 @@ def run_pseudo(
     if not getattr(predictor, "has_masks", True):
         raise PseudoError(f"pseudo-labels need masks: a {getattr(predictor, 'task', 'classify')} run gives class scores only")
     settings = dict(hi=hi, lo=lo, low=low, high=high, border=border, min_share=min_share)
-    candidates, seen, passed = _select(predictor, images, uses, settings, progress)
+    from steelseg.inference import resume
+
+    paths = require_images(images)
+    manifest = {"command": "pseudo", **predictor.fingerprint(), "rule": rule, "thresholds": _thresholds(uses, **settings)}
+    work = resume.WorkFolder(resume.parts_folder(out), manifest, paths, resume.chunk_size(chunk_size, predictor.batch_size),
+                             _VerdictCodec(len(uses), len(predictor.class_names)), log)  # fmt: skip
+    verdicts = work.run(lambda todo: _judge(predictor, images, todo, uses, settings, progress, skip), skip)
+    candidates, seen, passed = _selected(verdicts, paths, uses)
     if not candidates:
+        work.remove()  # finished: a run with other settings starts afresh anyway
+        if not seen:
+            raise PseudoError(f"every one of the {len(paths)} images of {images} was skipped as bad (each listed above); "
+                              f"nothing written to {out}")  # fmt: skip
         raise PseudoError(f"none of the {seen} images of {images} passed rule {rule}; nothing written to {out}")
     if rank is not None:
         candidates.sort(key=lambda c: -rank[c.path.name])  # stable: ties stay in name order
@@ -200,7 +240,7 @@ def run_pseudo(
     result = PseudoResult(
         out=out, source=images, rule=rule, class_names=class_names, images=seen, passed=passed,
         selected=len(candidates), kept=len(kept), ranked=rank is not None,
-        class_images=[sum(bool(c.encoded[i]) for c in kept) for i in range(len(class_names))],
+        class_images=[sum(bool(c.encoded[i]) for c in kept) for i in range(len(class_names))], skipped=len(skip or ()),
     )  # fmt: skip
     info = {
         "train_only": True,  # data.pseudo adds these images to the training split, never to validation
@@ -209,31 +249,66 @@ def run_pseudo(
         "source": str(images.resolve()),
         "class_names": class_names,
         "counts": {"images": seen, "passed": passed, "selected": len(candidates), "kept": len(kept),
-                   "class_images": dict(zip(class_names, result.class_images))},
+                   "class_images": dict(zip(class_names, result.class_images)), "skipped_bad": len(skip or ())},
         "ranked_by_test_likeness": rank is not None,
         "max_images": max_images,
         **(made_with or {}),
     }  # fmt: skip
     _write(out, kept, class_names, info)
+    work.remove()
     return result
 
 
-def _select(predictor, images: Path, uses: list[str], settings: dict, progress: bool) -> tuple[list[_Candidate], int, dict[str, int]]:
-    """One pass over the folder: the images that pass every rule in ``uses`` (their masks
-    encoded at once, so memory stays bounded), how many images there were and how many passed
-    each rule."""
-    candidates, seen, passed = [], 0, dict.fromkeys(uses, 0)
-    for path, _, outputs in predictor.iter_folder(images, progress):
+def _judge(predictor, images: Path, paths: list[Path], uses: list[str], settings: dict, progress: bool, skip):
+    """Yield (image id, ``_Verdict``) for ``paths``, in order: the masks of an image that passes
+    every rule in ``uses`` encoded at once, so memory stays bounded."""
+    for path, _, outputs in predictor.iter_folder(images, progress, paths=paths, skip=skip):
         if outputs.pixels is None:
             raise PseudoError("pseudo-labels need masks: this model gives class scores only")
-        seen += 1
         masks = predictor.masks(outputs)
         verdicts = _verdicts(uses, outputs, masks, **settings)
-        for name, ok in verdicts.items():
-            passed[name] += ok
-        if all(verdicts.values()):
-            candidates.append(_Candidate(path, [rle.encode(mask) for mask in masks]))
-    return candidates, seen, passed
+        selected = all(verdicts.values())
+        yield path.name, _Verdict(tuple(verdicts[name] for name in uses), [rle.encode(m) for m in masks] if selected else None)
+
+
+def _selected(verdicts: dict[str, _Verdict], paths: list[Path], uses: list[str]) -> tuple[list[_Candidate], int, dict[str, int]]:
+    """The images that passed every rule, in file order; how many were judged; how many passed each rule."""
+    where = {p.name: p for p in paths}
+    candidates = [_Candidate(where[name], v.encoded) for name, v in verdicts.items() if v.encoded is not None]
+    passed = {name: sum(v.passed[i] for v in verdicts.values()) for i, name in enumerate(uses)}
+    return candidates, len(verdicts), passed
+
+
+class _VerdictCodec:
+    """A chunk's verdicts as plain arrays for ``resume.WorkFolder``."""
+
+    def __init__(self, rules: int, num_classes: int):
+        self.rules, self.num_classes = rules, num_classes
+
+    def encode(self, records: dict[str, _Verdict]) -> dict[str, np.ndarray]:
+        from steelseg.inference import resume
+
+        verdicts = list(records.values())
+        rows = [v.encoded if v.encoded is not None else [""] * self.num_classes for v in verdicts]
+        return {
+            "image_ids": np.array(list(records), dtype=str),
+            "passed": np.array([v.passed for v in verdicts], dtype=bool).reshape(len(verdicts), self.rules),
+            "selected": np.array([v.encoded is not None for v in verdicts], dtype=bool),
+            **resume.encode_strings(rows, self.num_classes),
+        }
+
+    def decode(self, arrays: dict[str, np.ndarray]) -> dict[str, _Verdict]:
+        from steelseg.inference import resume
+
+        image_ids = arrays["image_ids"].tolist()
+        encoded = resume.decode_strings(arrays, len(image_ids), self.num_classes)
+        passed, selected = arrays["passed"], arrays["selected"]
+        if passed.shape != (len(image_ids), self.rules) or selected.shape != (len(image_ids),):
+            raise ValueError(f"verdicts of shape {passed.shape} for {len(image_ids)} images and {self.rules} rules")
+        return {
+            image_id: _Verdict(tuple(bool(b) for b in passed[i]), encoded[i] if selected[i] else None)
+            for i, image_id in enumerate(image_ids)
+        }
 
 
 def _verdicts(uses, outputs, masks, hi, lo, low, high, border, min_share) -> dict[str, bool]:
@@ -319,6 +394,13 @@ def add_parser(commands) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"])
     p.add_argument("--device", default="auto", help="auto (default: a GPU if visible), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out images that cannot be read or are of a size the model is not trusted on, each printed "
+                        "(skipped FILE: reason) with the count at the end, instead of stopping at the first")  # fmt: skip
+    p.add_argument("--chunk-size", type=int, default=CHUNK, help=argparse.SUPPRESS)  # images per resumable part
+    p.epilog = ("A killed run resumes: each image's verdict is kept in OUT.parts/ (one file per finished 256 images) and "
+                "the same command started again judges only the rest; the folder is removed once OUT is written. "
+                "Another model or other images or settings are refused: delete OUT.parts/ to start afresh.")  # fmt: skip
     p.set_defaults(run=_run)
 
 
@@ -333,6 +415,7 @@ def _predictor(args):
 
 def _run(args) -> None:
     from steelseg.adversarial import read_test_likeness
+    from steelseg.inference.skipped import SkippedImages
 
     rank = read_test_likeness(args.rank) if args.rank else None  # a bad file fails before the model loads
     predictor = _predictor(args)
@@ -340,5 +423,7 @@ def _run(args) -> None:
     result = run_pseudo(
         predictor, args.images, args.out, rule=args.rule, hi=args.hi, lo=args.lo, min_share=args.confident_share,
         rank=rank, max_images=args.max_images, progress=not getattr(args, "quiet", False), made_with=made_with,
+        skip=SkippedImages() if args.skip_bad else None, chunk_size=args.chunk_size,
+        log=lambda line: print(f"steelseg pseudo: {line}", file=sys.stderr, flush=True),
     )  # fmt: skip
     print(result.report())

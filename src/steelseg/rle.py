@@ -7,9 +7,16 @@ Everything here is vectorised numpy: no Python loop over pixels or runs.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from steelseg.errors import SteelsegError
+
+# Beyond any pixel number: larger values would overflow the int64 run arithmetic (start +
+# length) and index past any mask instead of failing with a message.
+MAX_PIXEL = 10**12
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class RLEError(SteelsegError, ValueError):
@@ -41,13 +48,11 @@ def parse(rle: str) -> tuple[np.ndarray, np.ndarray]:
     tokens, starts >= 1, lengths >= 1, runs in increasing order and not overlapping.
     """
     tokens = rle.split()
+    if not tokens:  # most rows of a 2019-layout table: no numpy for them
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if len(tokens) % 2:
         raise RLEError(f"odd number of tokens ({len(tokens)}): expected 'start length' pairs")
-    try:
-        values = np.array(tokens, dtype=np.int64)
-    except (ValueError, OverflowError):
-        bad = next(t for t in tokens if not _is_int(t))
-        raise RLEError(f"non-integer token {bad!r}") from None
+    values = _integers(tokens, rle)
     starts, lengths = values[::2], values[1::2]
     _check_positive(starts, "start", 1)
     _check_positive(lengths, "length", 1)
@@ -87,9 +92,20 @@ def _check_positive(values: np.ndarray, name: str, minimum: int) -> None:
         raise RLEError(f"{name} {values[bad[0]]} in run {bad[0] + 1} is below {minimum}")
 
 
-def _is_int(token: str) -> bool:
+def _integers(tokens: list[str], text: str) -> np.ndarray:
+    """Tokens -> int64, accepting only plain decimal integers: numpy (like int()) would also take
+    "1_000", "+3" or non-ASCII digits, which no encoder writes. Those are looked for in the whole
+    string at C speed; a token by token search runs only when something is wrong."""
     try:
-        int(token)
-    except ValueError:
-        return False
-    return True
+        if not text.isascii() or "_" in text or "+" in text:
+            raise ValueError
+        values = np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        bad = next((t for t in tokens if not _INTEGER.fullmatch(t)), None)
+        if bad is not None:
+            raise RLEError(f"non-integer token {bad!r}") from None
+        values = None  # integers, but too large for int64
+    if values is None or values.max() >= MAX_PIXEL or values.min() <= -MAX_PIXEL:
+        big = next(t for t in tokens if abs(int(t)) >= MAX_PIXEL)
+        raise RLEError(f"number {big[:20]}{'...' if len(big) > 20 else ''} is out of range (no image has {MAX_PIXEL:.0e} pixels)")
+    return values

@@ -2,6 +2,9 @@
 
     config.yaml         the fully resolved configuration (class names, absolute paths)
     model.safetensors   the best weights (no pickle: loading runs no code)
+    weights.sha256      SHA-256 of model.safetensors, as ``sha256sum`` writes it (so
+                        ``sha256sum -c weights.sha256`` checks it too); weights that do not
+                        match are refused. Runs made before it existed load unchecked.
     postprocess.json    per-class pixel threshold and minimum area, tuned on validation
                         (runs with pixel outputs)
     gate.json           per-class label threshold on the class scores, tuned on validation
@@ -14,7 +17,8 @@
     oof.npz             out-of-fold probabilities of the validation images
 
 No torch here: the Predictor, ``score`` and an ONNX-only deployment read run directories
-without it (weights are read and written by ``weights.py``).
+without it (weights are read and written by ``weights.py``, through ``writing_weights`` and
+``verify_weights`` here).
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from steelseg.atomic import write_text
+from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config, ConfigError, load_config
 from steelseg.errors import SteelsegError
 from steelseg.postprocess import PostProcess, per_class
@@ -35,6 +43,7 @@ from steelseg.screening import ScreeningReport, thresholds_from_json, thresholds
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
+WEIGHTS_SHA256 = "weights.sha256"  # the checksums of the weights files of its folder
 POSTPROCESS = "postprocess.json"
 GATE = "gate.json"
 METRICS = "metrics.csv"
@@ -49,10 +58,15 @@ STAGES_DIR = "stages"
 TOP_DIR = "top"  # the k best epochs' weights, with train.average_best
 TENSORBOARD_DIR = "tensorboard"
 CV_TABLE = "cv.csv"
+CV_CONFIG = "cv.yaml"  # train --fold all: the config every fold-<i> run is made from (--resume reads it)
 
 
 class RunDirError(SteelsegError, ValueError):
     """A run directory that lacks what it needs."""
+
+
+class WeightsChecksumError(RunDirError):
+    """Weights whose SHA-256 is not the one recorded when they were written."""
 
 
 class _Typed(BaseModel):
@@ -189,8 +203,16 @@ def load_gate(run_dir: str | os.PathLike, config: Config) -> np.ndarray:
 
 def load_oof(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """The run's out-of-fold arrays (``training.oof.save_oof`` writes them); plain arrays only."""
-    with np.load(_need(run_dir, OOF), allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    path = _need(run_dir, OOF)
+    if not zipfile.is_zipfile(path):  # np.load would try it as .npy, then as a pickle, and blame the pickle
+        raise RunDirError(f"{path}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as err:  # allow_pickle=False refuses object arrays, which would unpickle
+        raise RunDirError(f"{path}: holds pickled objects, which are never loaded ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise RunDirError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
 
 
 def save_summary(run_dir: str | os.PathLike, summary: RunSummary) -> None:
@@ -206,10 +228,12 @@ def load_summary(run_dir: str | os.PathLike) -> RunSummary:
 
 
 def has_finished_epoch(run_dir: str | os.PathLike) -> bool:
-    """True once training has something to lose: a finished epoch (weights, checkpoint or
-    summary) in the run or any of its stages. A folder without one can be started again."""
+    """True once training has something to lose: a finished epoch (its checkpoint, or the
+    finished mark) in the run or any of its stages. A folder without one can be started again;
+    weights or a summary alone do not count: a first epoch killed before its checkpoint was
+    written leaves them, and with no checkpoint the run can only start again."""
     run_dir = Path(run_dir)
-    marks = (SUMMARY, RESUME, FINISHED, WEIGHTS)
+    marks = (RESUME, FINISHED)
     if any((run_dir / mark).exists() for mark in marks):
         return True
     return any((stage / mark).exists() for stage in (run_dir / STAGES_DIR).glob("*") for mark in marks)
@@ -217,11 +241,79 @@ def has_finished_epoch(run_dir: str | os.PathLike) -> bool:
 
 def weights_sha256(run_dir: str | os.PathLike) -> str:
     """SHA-256 of the run's weights file, hex."""
+    return file_sha256(_need(run_dir, WEIGHTS))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
-    with open(_need(run_dir, WEIGHTS), "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def writing_weights(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file to write weights to; when the block succeeds it replaces ``path``
+    and its SHA-256 is recorded in ``weights.sha256`` beside it.
+
+    The record is written in two steps so that a kill at any moment leaves weights that match
+    it: before the rename it accepts the old and the new checksum, after it only the new one.
+    (Weights of a run made before checksums were recorded stay unchecked until written again.)
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        yield tmp
+        digest = file_sha256(tmp)
+        old = _recorded_or_none(path)
+        if old:
+            _record(path, [digest, *old])
+    _record(path, [digest])
+
+
+def verify_weights(path: str | os.PathLike) -> None:
+    """Refuse a weights file whose SHA-256 differs from the one recorded beside it; a file with
+    no record (a run made before records were kept, or a file from elsewhere) passes unchecked."""
+    path = Path(path)
+    expected = recorded_sha256(path)
+    if not expected:
+        return
+    actual = file_sha256(path)
+    if actual not in expected:
+        raise WeightsChecksumError(
+            f"{path}: SHA-256 {actual} does not match {expected[0]} recorded in {path.parent / WEIGHTS_SHA256}: "
+            "the weights were changed or replaced after they were written; they are not loaded"
+        )
+
+
+def recorded_sha256(path: str | os.PathLike) -> list[str]:
+    """The checksums recorded for the weights file ``path`` (usually one; [] if none)."""
+    path = Path(path)
+    record = path.parent / WEIGHTS_SHA256
+    if not record.is_file():
+        return []
+    checksums = []
+    for number, line in enumerate(record.read_text(errors="replace").splitlines(), start=1):
+        match = _RECORD_LINE.fullmatch(line)
+        if not match:
+            raise WeightsChecksumError(f"{record}: line {number} is not '<sha256>  <file name>' as sha256sum writes it")
+        if match["name"] == path.name:
+            checksums.append(match["sha"].lower())
+    return checksums
+
+
+_RECORD_LINE = re.compile(r"(?P<sha>[0-9a-fA-F]{64}) [ *](?P<name>[^/\\]+)")
+
+
+def _recorded_or_none(path: Path) -> list[str]:
+    try:
+        return recorded_sha256(path)
+    except WeightsChecksumError:
+        return []  # a damaged record is replaced, not trusted
+
+
+def _record(path: Path, checksums: list[str]) -> None:
+    write_text(path.parent / WEIGHTS_SHA256, "".join(f"{sha}  {path.name}\n" for sha in checksums))
 
 
 def _absolute(path: str | None) -> str | None:

@@ -28,6 +28,8 @@ from tqdm import tqdm
 from steelseg.annotations import Annotations
 from steelseg.atomic import atomic_path
 from steelseg.datasets import write_class_names
+from steelseg.errors import OutputExistsError
+from steelseg.images import list_images
 from steelseg.submission import write_submission
 
 HEIGHT, WIDTH = 256, 1600
@@ -71,14 +73,16 @@ def make_strip(seed: int, index: int, height: int = HEIGHT, width: int = WIDTH, 
 def write_dataset(
     out: str | os.PathLike, n: int, seed: int = 0, height: int = HEIGHT, width: int = WIDTH, progress: bool = True
 ) -> Path:
-    """Write ``n`` strips as ``OUT/train_images/*.jpg`` + ``OUT/train.csv`` (+ ``classes.json``)."""
+    """Write ``n`` strips as ``OUT/train_images/*.jpg`` + ``OUT/train.csv`` (+ ``classes.json``).
+    Writing the same set again is fine; a folder holding other images is refused."""
     out = Path(out)
     image_dir = out / "train_images"
+    image_ids = [f"synth_{seed}_{index:05d}.jpg" for index in range(n)]
+    _check_out(out, image_dir, set(image_ids))
     image_dir.mkdir(parents=True, exist_ok=True)
     annotations = Annotations()
-    for index in tqdm(range(n), desc="synth", unit="img", disable=not progress):
+    for index, image_id in enumerate(tqdm(image_ids, desc="synth", unit="img", disable=not progress)):
         strip = make_strip(seed, index, height, width)
-        image_id = f"synth_{seed}_{index:05d}.jpg"
         with atomic_path(image_dir / image_id) as tmp:
             Image.fromarray(strip.image).save(tmp, format="JPEG", quality=95)
         annotations.add_masks(image_id, strip.masks)
@@ -86,6 +90,19 @@ def write_dataset(
     write_submission(out / "train.csv", annotations, len(CLASS_NAMES), include_empty=False)
     write_class_names(out, CLASS_NAMES)
     return out
+
+
+def _check_out(out: Path, image_dir: Path, image_ids: set[str]) -> None:
+    # Images of another synth (or real ones) left beside the new train.csv would read as clean.
+    for folder in (out, image_dir):
+        if folder.exists() and not folder.is_dir():
+            raise OutputExistsError(f"{folder} exists and is not a folder")
+    others = sorted(p.name for p in list_images(image_dir) if p.name not in image_ids) if image_dir.is_dir() else []
+    if others:
+        raise OutputExistsError(
+            f"{image_dir} holds {len(others)} image(s) this synth does not write (e.g. {others[0]}); beside the new "
+            "train.csv they would read as clean images: choose an empty folder"
+        )
 
 
 # --- background -------------------------------------------------------------------------

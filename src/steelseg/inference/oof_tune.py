@@ -46,6 +46,7 @@ class Entry:
     truth: np.ndarray | None  # (C, h, w) bool
     labels: np.ndarray  # (C,) bool
     factor: float  # full-size pixels per stored pixel
+    runs: dict[str, np.ndarray] = field(default_factory=dict)  # "probs", "heads" -> (C,) runs averaged into each class
 
 
 @dataclass
@@ -197,6 +198,7 @@ def _target(sources, out, resolved) -> Path:
 def _load_members(networks: list[Network], position: dict[int, int], num_classes: int) -> list[OofMember]:
     """Group the networks by the source entry they came from; merge their out-of-fold files."""
     members: dict[int, OofMember] = {}
+    seen: dict[int, list[tuple[Path, set[str], set[int]]]] = {}  # member -> (oof file, image ids, classes) of its runs
     for network in networks:
         # Until fitted, a member's temperature is its ensemble entry's: predict applies it too
         member = members.setdefault(network.member, OofMember(str(network.source), network.spec.weight,
@@ -204,8 +206,48 @@ def _load_members(networks: list[Network], position: dict[int, int], num_classes
         path = _oof_path(network.run_dir)
         oof = rundir.load_oof(path.parent)
         where = [position[c] for c in channels(network.config)]
+        _check_validated(network, path, oof["image_ids"].tolist())
+        _check_folds(seen.setdefault(network.member, []), path, set(oof["image_ids"].tolist()), set(where), member.name)
         _merge(member, oof, where, num_classes, network.config.model.task, path)
     return list(members.values())
+
+
+def _check_validated(network: Network, path: Path, image_ids: list[str]) -> None:
+    """Every image of a run's out-of-fold file must be of the fold it validated on, when its
+    folds file is still there to say: else the file is another run's (copied, or trained on
+    another split), and thresholds tuned on images the network trained on would look better
+    than they are."""
+    data = network.config.data
+    if not data.folds or data.fold is None or not Path(data.folds).is_file():
+        return
+    from steelseg.folds import read_folds
+
+    folds = read_folds(data.folds)
+    for image_id in image_ids:
+        if folds.get(image_id) != data.fold:
+            where = f"{data.folds} lacks it"
+            if image_id in folds:
+                where = f"{folds.where(image_id)} puts it in fold {folds[image_id]}"
+            raise TuneError(
+                f"{path}: image {image_id} is out of fold here, but the run validated on fold {data.fold} and {where}: "
+                "this oof.npz was not made by this run's fold model"
+            )
+
+
+def _check_folds(runs: list[tuple[Path, set[str], set[int]]], path: Path, image_ids: set[str], classes: set[int],
+                 name: str) -> None:
+    """Runs of one member that predict the same classes must hold the same images out of fold
+    (repeats of one fold) or none in common (the folds of one split). Some in common and some
+    not: the folds come from different splits, and an image out of one run's fold may have
+    trained another; its averaged probabilities would not be out of fold at all."""
+    for other, other_ids, other_classes in runs:
+        shared = image_ids & other_ids
+        if classes & other_classes and shared and image_ids != other_ids:
+            raise TuneError(
+                f"{path} and {other} share {len(shared)} of their out-of-fold images (first {min(shared)}) but not all: "
+                f"the runs of {name} were trained on folds of different splits; train them with one folds file (data.folds)"
+            )
+    runs.append((path, image_ids, classes))
 
 
 def _oof_path(run_dir: Path) -> Path:
@@ -243,20 +285,24 @@ def _merge(member: OofMember, oof: dict, where: list[int], num_classes: int, tas
                 raise TuneError(f"{path}: image {image_id} is stored at {h}x{w}, another run of {member.name} has it at a "
                                 "different size: give every run the same train.oof_scale")  # fmt: skip
             probs = oof["probs"][i, :, :h, :w].astype(np.float32)
-            _average_into(entry.probs, where, probs)
+            _average_into(entry, "probs", where, probs)
             entry.truth[where] = oof["masks"][i, :, :h, :w]
         if has_heads:
             if entry.heads is None:
                 entry.heads = np.full(num_classes, np.nan, np.float32)
-            _average_into(entry.heads, where, oof["scores"][i].astype(np.float32))
+            _average_into(entry, "heads", where, oof["scores"][i].astype(np.float32))
         entry.labels[where] = oof["labels"][i]
 
 
-def _average_into(target: np.ndarray, where: list[int], values: np.ndarray) -> None:
-    """Channels ``where`` of ``target`` take ``values``; a channel already set (the same image
-    predicted by two runs of one member) takes the mean."""
+def _average_into(entry: Entry, name: str, where: list[int], values: np.ndarray) -> None:
+    """Channels ``where`` of the entry's ``name`` array take ``values``; a channel already set
+    (the same image predicted by several runs of one member, repeats of one fold) takes the
+    mean of all of them, each run weighing the same."""
+    target = getattr(entry, name)
+    runs = entry.runs.setdefault(name, np.zeros(len(target), np.int64))
     for j, c in enumerate(where):
-        target[c] = values[j] if np.isnan(target[c]).all() else (target[c] + values[j]) / 2
+        runs[c] += 1
+        target[c] = values[j] if runs[c] == 1 else (target[c] * (runs[c] - 1) + values[j]) / runs[c]
 
 
 def fit_temperature(member: OofMember, image_ids: list[str], seed: int = 0) -> float:

@@ -12,6 +12,7 @@ back (``inference.windows``). Nothing in this module imports torch; the chosen b
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -29,9 +30,10 @@ from steelseg.annotations import Annotations
 from steelseg.config import Config
 from steelseg.errors import SteelsegError
 from steelseg.gating import Outputs
-from steelseg.images import read_gray, require_images
+from steelseg.images import ImageError, read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
 from steelseg.inference.ensemble import EnsembleError, Member, combine, ensemble_outputs, tta_views
+from steelseg.inference.skipped import SkippedImages
 from steelseg.inference.windows import Windows, layout, predict_windows, window_unit
 from steelseg.postprocess import PostProcess, per_class
 from steelseg.screening import present
@@ -295,7 +297,8 @@ class Predictor:
         return self.masks(self.predict_outputs(image[None])[0])
 
     def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, paths: list[Path] | None = None,
-                    shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None) -> Iterator[tuple[Path, np.ndarray, Outputs]]:  # fmt: skip
+                    shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None,
+                    skip: SkippedImages | None = None) -> Iterator[tuple[Path, np.ndarray, Outputs]]:  # fmt: skip
         """Yield (path, image, its ``Outputs``) for every image of a folder (or ``paths``), in
         batches; the next batches are read and decoded in threads while the networks run on
         this one (OpenCV decodes and numpy copies without holding the GIL, so threads overlap
@@ -303,7 +306,10 @@ class Predictor:
 
         ``shard`` = (rank, world size): only every world-size-th batch, starting at rank; the
         batches are the same as in one process, so each image's numbers are too.
-        ``budget``: checked after every batch (``Budget``)."""
+        ``budget``: checked after every batch (``Budget``). ``skip``: an image that cannot be
+        read or is of a size the model is not trusted on is recorded there (and logged) and
+        left out, where it would otherwise stop the prediction with an ``ImageError`` or
+        ``InputError`` naming it; the skip is recorded before any later image is yielded."""
         paths = require_images(image_dir) if paths is None else paths
         batches = [paths[start : start + self.batch_size] for start in range(0, len(paths), self.batch_size)]
         rank, world = shard
@@ -313,12 +319,14 @@ class Predictor:
         if budget is not None:
             budget.start(total)
         with ThreadPoolExecutor(max_workers=2) as reader:
-            pending = deque(reader.submit(self._read, batch) for batch in mine[:2])
+            pending = deque(reader.submit(self._read, batch, skip is not None) for batch in mine[:2])
             for index, batch in enumerate(mine):
                 images = pending.popleft().result()
                 if index + 2 < len(mine):
-                    pending.append(reader.submit(self._read, mine[index + 2]))
-                for group in _same_shape_runs(images):
+                    pending.append(reader.submit(self._read, mine[index + 2], skip is not None))
+                good = _drop_bad(batch, images, skip)
+                for group in _same_shape_runs([images[i] for i in good]):
+                    group = [good[g] for g in group]
                     outputs = self._outputs(np.stack([images[i] for i in group]))  # checked by _read
                     for j, i in enumerate(group):
                         yield batch[i], images[i], outputs[j]
@@ -328,24 +336,29 @@ class Predictor:
         bar.close()
 
     def candidates_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, shard: tuple[int, int] = (0, 1),
-                          budget: "Budget | None" = None) -> dict[str, Candidate]:  # fmt: skip
-        """Every image's ``Candidate`` (this shard's), by image id. Post-processing and encoding
-        run in a second thread, one batch behind the networks."""
+                          budget: "Budget | None" = None, skip: SkippedImages | None = None) -> dict[str, Candidate]:  # fmt: skip
+        """Every image's ``Candidate`` (this shard's), by image id (``skip``: as ``iter_folder``)."""
+        return dict(self.iter_candidates(image_dir, progress, shard=shard, budget=budget, skip=skip))
+
+    def iter_candidates(self, image_dir: str | os.PathLike, progress: bool = True, *, paths: list[Path] | None = None,
+                        shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None,
+                        skip: SkippedImages | None = None) -> Iterator[tuple[str, Candidate]]:  # fmt: skip
+        """Yield (image id, ``Candidate``) for every image of a folder (or ``paths``), in their
+        order; arguments as ``iter_folder``. Post-processing and encoding run in a second
+        thread, one batch behind the networks."""
         if not self.has_masks:
             raise InputError(f"a {self.task} run gives class scores, not masks: use score_folder")
-        paths = require_images(image_dir)
+        paths = require_images(image_dir) if paths is None else paths
         embed = self._embedder() if self.clusters is not None else None
-        result: dict[str, Candidate] = {}
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=1) as encoder:
-            for path, image, outputs in self.iter_folder(image_dir, progress, paths=paths, shard=shard, budget=budget):
+            for path, image, outputs in self.iter_folder(image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip):
                 embedding = embed(image) if embed is not None else None
                 pending.append((path.name, outputs, embedding, encoder.submit(self.postprocess.candidates, outputs.pixels, outputs.heads)))
                 while len(pending) > 2 * self.batch_size:  # bounded: probabilities are large
-                    _add_candidate(result, *pending.popleft())
+                    yield _candidate(*pending.popleft())
             while pending:
-                _add_candidate(result, *pending.popleft())
-        return result
+                yield _candidate(*pending.popleft())
 
     def finish(self, candidates: dict[str, Candidate], source: str = "", scores: dict | None = None) -> Annotations:
         """Gate the candidates (class scores shared within near-duplicate clusters first, when
@@ -371,18 +384,38 @@ class Predictor:
         return result
 
     def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True, scores: dict | None = None,
-                       budget: "Budget | None" = None) -> Annotations:  # fmt: skip
+                       budget: "Budget | None" = None, skip: SkippedImages | None = None) -> Annotations:  # fmt: skip
         """Post-processed, gated masks of every image of a folder, run-length encoded.
-        ``scores``, when given, receives each image's class scores by image id."""
-        return self.finish(self.candidates_folder(image_dir, progress, budget=budget), str(image_dir), scores)
+        ``scores``, when given, receives each image's class scores by image id; ``skip``: bad
+        images left out (``iter_folder``)."""
+        return self.finish(self.candidates_folder(image_dir, progress, budget=budget, skip=skip), str(image_dir), scores)
 
-    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True, budget: "Budget | None" = None) -> tuple[list[str], np.ndarray]:
-        """Class scores of every image of a folder: (image ids, (N, C) float32)."""
+    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True, budget: "Budget | None" = None,
+                     skip: SkippedImages | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
+        """Class scores of every image of a folder: (image ids, (N, C) float32); ``skip``: bad
+        images left out (``iter_folder``)."""
         image_ids, scores = [], []
-        for path, _, outputs in self.iter_folder(image_dir, progress, budget=budget):
+        for path, _, outputs in self.iter_folder(image_dir, progress, budget=budget, skip=skip):
             image_ids.append(path.name)
             scores.append(outputs.scores)
+        if not scores:  # every image skipped
+            return [], np.zeros((0, self.num_classes), np.float32)
         return image_ids, np.stack(scores)
+
+    def fingerprint(self) -> dict:
+        """What decides each image's candidate, as JSON-ready values: every member's model file
+        and its SHA-256, backend, views, weight, temperature and classes; the post-processing;
+        the windows; the batch size (batches are the unit of computation) and the clusters.
+        Two predictors with the same fingerprint give the same candidates for the same image."""
+        members = [{
+            "model": str(Path(m.name).resolve()), "sha256": _weights_sha256(m), "backend": m.backend.describe(),
+            "views": list(m.views), "weight": m.weight, "temperature": m.temperature, "channels": list(m.channels),
+        } for m in self.members]  # fmt: skip
+        return {
+            "members": members, "postprocess": json.loads(self.postprocess.to_json()), "window": self.window,
+            "overlap": self.overlap, "batch_size": self.batch_size,
+            "clusters": None if self.clusters is None else self.clusters.model_dump(),
+        }  # fmt: skip
 
     def _embedder(self):
         for member in self.members:
@@ -402,12 +435,20 @@ class Predictor:
                 return f"is {shape[0]}x{shape[1]} (HxW), cut into --window {self.window} px windows; each window {problem}"
         return None
 
-    def _read(self, paths: list[Path]) -> list[np.ndarray]:
-        images = [read_gray(path) for path in paths]
-        for path, image in zip(paths, images):
-            problem = self._size_problem(image.shape)
-            if problem:
-                raise InputError(f"{path}: image {problem}")
+    def _read(self, paths: list[Path], keep_going: bool = False) -> list[np.ndarray | SteelsegError]:
+        """The images of ``paths``; a bad one raises, or with ``keep_going`` stands as its error."""
+        images: list[np.ndarray | SteelsegError] = []
+        for path in paths:
+            try:
+                image = read_gray(path)
+                problem = self._size_problem(image.shape)
+                if problem:
+                    raise InputError(f"{path}: image {problem}")
+            except (ImageError, InputError) as err:
+                if not keep_going:
+                    raise
+                image = err
+            images.append(image)
         return images
 
 
@@ -457,9 +498,29 @@ class Budget:
         )
 
 
-def _add_candidate(result: dict, image_id: str, outputs: Outputs, embedding, encoded: Future) -> None:
+def _candidate(image_id: str, outputs: Outputs, embedding, encoded: Future) -> tuple[str, Candidate]:
     masks, peaks = encoded.result()
-    result[image_id] = Candidate([rle.encode(m) for m in masks], peaks, outputs.heads, outputs.scores, embedding)
+    return image_id, Candidate([rle.encode(m) for m in masks], peaks, outputs.heads, outputs.scores, embedding)
+
+
+def _drop_bad(paths: list[Path], images: list, skip: SkippedImages | None) -> list[int]:
+    """The positions of the images that were read; the others are recorded in ``skip``."""
+    good = []
+    for i, (path, image) in enumerate(zip(paths, images)):
+        if isinstance(image, SteelsegError):
+            skip.add(path, image)
+        else:
+            good.append(i)
+    return good
+
+
+def _weights_sha256(member: Member) -> str | None:
+    """SHA-256 of the file a member's backend loaded: an ONNX file, else the run's weights."""
+    onnx = getattr(member.backend, "path", None)
+    if onnx is not None:
+        return rundir.file_sha256(onnx)
+    weights = Path(member.name) / rundir.WEIGHTS
+    return rundir.file_sha256(weights) if weights.is_file() else None
 
 
 def _device(backend: str, device: str) -> str:

@@ -31,23 +31,27 @@ def rank_device(device: str) -> str:
     return f"cuda:{os.environ['LOCAL_RANK']}" if cuda_available() else "cpu"
 
 
-def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | None = None, budget=None):
+def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | None = None, budget=None, skip=None):
     """This process's shard of ``image_dir``; on rank 0 the merged, gated ``Annotations``
-    (``scores`` filled), on the others None."""
+    (``scores`` filled), on the others None. ``skip`` (``SkippedImages``): each process logs
+    the bad images of its own shard and leaves them out; rank 0's receives them all."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
     try:
         rank, size = dist.get_rank(), dist.get_world_size()
-        mine = predictor.candidates_folder(image_dir, progress and rank == 0, shard=(rank, size), budget=budget)
+        mine = predictor.candidates_folder(image_dir, progress and rank == 0, shard=(rank, size), budget=budget, skip=skip)
         gathered = [None] * size if rank == 0 else None
-        dist.gather_object(mine, gathered, dst=0)
+        dist.gather_object((mine, dict(skip.reasons) if skip is not None else {}), gathered, dst=0)
         if rank != 0:
             return None
         merged = {}
-        for part in gathered:
+        for part, skipped in gathered:
             merged.update(part)
-        ordered = {path.name: merged[path.name] for path in require_images(image_dir)}  # the file order
+            if skip is not None:
+                skip.merge(skipped)
+        # the file order; only --skip-bad leaves an image out
+        ordered = {p.name: merged[p.name] for p in require_images(image_dir) if skip is None or p.name in merged}
         return predictor.finish(ordered, str(image_dir), scores)
     finally:
         dist.destroy_process_group()

@@ -18,6 +18,22 @@ when it is an exported model file; the ensemble file's
 first member; the first run's ``postprocess.json`` when
 that run predicts every class (not in an untuned per-class folder); else the config's defaults.
 A file lacking the gate keys (a run's, written by training) gates nothing.
+
+Paths in an ensemble file (``members[].run``, ``postprocess``) are relative to the file's
+folder. Two policies:
+
+- by default the file is the user's own, and may point anywhere: ``../models/run`` beside
+  it, or an absolute path (``steelseg tune`` writes absolute paths, so its output works from
+  any folder);
+- confined (``resolve(..., confine=True)``, or the environment variable
+  ``STEELSEG_CONFINE_PATHS=1`` for any command, e.g. a service that loads ensemble files
+  others can write): every path must lead, after ``..`` and symlinks are followed, to a place
+  inside the file's folder, and so must the files of each run it names (config.yaml, weights,
+  post-processing, ...): an absolute path, a ``..`` that climbs out, or a symlink that leads
+  out is refused in one line naming the file, the entry and where it leads.
+
+The paths inside a run's own config.yaml (data.root, model.init_from, ...) are never read
+here: prediction builds the network with the run's own weights (``torch_backend.load_net``).
 """
 
 from __future__ import annotations
@@ -35,6 +51,10 @@ from steelseg.inference.ensemble import EnsembleError, tta_views
 from steelseg.postprocess import PostProcess
 
 ENSEMBLE_SUFFIXES = (".yaml", ".yml")
+CONFINE_ENV = "STEELSEG_CONFINE_PATHS"
+# The files of a run that prediction may read: each must stay inside a confined ensemble's folder.
+_RUN_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.WEIGHTS_SHA256, rundir.POSTPROCESS, rundir.GATE, rundir.ONNX,
+              rundir.SUMMARY, rundir.OOF, rundir.STAGES_DIR)  # fmt: skip
 
 
 class MemberSpec(BaseModel):
@@ -108,10 +128,17 @@ class Resolved:
         return rundir.read_postprocess(path or self.postprocess, config, num_classes)
 
 
-def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolved:
-    """Resolve model sources (see the module docstring). ``tta`` overrides every member's."""
+def confined() -> bool:
+    """Whether ``STEELSEG_CONFINE_PATHS`` asks for confined ensemble files (module docstring)."""
+    return os.environ.get(CONFINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve(sources: list[str | os.PathLike], tta: str | None = None, confine: bool | None = None) -> Resolved:
+    """Resolve model sources (see the module docstring). ``tta`` overrides every member's;
+    ``confine``: keep the paths of ensemble files inside their folders (None: ``confined()``)."""
     if not sources:
         raise EnsembleError("no model given")
+    confine = confined() if confine is None else confine
     networks, postprocess, clusters, folder, embedded = [], None, None, None, None
     for i, source in enumerate(sources):
         path = Path(source)
@@ -122,13 +149,18 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
             if i == 0:
                 embedded, folder = post_json, path.parent
         elif path.suffix in ENSEMBLE_SUFFIXES and path.is_file():
-            specs, file_post, file_clusters = read_ensemble_file(path)
+            specs, file_post, file_clusters = read_ensemble_file(path, confine)
             clusters = clusters or file_clusters
             for k, spec in enumerate(specs):
+                member_path = _beside(path, spec.run, f"members.{k}.run", confine)
                 try:
-                    networks += _networks(path.parent / spec.run, spec, tta, _next(networks))
+                    found = _networks(member_path, spec, tta, _next(networks))
                 except EnsembleError as err:  # name the file and the entry, not just the folder
                     raise EnsembleError(f"{path}: members.{k}.run: {err}") from None
+                if confine:
+                    for network in found:
+                        _check_run_inside(path, f"members.{k}.run", network.run_dir)
+                networks += found
             if i == 0:
                 postprocess, folder = file_post, path.parent
         else:
@@ -152,7 +184,7 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None) -> Resolve
     return Resolved(networks, postprocess, clusters, folder)
 
 
-def read_ensemble_file(path: Path) -> tuple[list[MemberSpec], Path | None, ClusterSpec | None]:
+def read_ensemble_file(path: Path, confine: bool = False) -> tuple[list[MemberSpec], Path | None, ClusterSpec | None]:
     try:
         data = yaml.safe_load(path.read_text())
         ensemble = EnsembleFile.model_validate(data)
@@ -165,13 +197,38 @@ def read_ensemble_file(path: Path) -> tuple[list[MemberSpec], Path | None, Clust
         where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise EnsembleError(f"{path}: {where}: {first['msg']}") from None
     if ensemble.postprocess is not None:
-        post = path.parent / ensemble.postprocess
+        post = _beside(path, ensemble.postprocess, "postprocess", confine)
         if not post.is_file():
             raise EnsembleError(f"{path}: postprocess file {post} not found")
     else:
         post = path.parent / rundir.POSTPROCESS
         post = post if post.is_file() else None
+        if post is not None and confine:
+            _beside(path, rundir.POSTPROCESS, "postprocess", confine)  # a symlink beside it may lead out
     return ensemble.members, post, ensemble.clusters
+
+
+def _beside(file: Path, entry: str, where: str, confine: bool) -> Path:
+    """``entry`` of the ensemble ``file``, relative to its folder; when ``confine``, refused
+    unless it leads (``..`` and symlinks followed) inside that folder."""
+    target = file.parent / entry  # an absolute entry stays absolute
+    if confine:
+        folder = file.parent.resolve()
+        leads = target.resolve()
+        if Path(entry).is_absolute() or not leads.is_relative_to(folder):
+            raise EnsembleError(
+                f"{file}: {where}: {entry!r} leads outside the file's folder (to {leads}); with {CONFINE_ENV} set, "
+                "an ensemble file may name only runs and files inside its own folder"
+            )
+    return target
+
+
+def _check_run_inside(file: Path, where: str, run_dir: Path) -> None:
+    """A run inside a confined ensemble's folder whose files (symlinks) lead out is refused too."""
+    for name in _RUN_FILES:
+        if (run_dir / name).exists() or (run_dir / name).is_symlink():
+            relative = os.path.relpath(run_dir / name, file.parent)
+            _beside(file, relative, f"{where}: {run_dir / name}", True)
 
 
 def runs_in(path: Path) -> list[Path]:

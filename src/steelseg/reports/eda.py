@@ -49,16 +49,23 @@ class DatasetStats:
         return classes_per_image(self.presence)
 
 
-def dataset_stats(dataset: SegmentationDataset) -> DatasetStats:
+def dataset_stats(dataset: SegmentationDataset, shapes: list[tuple[int, int]] | None = None) -> DatasetStats:
     """Mask areas of every image and class, without decoding images: from the run lengths of a
-    table (severstal layout) or the label PNGs (mask_folder layout)."""
+    table (severstal layout; checked against each image's (H, W) from ``shapes`` or the file
+    headers, so a run past the end is an error naming its row, not a wrong area) or the label
+    PNGs (mask_folder layout)."""
     count = dataset.num_classes
     areas = np.zeros((len(dataset), count), dtype=np.int64)
     if dataset.annotations is not None:
+        shapes = dataset.image_shapes() if shapes is None else shapes
         row = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
         for (image_id, class_id), encoded in dataset.annotations.encoded.items():
             if image_id in row and class_id <= count:
-                areas[row[image_id], class_id - 1] = int(rle.parse(encoded)[1].sum())  # runs never overlap
+                starts, lengths = rle.parse(encoded)
+                height, width = shapes[row[image_id]]
+                if starts[-1] + lengths[-1] - 1 > height * width:  # runs are sorted: the last ends last
+                    dataset.annotations.mask(image_id, class_id, (height, width))  # raises, naming file and line
+                areas[row[image_id], class_id - 1] = int(lengths.sum())  # runs never overlap
     else:
         for i, path in enumerate(dataset.image_paths):
             labels = read_label_map(dataset.mask_dir / f"{path.stem}.png")
@@ -71,12 +78,13 @@ def write_eda(data: str | os.PathLike, out: str | os.PathLike, examples: int = D
     from steelseg.reports import figures, sections
 
     dataset = open_dataset(data)
-    stats = dataset_stats(dataset)
+    shapes = dataset.image_shapes()
+    stats = dataset_stats(dataset, shapes)
     out = out_folder(out, FIGURES_DIR)
     figures_dir = out / FIGURES_DIR
     labels = class_labels(stats.class_names)
     page = Page(f"steelseg eda: {Path(data).name}", out)
-    page.items(_describe(dataset, stats))
+    page.items(_describe(dataset, stats, shapes))
 
     page.heading("Images per class")
     counts, total = stats.class_counts, max(len(stats.image_ids), 1)
@@ -97,8 +105,7 @@ def write_eda(data: str | os.PathLike, out: str | os.PathLike, examples: int = D
     return page.write(PAGE)
 
 
-def _describe(dataset: SegmentationDataset, stats: DatasetStats) -> list[str]:
-    shapes = dataset.image_shapes()
+def _describe(dataset: SegmentationDataset, stats: DatasetStats, shapes: list[tuple[int, int]]) -> list[str]:
     sizes = sorted({f"{h}x{w}" for h, w in shapes})
     sizes_text = ", ".join(sizes) if len(sizes) <= 3 else f"{len(sizes)} sizes, {sizes[0]} to {sizes[-1]}"
     return [

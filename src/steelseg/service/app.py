@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steelseg import __version__
 from steelseg.errors import SteelsegError
-from steelseg.images import ImageError, TooManyPixelsError, decode_gray
+from steelseg.images import MAX_PIXELS, ImageError, TooManyPixelsError, decode_gray
 from steelseg.inference.predictor import InputError, Predictor
 from steelseg.overlay import overlay
 from steelseg.service.batching import MicroBatcher, QueueFullError
@@ -54,7 +54,7 @@ IMAGE_TYPES = ("image/", "application/octet-stream")  # declared types taken as 
 class ServiceSettings:
     api_key: str | None = None  # None: no key needed
     max_upload_mb: float = 20.0
-    max_pixels: int = 256 * 16_000 * 4  # four 256 x 16,000 strips
+    max_pixels: int = MAX_PIXELS  # images' own cap (four 256 x 16,000 strips); serve applies STEELSEG_MAX_PIXELS
     max_batch: int = 4
     max_wait_ms: float = 5.0
     max_queue: int = 64

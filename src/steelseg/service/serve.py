@@ -25,8 +25,9 @@ def add_parser(commands) -> None:
                    help=f"environment variable holding the API key clients must send in X-API-Key (default {API_KEY_ENV}; "
                         "unset or empty: no key needed). An environment variable, so the key is not in the process list")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20 MB; larger: 413)")
-    p.add_argument("--max-pixels", type=int, default=256 * 16_000 * 4,
-                   help="largest image in pixels, checked from its header before decoding (default 16,384,000; larger: 413)")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="largest image in pixels, checked from its header before decoding (default: every image read's cap, "
+                        "16,384,000 or $STEELSEG_MAX_PIXELS; larger: 413)")
     p.add_argument("--batch-size", type=int, default=4, help="most images run as one batch (default 4)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for more requests before it runs (default 5 ms)")
@@ -51,8 +52,9 @@ def add_parser(commands) -> None:
 
 
 def _run(args) -> None:
+    pixels = 1 if args.max_pixels is None else args.max_pixels
     minimums = [("--window", args.window, 0), ("--overlap", args.overlap, 0), ("--batch-size", args.batch_size, 1),
-                ("--max-queue", args.max_queue, 1), ("--max-pixels", args.max_pixels, 1), ("--max-upload-mb", args.max_upload_mb, 1e-6),
+                ("--max-queue", args.max_queue, 1), ("--max-pixels", pixels, 1), ("--max-upload-mb", args.max_upload_mb, 1e-6),
                 ("--max-wait-ms", args.max_wait_ms, 0), ("--body-timeout", args.body_timeout, 0.001),
                 ("--header-timeout", args.header_timeout, 0.001)]  # fmt: skip
     for name, value, low in minimums:
@@ -69,6 +71,7 @@ def _run(args) -> None:
     except ImportError as err:
         raise SystemExit(f"steelseg serve: error: {err.name} is not installed; install the service's extra: pip install 'steelseg[serve]'") from None
     from steelseg.hardware import keep_freed_memory
+    from steelseg.images import pixel_limit
     from steelseg.inference.predictor import Predictor
 
     keep_freed_memory()
@@ -77,7 +80,8 @@ def _run(args) -> None:
         tta=args.tta, postprocess=args.postprocess, overrides=args.post, window=args.window or None, overlap=args.overlap,
     )  # fmt: skip
     settings = ServiceSettings(
-        api_key=os.environ.get(args.api_key_env) or None, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+        api_key=os.environ.get(args.api_key_env) or None, max_upload_mb=args.max_upload_mb,
+        max_pixels=pixel_limit() if args.max_pixels is None else args.max_pixels,
         max_batch=args.batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
     )  # fmt: skip

@@ -9,28 +9,91 @@ from pathlib import Path
 
 import numpy as np
 
-from steelseg.atomic import write_text
-from steelseg.config import Config, ConfigError
+from steelseg import rundir
+from steelseg.atomic import leftovers, write_text
+from steelseg.config import Config, ConfigError, load_config
+from steelseg.errors import OutputExistsError
 from steelseg.folds import read_folds
 from steelseg.rundir import CV_TABLE, RunSummary
-from steelseg.training.fit import train
+from steelseg.training.fit import continue_run, resume_point
+
 
 def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = True) -> str:
     """Train ``OUT/fold-<i>`` for every fold of ``config.data.folds``; write and return the
-    table of each fold's best validation scores with their mean and standard deviation."""
+    table of each fold's best validation scores with their mean and standard deviation.
+    ``OUT/cv.yaml`` keeps the config, so that ``resume_all_folds`` can finish a killed run."""
     if not config.data.folds:
         raise ConfigError("--fold all needs data.folds: make one with `steelseg folds`")
     out = Path(out)
-    folds = sorted(set(read_folds(config.data.folds).values()))
+    if (out / CV_TABLE).exists() or any(rundir.has_finished_epoch(run) for run in out.glob("fold-*")):
+        raise OutputExistsError(f"{out} already holds a --fold all run; choose another output folder (or --resume it)")
+    _check_not_foreign(out / rundir.CV_CONFIG)
+    write_text(out / rundir.CV_CONFIG, rundir.absolute_paths(config).to_yaml())
+    return _all_folds(config, out, progress)
+
+
+def resume_all_folds(out: str | os.PathLike, progress: bool = True) -> str:
+    """Finish ``train --fold all`` in ``out`` after a crash: finished folds are kept, an
+    interrupted one resumes from its checkpoint, the others are trained; then the table."""
+    return _all_folds(_cv_config(out), Path(out), progress)
+
+
+def is_cv_folder(path: str | os.PathLike) -> bool:
+    """True for the output folder of ``train --fold all`` (as opposed to one run's folder)."""
+    return (Path(path) / rundir.CV_CONFIG).is_file()
+
+
+def cv_resume_point(out: str | os.PathLike) -> str:
+    """Where ``resume_all_folds`` continues, in words; fails clearly when everything is done."""
+    out, config = Path(out), _cv_config(out)
+    for fold in _folds(config):
+        run = out / f"fold-{fold}"
+        if not (run / rundir.FINISHED).exists():
+            where = resume_point(run) if rundir.has_finished_epoch(run) else f"starting at epoch 1 of {config.train.epochs}"
+            return f"fold {fold}: {where}"
+    if not (out / CV_TABLE).exists():
+        return "every fold has finished; writing the CV table"
+    raise rundir.RunDirError(f"{out}: every fold has finished; nothing to resume")
+
+
+def _all_folds(config: Config, out: Path, progress: bool) -> str:
+    for path in leftovers(out):  # of a table or cv.yaml whose write a kill cut short
+        path.unlink(missing_ok=True)
+    folds = _folds(config)
     summaries = []
     for fold in folds:
         data = config.data.model_copy(update={"fold": fold})
-        summaries.append(train(config.model_copy(update={"data": data}), out / f"fold-{fold}", progress))
+        summaries.append(continue_run(config.model_copy(update={"data": data}), out / f"fold-{fold}", progress))
     header, rows = cv_rows(summaries, folds)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
     write_text(out / CV_TABLE, buffer.getvalue())
     return format_cv(header, rows)
+
+
+def _folds(config: Config) -> list[int]:
+    return sorted(set(read_folds(config.data.folds).values()))
+
+
+def _cv_config(out: str | os.PathLike) -> Config:
+    path = Path(out) / rundir.CV_CONFIG
+    if not path.is_file():
+        raise rundir.RunDirError(f"{path} not found: is {out} the output folder of `steelseg train --fold all`?")
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        raise rundir.RunDirError(str(err)) from None
+
+
+def _check_not_foreign(path: Path) -> None:
+    """A cv.yaml that steelseg did not write (its data.root is absolute) is the user's: never replaced."""
+    if path.exists():
+        try:
+            ours = Path(load_config(path).data.root or "").is_absolute()
+        except ConfigError:
+            ours = False
+        if not ours:
+            raise OutputExistsError(f"{path} exists and is not a steelseg --fold all run's; choose another output folder")
 
 
 def cv_rows(summaries: list[RunSummary], folds: list[int]) -> tuple[list[str], list[list]]:

@@ -1,15 +1,24 @@
 """Torch views of a ``SegmentationDataset``: random crops for training, full images to
 validate, and the loaders that batch them (images of different sizes never share a batch
-unpadded)."""
+unpadded). Also what a run records of the data it was given: the rows and images that
+``data.skip_bad`` left out (``skipped.txt``), and the check that the data has something to learn."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from steelseg.atomic import write_text
 from steelseg.config import Config, DataConfig, ModelConfig
-from steelseg.datasets import CombinedDataset, SegmentationDataset
+from steelseg.datasets import CombinedDataset, SegmentationDataset, skips_of
+
+SKIPPED = "skipped.txt"  # in a run directory trained with data.skip_bad: one left-out row or image a line
 from steelseg.preprocess import resize_image, resize_masks, to_input
 from steelseg.training.augment import apply, seed_transform, train_transform
 from steelseg.training.sampling import EpochSampler, balanced_weights, decode
@@ -99,3 +108,41 @@ def loaders(config: Config, train_set: SegmentationDataset | CombinedDataset, va
     batches = SameShapeBatches(val_set.image_shapes(), max(1, data.batch_size // 2))
     val_loader = DataLoader(TorchSegmentationData(val_set, model), batch_sampler=batches, num_workers=data.num_workers)
     return train_loader, val_loader
+
+
+def warn_if_no_defects(datasets: list[SegmentationDataset], classes: list[int] | None) -> str | None:
+    """Tables that give no image a mask of the classes trained (a header-only train.csv, every
+    row skipped), in ``data.root`` and its pseudo folders alike, can only teach "no defect":
+    printed as a one-line warning, and returned. Not an error: an all-clean set is valid data
+    (tiny synthetic sets often are). Mask folders are not checked: that would read every mask."""
+    if any(dataset.annotations is None for dataset in datasets):
+        return None
+    if any((dataset.select_classes(classes) if classes else dataset).class_presence().any() for dataset in datasets):
+        return None
+    main = datasets[0]
+    which = f" of class {', '.join(map(str, classes))}" if classes else ""
+    pseudo = ", nor any of data.pseudo" if len(datasets) > 1 else ""
+    message = (f"{main.annotations.source}: no image of {main.root / 'train_images'} has a mask{which}{pseudo} "
+               f"({len(main)} images, all clean): the model can only learn that there is no defect")  # fmt: skip
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+    return message
+
+
+def write_skipped(run_dir: str | os.PathLike, config: Config, *datasets) -> None:
+    """With ``data.skip_bad``: ``run_dir/skipped.txt``, the rows and images the datasets left out
+    (their messages, one a line; empty when none was). Written by the first process only."""
+    if rank_zero_only.rank != 0:
+        return
+    if not config.data.skip_bad:
+        (Path(run_dir) / SKIPPED).unlink(missing_ok=True)  # an earlier attempt's, which would be counted
+        return
+    lines = [skip.message.replace("\n", " ") for skip in skips_of(*datasets)]
+    write_text(Path(run_dir) / SKIPPED, "".join(f"{line}\n" for line in lines))
+
+
+def count_skipped(out: str | os.PathLike) -> tuple[int, list[Path]]:
+    """Distinct lines of the ``skipped.txt`` files in ``out`` and the run folders below it
+    (folds, classes, stages), and those files."""
+    files = sorted(Path(out).rglob(SKIPPED))
+    lines = {line for file in files for line in file.read_text(encoding="utf-8").splitlines() if line}
+    return len(lines), files

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from steelseg import rundir
-from steelseg.atomic import atomic_path, write_text
+from steelseg.atomic import atomic_path, leftovers, write_text
 from steelseg.config import Config, ConfigError, load_config, revalidate
 from steelseg.datasets import CombinedDataset, SegmentationDataset, open_configured, open_pseudo, split_indices
 from steelseg.errors import OutputExistsError
@@ -22,11 +22,11 @@ from steelseg.folds import read_folds, split_by_fold
 from steelseg.hardware import cuda_available, resolve_precision
 from steelseg.rundir import Averaged, RunSummary, ShapeRange
 from steelseg.training.averaging import average_state_dicts
-from steelseg.training.data import loaders
+from steelseg.training.data import loaders, warn_if_no_defects, write_skipped
 from steelseg.training.module import SegmentationModule
 from steelseg.training.oof import save_oof
 from steelseg.training.writer import AtomicCheckpointIO, EpochProgressBar, RunDirWriter, epoch_of, save_thresholds
-from steelseg.weights import read_weights, save_weights
+from steelseg.weights import read_checkpoint, read_weights, save_weights
 
 
 def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
@@ -40,9 +40,11 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     if rundir.has_finished_epoch(run_dir):
         raise OutputExistsError(f"{run_dir} already holds a run; choose another output folder (or --resume it)")
     _check_not_foreign(run_dir)
-    dataset = open_configured(config.data)
+    dataset = open_configured(config.data, progress)  # data.skip_bad: decodes every image, prints what it leaves out
+    pseudo = []
     for _, stage in config.stage_configs():
-        open_pseudo(stage.data, dataset)  # a bad pseudo folder fails now, before the run folder exists
+        pseudo += open_pseudo(stage.data, dataset, scan=False)  # a bad pseudo folder fails now, before the run folder exists
+    warn_if_no_defects([dataset, *pseudo], config.data.classes)
     # Names resolved once (a mask folder without names is scanned for them): later opens of
     # this run's data, on resume or in later stages, find them in the config.
     config = config.model_copy(update={"data": config.data.model_copy(update={"class_names": dataset.class_names})})
@@ -71,11 +73,23 @@ def _check_not_foreign(run_dir: Path) -> None:
 
 
 def _clear_unfinished(run_dir: Path) -> None:
-    """Remove what an earlier attempt that never finished an epoch left behind."""
-    for name in (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.CURVES, rundir.POSTPROCESS, rundir.GATE):
+    """Remove what an earlier attempt that never finished an epoch left behind: a first epoch
+    killed after its validation but before its checkpoint leaves weights and a summary, which
+    no resume can continue from."""
+    names = (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.CURVES, rundir.POSTPROCESS, rundir.GATE,
+             rundir.WEIGHTS, rundir.WEIGHTS_SHA256, rundir.SUMMARY, rundir.OOF)  # fmt: skip
+    for name in names:
         (run_dir / name).unlink(missing_ok=True)
     for name in (rundir.STAGES_DIR, rundir.TOP_DIR, rundir.TENSORBOARD_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
+    _remove_leftovers(run_dir)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Temporary files of writes that a kill cut short (a checkpoint, weights, ...)."""
+    for folder in (run_dir, *(run_dir / rundir.TOP_DIR).glob("epoch-*")):
+        for path in leftovers(folder):
+            path.unlink(missing_ok=True)
 
 
 def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool) -> RunSummary:
@@ -83,6 +97,7 @@ def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, p
     last stage's model becomes the run's. ``recipe.yaml`` keeps the whole multi-stage config.
     Run again on the same folder (``--resume``), finished stages are skipped and an
     interrupted one continues from its checkpoint."""
+    _remove_leftovers(run_dir)  # each stage's own are removed when it starts
     if not (run_dir / rundir.RECIPE).exists():
         write_text(run_dir / rundir.RECIPE, config.to_yaml())
     previous, summaries = None, {}
@@ -95,16 +110,18 @@ def _train_stages(config: Config, dataset: SegmentationDataset, run_dir: Path, p
         elif (stage_dir / rundir.RESUME).exists():
             summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=stage_dir / rundir.RESUME)
         else:
+            _clear_unfinished(stage_dir)  # killed before its first checkpoint: start it again
             stage_dir.mkdir(parents=True, exist_ok=True)
             rundir.save_config(stage_dir, stage)
             summaries[name] = _fit(stage, dataset, stage_dir, progress, resume_from=None)
         previous = stage_dir
-    for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.POSTPROCESS, rundir.GATE):
+    for file in (rundir.CONFIG, rundir.WEIGHTS, rundir.WEIGHTS_SHA256, rundir.POSTPROCESS, rundir.GATE):
         if (previous / file).is_file():
             with atomic_path(run_dir / file) as tmp:
                 shutil.copyfile(previous / file, tmp)
     summary = summaries[name].model_copy(update={"stages": summaries})
     rundir.save_summary(run_dir, summary)
+    write_text(run_dir / rundir.FINISHED, "")  # the run's own files are complete too
     return summary
 
 
@@ -115,12 +132,22 @@ def resume_point(run_dir: str | os.PathLike) -> str:
         for name, stage in load_config(run_dir / rundir.RECIPE).stage_configs():
             stage_dir = run_dir / rundir.STAGES_DIR / name
             if not (stage_dir / rundir.FINISHED).exists():
-                start = _next_epoch(stage_dir) if (stage_dir / rundir.RESUME).exists() else 1
-                return f"resuming stage {name} at epoch {start} of {stage.train.epochs}"
+                if not (stage_dir / rundir.RESUME).exists():
+                    return f"starting stage {name} at epoch 1 of {stage.train.epochs}"
+                return _continuing(stage_dir, stage.train.epochs, f"stage {name}")
+        if not (run_dir / rundir.FINISHED).exists():  # killed while the last stage's files were copied
+            return "every stage has finished; completing the run's files"
         raise rundir.RunDirError(f"{run_dir}: every stage has finished; nothing to resume")
     if (run_dir / rundir.FINISHED).exists():
         raise rundir.RunDirError(f"{run_dir}: training has finished; nothing to resume")
-    return f"resuming at epoch {_next_epoch(run_dir)} of {rundir.load_run_config(run_dir).train.epochs}"
+    return _continuing(run_dir, rundir.load_run_config(run_dir).train.epochs)
+
+
+def _continuing(run_dir: Path, epochs: int, stage: str | None = None) -> str:
+    start = _next_epoch(run_dir)
+    if start > epochs:  # killed after the last epoch: averaging, out-of-fold files, the finished mark
+        return f"all {epochs} epochs{f' of {stage}' if stage else ''} have finished; completing the run's files"
+    return f"resuming{f' {stage}' if stage else ''} at epoch {start} of {epochs}"
 
 
 def _next_epoch(run_dir: Path) -> int:
@@ -130,7 +157,7 @@ def _next_epoch(run_dir: Path) -> int:
             f"{checkpoint} not found: the run never finished an epoch, so there is nothing to resume; "
             "start it again with the same `steelseg train ... --out`"
         )
-    return torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"] + 2  # Lightning counts from 0
+    return read_checkpoint(checkpoint)["epoch"] + 2  # Lightning counts from 0
 
 
 def resume(run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
@@ -145,10 +172,22 @@ def resume(run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
     return _fit(config, open_configured(config.data), run_dir, progress, resume_from=run_dir / rundir.RESUME)
 
 
+def continue_run(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
+    """Whatever brings ``run_dir`` to a finished run of ``config``: its summary when it has
+    finished, a resume once it has a finished epoch, else a (new or fresh) start."""
+    run_dir = Path(run_dir)
+    if (run_dir / rundir.FINISHED).exists():
+        return rundir.load_summary(run_dir)
+    if rundir.has_finished_epoch(run_dir):
+        return resume(run_dir, progress)
+    return train(config, run_dir, progress)
+
+
 def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None) -> RunSummary:
     _quiet_lightning()
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     train_set, val_set = train_val_sets(config, dataset)
+    write_skipped(run_dir, config, train_set, val_set)
     train_loader, val_loader = loaders(config, train_set, val_set)
     accelerator = _accelerator(config)
     precision = resolve_precision(config.train.precision, accelerator)
@@ -182,12 +221,13 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
         callbacks=[writer, EpochProgressBar()] if progress else [writer],
         plugins=[AtomicCheckpointIO()],
     )
+    _remove_leftovers(run_dir)
     # weights_only: the checkpoint is read without unpickling arbitrary objects.
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     if not (run_dir / rundir.SUMMARY).is_file():
         raise RuntimeError("training ended before its first validation; nothing was saved")
     if config.train.average_best > 1 and trainer.is_global_zero:
-        _try_average(trainer, module, val_loader, run_dir, writer)
+        _try_average(module, val_loader, run_dir, accelerator, precision)
     if config.train.oof_scale and trainer.is_global_zero:
         save_oof(run_dir, val_set, config.train.oof_scale, progress)
     if trainer.is_global_zero:
@@ -195,22 +235,36 @@ def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: 
     return rundir.load_summary(run_dir)
 
 
-def _try_average(trainer: L.Trainer, module: SegmentationModule, val_loader, run_dir: Path, writer: RunDirWriter) -> None:
+def _try_average(module: SegmentationModule, val_loader, run_dir: Path, accelerator: str, precision: str) -> None:
     """Validate the average of the kept epochs; it becomes the run's model only if it scores at
-    least as well as the best single epoch. summary.json records the outcome either way."""
-    top = sorted((run_dir / rundir.TOP_DIR).glob("epoch-*"))
+    least as well as the best single epoch. summary.json records the outcome either way.
+
+    Everything comes from the run folder, not from the training processes: under ddp_spawn
+    they have exited with their state, and a run resumed after its last epoch (killed while
+    averaging) trains nothing. Run again, it gives the same result."""
+    top = sorted((run_dir / rundir.TOP_DIR).glob("epoch-*"))  # exactly the kept epochs: see RunDirWriter
     if len(top) < 2:
         return
-    summary = rundir.load_summary(run_dir)
+    summary = rundir.load_summary(run_dir)  # the best single epoch's, whatever an earlier attempt added
     module.model.load_state_dict(average_state_dicts([read_weights(path / rundir.WEIGHTS) for path in top]))
-    trainer.validate(module, val_loader, verbose=False)
-    averaged = module.epoch_result.val_dice_tuned
-    used = averaged >= writer.best.val_dice_tuned
+    averaged = _validate(module, val_loader, accelerator, precision)
+    used = averaged >= summary.val_dice_tuned
     summary = summary.model_copy(update={"averaged": Averaged(epochs=[epoch_of(p) for p in top], val_dice_tuned=averaged, used=used)})
     if used:
         save_weights(run_dir, module.model)
         save_thresholds(run_dir, module, module.config.train.tune_postprocess)
     rundir.save_summary(run_dir, summary)
+
+
+def _validate(module: SegmentationModule, val_loader, accelerator: str, precision: str) -> float:
+    """The tuned validation Dice of the module's weights, computed in this process on one
+    device (every training process validates the whole split, so one sees what all saw)."""
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, precision=precision, limit_val_batches=module.config.train.val_batches,
+        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+    )  # fmt: skip
+    trainer.validate(module, val_loader, verbose=False)
+    return module.epoch_result.val_dice_tuned
 
 
 def train_val_sets(config: Config, dataset: SegmentationDataset) -> tuple[SegmentationDataset | CombinedDataset, SegmentationDataset]:
@@ -228,7 +282,7 @@ def train_val_sets(config: Config, dataset: SegmentationDataset) -> tuple[Segmen
 def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
     data = config.data
     if data.folds:
-        return split_by_fold(dataset.image_ids, read_folds(data.folds), data.fold)
+        return split_by_fold(dataset.image_ids, read_folds(data.folds), data.fold, left_out=dataset.skipped_ids)
     return split_indices(len(dataset), data.val_fraction, data.split_seed)
 
 

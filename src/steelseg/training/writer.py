@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
+import multiprocessing
+import os
 import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +35,8 @@ class RunDirWriter(L.Callback):
     """After every validation: append to metrics.csv; when the tuned validation Dice is the
     best so far, write the weights, the tuned post-processing and summary.json. After every
     epoch: the resume checkpoint. Stops training before an epoch that would not finish inside
-    ``max_minutes``. Only the first process writes; its state travels in the checkpoint.
+    ``max_minutes``. Only the first process writes; its state travels in the checkpoint, so
+    that a run killed at any moment resumes from its last checkpoint to the same files.
 
     ``describe`` holds what summary.json says about how the run was made (precision, image
     sizes, ...), merged into every summary it writes."""
@@ -41,6 +47,15 @@ class RunDirWriter(L.Callback):
         self.describe = describe
         self.rows: list[EpochResult] = []
         self.best: EpochResult | None = None
+
+    def setup(self, trainer, module, stage: str) -> None:
+        _die_with_launcher()
+
+    def on_fit_start(self, trainer, module) -> None:
+        # A resumed run may have been killed between an epoch's checkpoint and the pruning of
+        # the kept epochs that follows it: prune to what the restored state keeps.
+        if trainer.is_global_zero:
+            self._prune_top()
 
     def on_train_start(self, trainer, module) -> None:
         # A resumed run goes on counting from the time already spent.
@@ -70,22 +85,30 @@ class RunDirWriter(L.Callback):
 
     def on_train_epoch_end(self, trainer, module) -> None:
         trainer.save_checkpoint(self.run_dir / rundir.RESUME, weights_only=False)  # full state, to resume
+        if trainer.is_global_zero:
+            self._prune_top()
 
     def summary(self, result: EpochResult) -> RunSummary:
         return RunSummary(**result.model_dump(), **self.describe)
 
     def _keep_top(self, module: SegmentationModule, result: EpochResult) -> None:
         """With train.average_best = k, keep the weights of the k best epochs on disk (they
-        survive a crash with the resume checkpoint); averaged when training ends."""
-        k = self.config.train.average_best
-        if k < 2:
-            return
-        ranked = sorted(self.rows, key=lambda row: row.val_dice_tuned, reverse=True)
-        keep = {row.epoch for row in ranked[:k]}
-        if result.epoch in keep:
+        survive a crash with the resume checkpoint); averaged when training ends. An epoch's
+        weights are written at its validation, but the ones it displaces are removed only once
+        its checkpoint is written (``_prune_top``): killed in between, the run replays the
+        epoch from the previous checkpoint, whose kept epochs must all still be there."""
+        if self.config.train.average_best >= 2 and result.epoch in self.kept_epochs():
             save_weights(self.run_dir / rundir.TOP_DIR / f"epoch-{result.epoch:04d}", module.model)
+
+    def kept_epochs(self) -> set[int]:
+        """The epochs among the k best so far (ties: the earlier epoch)."""
+        ranked = sorted(self.rows, key=lambda row: row.val_dice_tuned, reverse=True)
+        return {row.epoch for row in ranked[: self.config.train.average_best]}
+
+    def _prune_top(self) -> None:
+        kept = self.kept_epochs()
         for path in (self.run_dir / rundir.TOP_DIR).glob("epoch-*"):
-            if epoch_of(path) not in keep:
+            if epoch_of(path) not in kept:
                 shutil.rmtree(path)
 
     def state_dict(self) -> dict:
@@ -131,6 +154,19 @@ def save_thresholds(run_dir: Path, module: SegmentationModule, tuned: bool) -> N
         rundir.save_postprocess(run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
     screening = module.epoch_result.screening
     rundir.save_gate(run_dir, screening.label_threshold if tuned else module.default_label_threshold)
+
+
+def _die_with_launcher() -> None:
+    """In a worker that ddp_spawn started: have Linux kill it when the launching process dies.
+    Otherwise a SIGKILLed ``steelseg train`` leaves its workers training on, still writing the
+    run folder, while a ``--resume`` starts another run in it."""
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent.pid:  # the launcher died before we asked
+        os._exit(1)
 
 
 def epoch_of(path: Path) -> int:

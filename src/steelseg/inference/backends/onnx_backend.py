@@ -3,6 +3,11 @@
 The exported graph is the network's ``forward`` (padding, network, activation) with dynamic
 batch, height and width and one output per name of its task (``gating.TASK_OUTPUTS``); its metadata carries the run's config, post-processing and the
 SHA-256 of the weights it was exported from, so a stale export is refused, not used.
+
+An ONNX file is checked before it is used, each problem one line naming the file: size,
+structure, declared tensor sizes and external data (``onnx_file.check_onnx_file``), then that
+onnxruntime loads it, that its one input is the 4-D float ``image``, steelseg's metadata, and
+that its outputs are those of the run's task; a lone exported file's config must parse.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pydantic import ValidationError
 
 from steelseg import rundir
 from steelseg.config import Config
-from steelseg.gating import TASK_OUTPUTS
+from steelseg.gating import PIXELS, TASK_OUTPUTS
 from steelseg.inference.backends import BackendError
+from steelseg.inference.backends.onnx_file import check_onnx_file
 
 INPUT = "image"
 # Keys of the ONNX file's metadata_props.
@@ -39,14 +45,12 @@ class OnnxBackend:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendError(f"--device {device}: this onnxruntime has no CUDA provider; use --device cpu")
             providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own untyped errors for bad files
-            raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from None
+        self.session = _session(path, options, providers)
         self.path = path
         self.name = "onnx"
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         self.outputs = [output.name for output in self.session.get_outputs()]
+        _check_input(path, self.session)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         values = self.session.run(self.outputs, {INPUT: np.ascontiguousarray(x, dtype=np.float32)})
@@ -54,6 +58,41 @@ class OnnxBackend:
 
     def describe(self) -> str:
         return f"onnx (onnxruntime fp32, {self.session.get_providers()[0]}, {self.path.name})"
+
+
+def _session(path: Path, options, providers: list[str]):
+    """An onnxruntime session of ``path``, checked first (``check_onnx_file``)."""
+    import onnxruntime as ort
+
+    check_onnx_file(path)
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own untyped errors for bad files
+        raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {_one_line(err)})") from None
+
+
+def _check_input(path: Path, session) -> None:
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT or len(inputs[0].shape) != 4 or inputs[0].type != "tensor(float)":
+        found = ", ".join(f"{i.name} {i.type} of rank {len(i.shape)}" for i in inputs) or "none"
+        raise BackendError(f"{path}: expected one input, {INPUT!r}, a 4-D float tensor (N, C, H, W); found {found}")
+
+
+def _check_outputs(path: Path, session, task: str) -> None:
+    expected = list(TASK_OUTPUTS[task])
+    outputs = session.get_outputs()
+    if [o.name for o in outputs] != expected:
+        raise BackendError(f"{path}: outputs {[o.name for o in outputs]} are not those of a {task} run ({expected})")
+    for output in outputs:
+        rank = 4 if output.name == PIXELS else 2
+        if len(output.shape) != rank or output.type != "tensor(float)":
+            found = f"{output.type} of rank {len(output.shape)}"
+            raise BackendError(f"{path}: output {output.name!r} is {found}; expected a float tensor of rank {rank}")
+
+
+def _one_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return lines[0][:300]
 
 
 def is_model_file(path: Path) -> bool:
@@ -68,10 +107,7 @@ def read_model_file(path: Path) -> tuple[Config, str]:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the metadata is read
-    try:
-        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-    except Exception as err:  # onnxruntime raises its own untyped errors for bad files
-        raise BackendError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from None
+    meta = _session(path, options, ["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     missing = [key for key in (META_CONFIG, META_POSTPROCESS, META_WEIGHTS) if key not in meta]
     if missing:
         raise BackendError(f"{path}: not exported by steelseg (no {missing[0]} metadata); export it with `steelseg export RUN`")
@@ -98,7 +134,5 @@ def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:
         raise BackendError(f"{path}: classes {names} differ from the run's {config.output_class_names}")
-    expected = list(TASK_OUTPUTS[config.model.task])
-    if backend.outputs != expected:
-        raise BackendError(f"{path}: outputs {backend.outputs} are not those of a {config.model.task} run ({expected})")
+    _check_outputs(path, backend.session, config.model.task)
     return backend

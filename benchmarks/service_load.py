@@ -45,9 +45,9 @@ import httpx  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from predict_throughput import DEFAULT_DATA, make_run  # noqa: E402
+from service_speed import free_port, start_server  # noqa: E402
 from steelseg.images import read_gray, require_images  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 KEY = "load-test-key"
 
 
@@ -76,24 +76,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def start_server(run: Path, port: int, args) -> subprocess.Popen:
-    command = [sys.executable, "-m", "steelseg", "serve", str(run), "--port", str(port), "--quiet", "--backend", args.backend,
-               "--max-upload-mb", "2", "--max-queue", "64", "--body-timeout", "5", "--header-timeout", "5"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(SRC), STEELSEG_API_KEY=KEY)
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stdout.read()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit("the server did not answer /health within 120 s")
 
 
 class Attacks:
@@ -159,10 +141,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         make_run(run, "default", head_bias=-3.0)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = start_server(run, port, args)
+        port = free_port()
+        options = ["--backend", args.backend, "--max-upload-mb", "2", "--max-queue", "64", "--body-timeout", "5",
+                   "--header-timeout", "5"]  # fmt: skip
+        server = start_server(run, port, options, env={"STEELSEG_API_KEY": KEY})
         url = f"http://127.0.0.1:{port}"
         try:
             failures = load_and_attack(server, url, port, uploads, args)

@@ -63,10 +63,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, args, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "steelseg", "serve", str(run), "--port", str(port), "--quiet", "--backend", args.backend,
-               "--batch-size", str(args.batch), "--max-wait-ms", str(args.max_wait_ms), "--max-queue", str(4 * args.clients)]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+def start_server(run: Path, port: int, options: list[str], env: dict | None = None) -> subprocess.Popen:
+    """``steelseg serve RUN --port PORT OPTIONS...`` as its own process, once /health answers."""
+    command = [sys.executable, "-m", "steelseg", "serve", str(run), "--port", str(port), "--quiet", *options]
+    env = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -134,7 +134,9 @@ def main() -> None:
         print(f"model: {predictor.describe()}, {count} strips of 256x1600, batch {args.batch}", flush=True)
         uploads = [(p.name, p.read_bytes()) for p in require_images(folder)]
         port = free_port()
-        server = start_server(run, args, port)
+        options = ["--backend", args.backend, "--batch-size", str(args.batch), "--max-wait-ms", str(args.max_wait_ms),
+                   "--max-queue", str(4 * args.clients)]  # fmt: skip
+        server = start_server(run, port, options)
         url = f"http://127.0.0.1:{port}"
         in_process, served, latencies, per_batch = [], [], [], []
         try:

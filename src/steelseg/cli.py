@@ -334,6 +334,8 @@ _positive_int = _at_least(1)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW  # numpy only: --help imports no torch
+
     parser = argparse.ArgumentParser(prog="steelseg", description="Find and outline defects on photos of steel sheet.")
     commands = parser.add_subparsers(dest="command")
 
@@ -405,11 +407,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--any-size", action="store_true",
                    help="predict images whose size is far from the training images' (by default an error)")
-    p.add_argument("--window", type=_at_least(0), default=1600, metavar="PX",
-                   help="predict images wider than this in overlapping windows this wide, blended back (default 1600, "
+    p.add_argument("--window", type=_at_least(0), default=DEFAULT_WINDOW, metavar="PX",
+                   help=f"predict images wider than this in overlapping windows this wide, blended back (default {DEFAULT_WINDOW}, "
                         "rounded down to a multiple of the networks' input step; 0: always whole images)")  # fmt: skip
-    p.add_argument("--overlap", type=_at_least(0), default=256, metavar="PX",
-                   help="at least this much overlap between neighbouring windows (default 256)")
+    p.add_argument("--overlap", type=_at_least(0), default=DEFAULT_OVERLAP, metavar="PX",
+                   help=f"at least this much overlap between neighbouring windows (default {DEFAULT_OVERLAP})")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out images that cannot be read or are of a size the model is not trusted on, each printed "
                         "(skipped FILE: reason) with the count at the end, instead of stopping at the first; the "

@@ -13,7 +13,8 @@ from steelseg.cli import main
 from steelseg.config import load_config
 from steelseg.gating import CLASSES, PIXELS
 from steelseg.inference.ensemble import Member
-from steelseg.inference.predictor import DEFAULT_OVERLAP, DEFAULT_WINDOW, InputError, Predictor
+from steelseg.inference.predictor import InputError, Predictor
+from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from steelseg.inference.windows import layout, positions, predict_windows, ramp, window_unit
 from steelseg.postprocess import PostProcess
 
@@ -306,8 +307,6 @@ def test_cli_predicts_a_long_strip_in_windows(half_scale_run, tmp_path, capsys):
 def test_cli_window_defaults_and_refusals(half_scale_run, tmp_path, capsys):
     from steelseg.cli import _parser
 
-    args = _parser().parse_args(["predict", "run", "images", "--out", "s.csv"])
-    assert (args.window, args.overlap) == (DEFAULT_WINDOW, DEFAULT_OVERLAP)
     run, data = half_scale_run
     argv = ["predict", str(run), str(data / "train_images"), "--out", str(tmp_path / "s.csv"), "--quiet"]
     assert main(argv + ["--window", "10"]) == 1  # the half-scale run sees 64 px as its 32 px divisor

@@ -152,10 +152,3 @@ def test_port_in_use_is_one_line(tiny_export):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
 
-
-def test_serve_window_defaults_are_the_predictors():
-    from steelseg.cli import _parser
-    from steelseg.inference.predictor import DEFAULT_OVERLAP, DEFAULT_WINDOW
-
-    args = _parser().parse_args(["serve", "RUN"])
-    assert (args.window, args.overlap) == (DEFAULT_WINDOW, DEFAULT_OVERLAP)

@@ -34,17 +34,11 @@ from steelseg.images import ImageError, read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
 from steelseg.inference.ensemble import EnsembleError, Member, combine, ensemble_outputs, tta_views
 from steelseg.inference.skipped import SkippedImages
-from steelseg.inference.windows import Windows, layout, predict_windows, window_unit
+from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW, Windows, layout, predict_windows, window_unit
 from steelseg.postprocess import PostProcess, per_class
 from steelseg.screening import present
 
 SIZE_TOLERANCE = 2.0  # the shorter image side may differ from training's by this factor
-# Wider images are predicted in windows this wide: the Severstal strips' width, which the networks
-# were trained on, so 256x1600 images stay whole (exactly as without windows).
-DEFAULT_WINDOW = 1600
-# 8 cells of a stride-32 network's deepest feature map: near a window's edge its deepest features
-# mix in zero padding; 256 px keeps the blend's weight there small, for 19% more windows than none.
-DEFAULT_OVERLAP = 256
 DIVISOR = 32  # the input divisor assumed where a run does not record its own
 
 

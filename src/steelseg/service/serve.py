@@ -11,11 +11,12 @@ import os
 import socket
 
 API_KEY_ENV = "STEELSEG_API_KEY"
-DEFAULT_WINDOW, DEFAULT_OVERLAP = 1600, 256  # as predictor.DEFAULT_WINDOW / DEFAULT_OVERLAP, without importing it here
 
 
 def add_parser(commands) -> None:
     """Register ``steelseg serve`` on the CLI's sub-command parsers."""
+    from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW  # numpy only: no torch, no web framework
+
     p = commands.add_parser("serve", help="serve a model over HTTP: POST /predict, GET /model, /health, the viewer page at /")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="a run directory, a folder of runs, an ensemble .yaml (as for predict) or an exported model .onnx")

@@ -11,13 +11,18 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
-from steelseg.datasets import open_dataset  # noqa: E402
+from steelseg.core.metrics import DiceAccumulator  # noqa: E402
+from steelseg.files.datasets import open_dataset  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
-from steelseg.metrics import DiceAccumulator  # noqa: E402
 
 
-def test_dice(models: list[Path], test_data: Path, class_names: list[str] | None = None, tta: str | None = None,
-              postprocess: Path | None = None) -> tuple[float, list[float], float]:  # fmt: skip
+def test_dice(
+    models: list[Path],
+    test_data: Path,
+    class_names: list[str] | None = None,
+    tta: str | None = None,
+    postprocess: Path | None = None,
+) -> tuple[float, list[float], float]:
     """(mean Dice, per-class Dice, seconds) of ``models`` on every image of ``test_data``."""
     predictor = Predictor.load(models, tta=tta, postprocess=postprocess, batch_size=8)
     dataset = open_dataset(test_data, class_names=class_names)

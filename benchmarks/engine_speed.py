@@ -60,16 +60,17 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from steelseg import rle, rundir  # noqa: E402
 from steelseg.config import load_config  # noqa: E402
+from steelseg.core import rle  # noqa: E402
+from steelseg.core.postprocess import PostProcess  # noqa: E402
 from steelseg.errors import SteelsegError  # noqa: E402
-from steelseg.images import read_gray, require_images  # noqa: E402
+from steelseg.files import rundir
+from steelseg.files.images import read_gray, require_images  # noqa: E402
 from steelseg.inference import ensemble as ensemble_module  # noqa: E402
 from steelseg.inference import predictor as predictor_module  # noqa: E402
 from steelseg.inference.backends import BACKENDS, resolve_backend  # noqa: E402
 from steelseg.inference.ensemble import TTA  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
-from steelseg.postprocess import PostProcess  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal-mini"
 CLASS_NAMES = "data.class_names=['1', '2', '3', '4']"
@@ -86,9 +87,12 @@ NETWORKS = {
 # The 1st place's post-processing (postprocess.py): classifier gate 0.6, peak gate, pixel
 # threshold 0.55, components under 150 px removed, whole-mask minimum areas.
 FIRST_PLACE_POST = [
-    "pixel_threshold=0.55", "min_component=150", "min_area=[600, 600, 900, 2000]",
-    "label_threshold=0.6", "peak_threshold=[0.7, 0.7, 0.6, 0.6]",
-]  # fmt: skip
+    "pixel_threshold=0.55",
+    "min_component=150",
+    "min_area=[600, 600, 900, 2000]",
+    "label_threshold=0.6",
+    "peak_threshold=[0.7, 0.7, 0.6, 0.6]",
+]
 KAGGLE_TEST = 5506
 KAGGLE_MINUTES = 60
 FIRST_PLACE_VIEWS = 3  # none, hflip, vflip
@@ -97,8 +101,8 @@ FIRST_PLACE_VIEWS = 3  # none, hflip, vflip
 def make_run(run: Path, network: str, head_bias: float = -3.0, onnx: bool = False) -> None:
     """A run directory holding ``network`` (``NETWORKS``) with random weights; a segmenter's
     last-layer bias set to ``head_bias``; exported to ONNX when ``onnx``."""
-    from steelseg.model import build_model
-    from steelseg.weights import save_weights
+    from steelseg.models.registry import build_model
+    from steelseg.models.weights import save_weights
 
     recipe, overrides = NETWORKS[network]
     config = load_config(recipe, [CLASS_NAMES, "model.encoder_weights=null", *overrides])
@@ -201,7 +205,10 @@ def instrumented(predictor: Predictor):
         (predictor, "finish", "finish (gates)"),
     ]
     for member in predictor.members:
-        patches += [(member, "backend", f"backend {member_label(member)}"), (member, "outputs", f"outputs {member_label(member)}")]
+        patches += [
+            (member, "backend", f"backend {member_label(member)}"),
+            (member, "outputs", f"outputs {member_label(member)}"),
+        ]
     saved = []
     for owner, name, stage in patches:
         own = vars(owner).get(name)  # None: a method of the class, shadowed below
@@ -231,18 +238,26 @@ def profile_table(stages: Stages, wall: float, n: int, raw: float) -> None:
 
     outputs, backend = total("outputs "), total("backend ")
     rows = [(stage, thread, v) for (stage, thread), v in seconds.items() if not stage.startswith("outputs ")]
-    rows.append(("flip back + average views (in outputs)", "main", outputs - backend - total("to_input") - total("to_image")))
+    rows.append(
+        ("flip back + average views (in outputs)", "main", outputs - backend - total("to_input") - total("to_image"))
+    )
     # The main thread's stages that are not nested in one another: each member's outputs,
     # combine, ensemble_outputs, RLE (of post-processed strips) and the gates.
-    main = outputs + sum(v for (stage, thread), v in seconds.items() if thread == "main" and not stage.startswith(("outputs ", *nested)))
+    main = outputs + sum(
+        v for (stage, thread), v in seconds.items() if thread == "main" and not stage.startswith(("outputs ", *nested))
+    )
     rows.append(("main thread, outside the stages above", "main", wall - main))
     print(f"\ninstrumented end-to-end pass: {wall:.2f} s for {n} strips ({n / wall:.2f} im/s)")
     print(f"{'stage':<44}{'thread':<8}{'ms/strip':>10}{'of wall':>9}")
     for stage, thread, value in sorted(rows, key=lambda row: -row[2]):
         print(f"{stage:<44}{thread:<8}{1000 * value / n:>10.1f}{value / wall:>9.1%}")
-    print("worker: the reader (2 threads) and post-processing (1 thread) run beside the main thread; "
-          "'outside the stages': waiting for decoded strips, Python")
-    print(f"backend calls in this pass vs the raw forward alone: {backend:.2f} s vs {raw:.2f} s ({backend / raw - 1:+.0%})")
+    print(
+        "worker: the reader (2 threads) and post-processing (1 thread) run beside the main thread; "
+        "'outside the stages': waiting for decoded strips, Python"
+    )
+    print(
+        f"backend calls in this pass vs the raw forward alone: {backend:.2f} s vs {raw:.2f} s ({backend / raw - 1:+.0%})"
+    )
 
 
 def coverage(predictor: Predictor, images: np.ndarray) -> str:
@@ -254,9 +269,11 @@ def coverage(predictor: Predictor, images: np.ndarray) -> str:
     thresholded = outputs.pixels >= post.pixel_threshold[None, :, None, None]
     runs = [len(rle.encode(m).split()) // 2 for image in masks for m in image if m.any()]
     kept = post.gate(np.stack(peaks), outputs.heads)
-    return (f"pixels over the threshold {thresholded.mean():.1%}, after components and min area {masks.mean():.1%}; "
-            f"{len(runs)} of {masks.shape[0] * masks.shape[1]} masks non-empty, {np.mean(runs) if runs else 0:.0f} runs each; "
-            f"{kept.mean():.0%} of (strip, class) pass the gates")  # fmt: skip
+    return (
+        f"pixels over the threshold {thresholded.mean():.1%}, after components and min area {masks.mean():.1%}; "
+        f"{len(runs)} of {masks.shape[0] * masks.shape[1]} masks non-empty, {np.mean(runs) if runs else 0:.0f} runs each; "
+        f"{kept.mean():.0%} of (strip, class) pass the gates"
+    )
 
 
 def calibrated(predictor: Predictor, images: np.ndarray, share: float) -> PostProcess:
@@ -281,7 +298,9 @@ def load_ensemble(args, tmp: Path, device: str, images: np.ndarray) -> Predictor
     for member in predictor.members:
         model = member.config.model
         arch = "classifier" if model.task == "classify" else model.arch
-        print(f"  {Path(member.name).name}: {arch} / {model.encoder_name}, {model.in_channels} channel(s), views {', '.join(member.views)}")
+        print(
+            f"  {Path(member.name).name}: {arch} / {model.encoder_name}, {model.in_channels} channel(s), views {', '.join(member.views)}"
+        )
     print("post-processing:\n" + predictor.postprocess.describe(predictor.class_names))
     print(f"masks ({args.batch} strips): {coverage(predictor, images[: args.batch])}")
     return predictor
@@ -292,7 +311,10 @@ def ensemble_speed(args, tmp: Path, folder: Path, device: str) -> float:
     paths = require_images(folder)
     images = np.stack([read_gray(p) for p in paths])
     predictor = load_ensemble(args, tmp, device, images)
-    inputs = [[member.inputs(images[i : i + args.batch]) for member in predictor.members] for i in range(0, len(images), args.batch)]
+    inputs = [
+        [member.inputs(images[i : i + args.batch]) for member in predictor.members]
+        for i in range(0, len(images), args.batch)
+    ]
     (tmp / "warm-up").mkdir()
     for path in paths[: args.batch]:
         shutil.copyfile(path, tmp / "warm-up" / path.name)
@@ -300,22 +322,33 @@ def ensemble_speed(args, tmp: Path, folder: Path, device: str) -> float:
     runs = {"raw": [], "end-to-end": []}
     faults = {"raw": [], "end-to-end": []}
     for _ in range(args.repeats):
-        for name, work in (("raw", lambda: raw_seconds(predictor, inputs)), ("end-to-end", lambda: e2e_seconds(predictor, folder))):
+        for name, work in (
+            ("raw", lambda: raw_seconds(predictor, inputs)),
+            ("end-to-end", lambda: e2e_seconds(predictor, folder)),
+        ):
             before = page_faults()
             runs[name].append(work())
             faults[name].append(page_faults() - before)
     raw, e2e = statistics.median(runs["raw"]), statistics.median(runs["end-to-end"])
     n, views = len(images), sum(len(m.views) for m in predictor.members)
-    print(f"\n(1) {n} strips, batch {args.batch}, {len(predictor.members)} networks, {views} forward passes per strip; "
-          f"median of {args.repeats} passes (s: " + "; ".join(f"{k} {' '.join(f'{t:.2f}' for t in v)}" for k, v in runs.items()) + ")")
+    print(
+        f"\n(1) {n} strips, batch {args.batch}, {len(predictor.members)} networks, {views} forward passes per strip; "
+        f"median of {args.repeats} passes (s: "
+        + "; ".join(f"{k} {' '.join(f'{t:.2f}' for t in v)}" for k, v in runs.items())
+        + ")"
+    )
     print(f"{'':<36}{'images/s':>10}{'s/strip':>10}")
     print(f"{'raw forward (backend calls only)':<36}{n / raw:>10.2f}{raw / n:>10.3f}")
     print(f"{'end-to-end (predict_folder)':<36}{n / e2e:>10.2f}{e2e / n:>10.3f}")
     ratio = raw / e2e
-    print(f"end-to-end / raw: {ratio:.2f} (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'}); "
-          f"the engine adds {(e2e - raw) / n * 1000:.0f} ms per strip around the forward")
-    print("page faults per strip (memory the process got fresh from the kernel, 4 KiB each): "
-          + ", ".join(f"{name} {statistics.median(counts) / n:,.0f}" for name, counts in faults.items()))
+    print(
+        f"end-to-end / raw: {ratio:.2f} (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'}); "
+        f"the engine adds {(e2e - raw) / n * 1000:.0f} ms per strip around the forward"
+    )
+    print(
+        "page faults per strip (memory the process got fresh from the kernel, 4 KiB each): "
+        + ", ".join(f"{name} {statistics.median(counts) / n:,.0f}" for name, counts in faults.items())
+    )
     if args.profile:
         with instrumented(predictor) as stages:
             wall = e2e_seconds(predictor, folder)
@@ -346,10 +379,15 @@ def projection(args, tmp: Path, images: np.ndarray, device: str, ratio: float | 
         make_run(tmp / network, network, onnx="onnx" in backends)
         for backend in backends:
             per_strip[network, backend], details = forward_seconds(tmp / network, backend, device, images, args.repeats)
-            print(f"  {network} on {backend}: {1000 * per_strip[network, backend]:.0f} ms per strip ({details})", flush=True)
+            print(
+                f"  {network} on {backend}: {1000 * per_strip[network, backend]:.0f} ms per strip ({details})",
+                flush=True,
+            )
     n, views, passed = KAGGLE_TEST, FIRST_PLACE_VIEWS, 1 - args.screened
-    print(f"\n(2) 1st place's ensemble: 3 x cls-effb1 + cls-resnet34, {args.unets} x unet-effb3 + {args.fpns} x fpn-effb3, "
-          f"{views} TTA views, {n} strips of 256x1600, batch {len(images)}, on {device}")  # fmt: skip
+    print(
+        f"\n(2) 1st place's ensemble: 3 x cls-effb1 + cls-resnet34, {args.unets} x unet-effb3 + {args.fpns} x fpn-effb3, "
+        f"{views} TTA views, {n} strips of 256x1600, batch {len(images)}, on {device}"
+    )
     names = [resolve_backend(b, device) for b in backends]
     print(f"{'network':<14}{'count':>6}" + "".join(f"{name + ' ms/strip':>20}" for name in names))
     for network, count in kinds.items():
@@ -365,16 +403,22 @@ def projection(args, tmp: Path, images: np.ndarray, device: str, ratio: float | 
         f"{segmenters}, every strip": [minutes(b, False) for b in backends],
         f"{segmenters}, {passed:.0%} of the strips": [minutes(b, False) * passed for b in backends],
         "total, segmenting every strip": [minutes(b, True) + minutes(b, False) for b in backends],
-        f"total, screened ({args.screened:.0%} skipped)": [minutes(b, True) + minutes(b, False) * passed for b in backends],
+        f"total, screened ({args.screened:.0%} skipped)": [
+            minutes(b, True) + minutes(b, False) * passed for b in backends
+        ],
     }
-    print(f"\nprojected minutes for {n} strips (forward only; 'x engine': divided by (1)'s end-to-end / raw"
-          f"{f' = {ratio:.2f}' if ratio else ', not measured'}, an upper bound: the engine's own cost per view does not "
-          f"grow with the network); Kaggle's limit: {KAGGLE_MINUTES} min")
+    print(
+        f"\nprojected minutes for {n} strips (forward only; 'x engine': divided by (1)'s end-to-end / raw"
+        f"{f' = {ratio:.2f}' if ratio else ', not measured'}, an upper bound: the engine's own cost per view does not "
+        f"grow with the network); Kaggle's limit: {KAGGLE_MINUTES} min"
+    )
     print(f"{'':<44}" + "".join(f"{name:>12}{'x engine':>10}" for name in names))
     for label, values in rows.items():
         print(f"{label:<44}" + "".join(f"{v:>12.0f}{(f'{v / ratio:.0f}' if ratio else '-'):>10}" for v in values))
     best = min(list(rows.values())[-1])
-    print(f"fastest projection: {best:.0f} min forward only = {best / KAGGLE_MINUTES:.1f}x the {KAGGLE_MINUTES}-minute limit")
+    print(
+        f"fastest projection: {best:.0f} min forward only = {best / KAGGLE_MINUTES:.1f}x the {KAGGLE_MINUTES}-minute limit"
+    )
 
 
 def machine(device: str) -> str:
@@ -382,10 +426,18 @@ def machine(device: str) -> str:
 
     from steelseg import hardware
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")  # fmt: skip
-    line = (f"CPU: {model}, {os.cpu_count()} logical CPUs, bf16 {'native' if hardware.cpu_has_bf16() else 'not native'}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")  # fmt: skip
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    line = (
+        f"CPU: {model}, {os.cpu_count()} logical CPUs, bf16 {'native' if hardware.cpu_has_bf16() else 'not native'}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+    )
     if device.startswith("cuda"):
         line += f"; GPU: {torch.cuda.get_device_name(torch.device(device))}"
     return line
@@ -396,23 +448,44 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=20, help="strips in the folder (copies of the real ones beyond them)")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--members", nargs="+", default=["unet-resnet18", "fpn-resnet18", "cls-resnet18"],
-                        choices=list(NETWORKS), metavar="NETWORK", help=f"networks of the ensemble: {', '.join(NETWORKS)}")
-    parser.add_argument("--tta", default="hflip", choices=list(TTA), help="every member's TTA (both: none + hflip + vflip)")
+    parser.add_argument(
+        "--members",
+        nargs="+",
+        default=["unet-resnet18", "fpn-resnet18", "cls-resnet18"],
+        choices=list(NETWORKS),
+        metavar="NETWORK",
+        help=f"networks of the ensemble: {', '.join(NETWORKS)}",
+    )
+    parser.add_argument(
+        "--tta", default="hflip", choices=list(TTA), help="every member's TTA (both: none + hflip + vflip)"
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the median counts")
-    parser.add_argument("--post", nargs="*", metavar="KEY=VALUE",
-                        help="post-processing (default: the 1st place's gates and sizes; no classifier gate without a classifier)")
-    parser.add_argument("--coverage", type=float, default=0.02,
-                        help="share of pixels over the pixel threshold, calibrated on the first batch (0: --post's threshold)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc mallopt: keep freed memory (fewer page faults per forward; see keep_freed_memory)")
+    parser.add_argument(
+        "--post",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="post-processing (default: the 1st place's gates and sizes; no classifier gate without a classifier)",
+    )
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        default=0.02,
+        help="share of pixels over the pixel threshold, calibrated on the first batch (0: --post's threshold)",
+    )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc mallopt: keep freed memory (fewer page faults per forward; see keep_freed_memory)",
+    )
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the instrumented pass")
     parser.add_argument("--skip-projection", action="store_true", help="part (1) only")
     parser.add_argument("--skip-ensemble", action="store_true", help="part (2) only")
-    parser.add_argument("--project-backends", nargs="+", default=["auto"], choices=["auto", *BACKENDS], help="backends of part (2)")
+    parser.add_argument(
+        "--project-backends", nargs="+", default=["auto"], choices=["auto", *BACKENDS], help="backends of part (2)"
+    )
     parser.add_argument("--project-batch", type=int, help="batch of part (2) (default: --batch)")
     parser.add_argument("--unets", type=int, default=5, help="U-Nets among the 1st place's 9 segmenters")
     parser.add_argument("--fpns", type=int, default=4, help="FPNs among them")
@@ -441,9 +514,13 @@ def run(args) -> None:
     torch.manual_seed(0)  # the same random networks every run
     device = resolve_device(args.device)
     print(machine(device))
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min; other processes disturb the timings)")
-    print(f"device {device}; backend {args.backend} -> {resolve_backend(args.backend, device)}; "
-          f"part (2) backends {', '.join(f'{b} -> {resolve_backend(b, device)}' for b in args.project_backends)}")
+    print(
+        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min; other processes disturb the timings)"
+    )
+    print(
+        f"device {device}; backend {args.backend} -> {resolve_backend(args.backend, device)}; "
+        f"part (2) backends {', '.join(f'{b} -> {resolve_backend(b, device)}' for b in args.project_backends)}"
+    )
     ratio = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"

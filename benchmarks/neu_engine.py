@@ -30,12 +30,19 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "neu-se
 SRC = Path(__file__).resolve().parents[1] / "src"
 CLASSES = "[inclusion, patches, scratches]"
 TRAIN = [
-    "--config", "default",
-    "--set", f"data.class_names={CLASSES}",
-    "--set", "data.crop_height=null", "--set", "data.crop_width=null",  # 200x200: whole images
-    "--set", "train.oof_scale=1.0",  # out-of-fold files at full size (200x200) for tune
-    "--set", "train.batches_per_epoch=50",
-]  # fmt: skip
+    "--config",
+    "default",
+    "--set",
+    f"data.class_names={CLASSES}",
+    "--set",
+    "data.crop_height=null",
+    "--set",
+    "data.crop_width=null",  # 200x200: whole images
+    "--set",
+    "train.oof_scale=1.0",  # out-of-fold files at full size (200x200) for tune
+    "--set",
+    "train.batches_per_epoch=50",
+]
 
 
 def split_holdout(data: Path, out: Path, fraction: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
@@ -59,7 +66,9 @@ def split_holdout(data: Path, out: Path, fraction: float = 0.2, seed: int = 0) -
 def steelseg(*args: str) -> str:
     print("$ steelseg", shlex.join(args), flush=True)
     env = dict(os.environ, PYTHONPATH=str(SRC))
-    done = subprocess.run([sys.executable, "-m", "steelseg", *args], env=env, check=True, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "steelseg", *args], env=env, check=True, stdout=subprocess.PIPE, text=True
+    )
     print(done.stdout, end="", flush=True)
     return done.stdout
 
@@ -74,9 +83,21 @@ def train(cv_data: Path, out: Path, k: int, minutes: float) -> Path:
     if not folds.is_file():
         steelseg("folds", str(cv_data), "--out", str(folds), "--k", str(k), "--quiet")
     steelseg(
-        "train", str(cv_data), "--out", str(runs), *TRAIN, "--folds", str(folds), "--fold", "all",
-        "--epochs", "1000", "--max-minutes", str(minutes), "--quiet",
-    )  # fmt: skip
+        "train",
+        str(cv_data),
+        "--out",
+        str(runs),
+        *TRAIN,
+        "--folds",
+        str(folds),
+        "--fold",
+        "all",
+        "--epochs",
+        "1000",
+        "--max-minutes",
+        str(minutes),
+        "--quiet",
+    )
     return runs
 
 
@@ -103,7 +124,6 @@ def evaluate(runs: Path, test_data: Path, out: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     sys.path.insert(0, str(SRC))
     from engine_figures import row, test_dice
-
     from steelseg.training.oof import write_run_oof
 
     for fold in sorted(runs.glob("fold-*")):
@@ -116,7 +136,9 @@ def evaluate(runs: Path, test_data: Path, out: Path) -> None:
         tuned.unlink()  # "before" means the folds' own post-processing
     # "one model": the fold that scored best on its own validation images, the strongest single
     # model to hold the ensemble against
-    best = max(sorted(runs.glob("fold-*")), key=lambda f: json.loads((f / "summary.json").read_text())["val_dice_tuned"])
+    best = max(
+        sorted(runs.glob("fold-*")), key=lambda f: json.loads((f / "summary.json").read_text())["val_dice_tuned"]
+    )
     rows = [
         row(f"one model ({best.name}), its validation-tuned post-processing", test_dice([best], test_data, names)),
         row("fold ensemble + flip TTA (both)", test_dice([runs], test_data, names, tta="both")),

@@ -49,8 +49,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from steelseg.datasets import write_class_names  # noqa: E402
-from steelseg.images import list_images, read_gray, read_label_map  # noqa: E402
+from steelseg.files.datasets import write_class_names  # noqa: E402
+from steelseg.files.images import list_images, read_gray, read_label_map  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "neu-seg"
 CLASS_NAMES = ["inclusion", "patches", "scratches"]
@@ -109,7 +109,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/neu-screening"))
     parser.add_argument("--minutes", type=float, default=12, help="training budget (train.max_minutes)")
     parser.add_argument("--encoder", default="resnet34", help="model.encoder_name (the recipe's: resnet34)")
-    parser.add_argument("--epochs", type=int, default=16, help="epochs of the cosine schedule; set so they fit --minutes")
+    parser.add_argument(
+        "--epochs", type=int, default=16, help="epochs of the cosine schedule; set so they fit --minutes"
+    )
     parser.add_argument("--batches-per-epoch", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (the recipe's 0.01)")
@@ -124,41 +126,73 @@ def main() -> None:
     else:
         counts = make_crops(args.data, crops)
         print(f"wrote crops to {crops} in {time.monotonic() - start:.0f} s")
-    print(f"{counts['images']} NEU images -> {counts['defective']} defective and {counts['clean']} clean {CROP}x{CROP} crops "
-          f"({counts['no clean window']} images have no defect-free {CROP}x{CROP} window)")  # fmt: skip
+    print(
+        f"{counts['images']} NEU images -> {counts['defective']} defective and {counts['clean']} clean {CROP}x{CROP} crops "
+        f"({counts['no clean window']} images have no defect-free {CROP}x{CROP} window)"
+    )
 
     run = args.out / f"cls-{args.encoder}"
     command = [
-        "steelseg", "train", str(crops), "--out", str(run), "--config", "first_place_cls_resnet34",
-        "--folds", str(crops / "folds.csv"), "--fold", "0",
-        "--set", f"data.class_names=[{', '.join(CLASS_NAMES)}]",
-        "--set", "data.crop_height=null", "--set", "data.crop_width=null",  # whole 96x96 crops
-        "--set", "model.in_channels=1",  # gray data, no pretrained weights to match
-        "--set", f"model.encoder_name={args.encoder}",
-        "--set", f"data.batch_size={args.batch_size}", "--set", "train.accumulate_batches=1",
-        "--set", f"train.lr={args.lr}",
-        "--set", f"train.batches_per_epoch={args.batches_per_epoch}", "--set", "train.oof_scale=null",
-        "--epochs", str(args.epochs), "--max-minutes", str(args.minutes), "--quiet",
-    ]  # fmt: skip
+        "steelseg",
+        "train",
+        str(crops),
+        "--out",
+        str(run),
+        "--config",
+        "first_place_cls_resnet34",
+        "--folds",
+        str(crops / "folds.csv"),
+        "--fold",
+        "0",
+        "--set",
+        f"data.class_names=[{', '.join(CLASS_NAMES)}]",
+        "--set",
+        "data.crop_height=null",
+        "--set",
+        "data.crop_width=null",  # whole 96x96 crops
+        "--set",
+        "model.in_channels=1",  # gray data, no pretrained weights to match
+        "--set",
+        f"model.encoder_name={args.encoder}",
+        "--set",
+        f"data.batch_size={args.batch_size}",
+        "--set",
+        "train.accumulate_batches=1",
+        "--set",
+        f"train.lr={args.lr}",
+        "--set",
+        f"train.batches_per_epoch={args.batches_per_epoch}",
+        "--set",
+        "train.oof_scale=null",
+        "--epochs",
+        str(args.epochs),
+        "--max-minutes",
+        str(args.minutes),
+        "--quiet",
+    ]
     print("$", shlex.join(command), flush=True)
     start = time.monotonic()
     env = dict(os.environ, PYTHONPATH=str(SRC))
     subprocess.run([sys.executable, "-m", "steelseg", *command[1:]], check=True, env=env)
     minutes = (time.monotonic() - start) / 60
 
-    from steelseg.rundir import load_summary
-    from steelseg.screening import format_report
+    from steelseg.core.screening import format_report
+    from steelseg.files.rundir import load_summary
 
     summary = load_summary(run)
     epochs = len((run / "metrics.csv").read_text().splitlines()) - 1
     report = summary.screening
-    print(f"\nNEU-Seg {CROP}x{CROP} crops, validation fold 0: {report.images} crops; classifier "
-          f"first_place_cls_resnet34 with {args.encoder}, 1 channel, from scratch; best epoch {summary.epoch} "
-          f"of {epochs}, {minutes:.1f} min")  # fmt: skip
+    print(
+        f"\nNEU-Seg {CROP}x{CROP} crops, validation fold 0: {report.images} crops; classifier "
+        f"first_place_cls_resnet34 with {args.encoder}, 1 channel, from scratch; best epoch {summary.epoch} "
+        f"of {epochs}, {minutes:.1f} min"
+    )
     print(format_report(report, summary.class_names))
     aucs = [a for a in report.auc if a is not None]
-    print(f"mean AUC {np.mean(aucs):.4f}; presence accuracy {summary.val_dice_tuned:.4f} at the tuned thresholds "
-          f"(untuned: {summary.val_dice:.4f}); summary in {run / 'summary.json'}")  # fmt: skip
+    print(
+        f"mean AUC {np.mean(aucs):.4f}; presence accuracy {summary.val_dice_tuned:.4f} at the tuned thresholds "
+        f"(untuned: {summary.val_dice:.4f}); summary in {run / 'summary.json'}"
+    )
 
 
 if __name__ == "__main__":

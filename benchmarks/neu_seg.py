@@ -28,22 +28,36 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "neu-se
 # dependencies, never steelseg itself (see Makefile).
 SRC = Path(__file__).resolve().parents[1] / "src"
 COMMON = [
-    "--set", "data.class_names=[inclusion, patches, scratches]",
-    "--set", "data.crop_height=null", "--set", "data.crop_width=null",  # 200x200: whole images
-    "--set", "train.oof_scale=null",
+    "--set",
+    "data.class_names=[inclusion, patches, scratches]",
+    "--set",
+    "data.crop_height=null",
+    "--set",
+    "data.crop_width=null",  # 200x200: whole images
+    "--set",
+    "train.oof_scale=null",
     # 2 CPU cores train U-Net-resnet18 at a few images per second: validate every 50 batches
     # (400 images) on a 10% split so both runs get several validations inside the budget.
-    "--set", "data.val_fraction=0.1", "--set", "train.batches_per_epoch=50",
-]  # fmt: skip
+    "--set",
+    "data.val_fraction=0.1",
+    "--set",
+    "train.batches_per_epoch=50",
+]
 RECIPES = {
     "default recipe": ["--config", "default"],
     "baseline": [
-        "--config", "default",
-        "--set", "train.loss=bce", "--set", "data.augment=[]", "--set", "data.defect_crop_fraction=0",
+        "--config",
+        "default",
+        "--set",
+        "train.loss=bce",
+        "--set",
+        "data.augment=[]",
+        "--set",
+        "data.defect_crop_fraction=0",
     ],
     "two heads": ["--config", "default", "--set", "model.task=two_head"],
     "mask r-cnn": ["--config", "default", "--set", "model.task=instance"],
-}  # fmt: skip
+}
 DEFAULT_RUNS = ["default recipe", "baseline"]
 
 
@@ -52,7 +66,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/neu-seg"))
-    parser.add_argument("--runs", nargs="+", choices=list(RECIPES), default=DEFAULT_RUNS, help="which runs (default: the first two)")
+    parser.add_argument(
+        "--runs", nargs="+", choices=list(RECIPES), default=DEFAULT_RUNS, help="which runs (default: the first two)"
+    )
     args = parser.parse_args()
     if not (args.data / "masks").is_dir():
         sys.exit(f"NEU-Seg not found at {args.data}")
@@ -61,9 +77,19 @@ def main() -> None:
         recipe = RECIPES[name]
         run = args.out / name.replace(" ", "-")
         command = [
-            "steelseg", "train", str(args.data), "--out", str(run), *recipe, *COMMON,
-            "--epochs", "1000", "--max-minutes", str(args.minutes), "--quiet",
-        ]  # fmt: skip
+            "steelseg",
+            "train",
+            str(args.data),
+            "--out",
+            str(run),
+            *recipe,
+            *COMMON,
+            "--epochs",
+            "1000",
+            "--max-minutes",
+            str(args.minutes),
+            "--quiet",
+        ]
         print("$", shlex.join(command), flush=True)
         start = time.monotonic()
         env = dict(os.environ, PYTHONPATH=str(SRC))

@@ -36,13 +36,14 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np  # noqa: E402
 
-from steelseg import rle, rundir  # noqa: E402
 from steelseg.config import load_config  # noqa: E402
-from steelseg.images import read_gray, require_images  # noqa: E402
+from steelseg.core import rle  # noqa: E402
+from steelseg.core.preprocess import to_input  # noqa: E402
+from steelseg.files import rundir
+from steelseg.files.images import read_gray, require_images  # noqa: E402
+from steelseg.files.submission import write_submission  # noqa: E402
 from steelseg.inference.backends import resolve_backend  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
-from steelseg.preprocess import to_input  # noqa: E402
-from steelseg.submission import write_submission  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal-mini"
 BACKENDS = ["torch", "torch-amp", "onnx"]
@@ -51,8 +52,8 @@ BACKENDS = ["torch", "torch-amp", "onnx"]
 def make_run(run: Path, recipe: str, head_bias: float | None = None) -> None:
     """A run directory holding the recipe's network with random weights, exported to ONNX."""
     from steelseg.inference.export import export_onnx
-    from steelseg.model import build_model
-    from steelseg.weights import save_weights
+    from steelseg.models.registry import build_model
+    from steelseg.models.weights import save_weights
 
     config = load_config(recipe, ["data.class_names=['1', '2', '3', '4']"])
     run.mkdir(parents=True)
@@ -78,7 +79,9 @@ def end_to_end_rate(predictor: Predictor, images: Path, out: Path) -> float:
     return len(predictions.image_ids) / (time.perf_counter() - start)
 
 
-def best_rates(predictor: Predictor, batches: list[np.ndarray], images: Path, out: Path, trials: int) -> tuple[float, float]:
+def best_rates(
+    predictor: Predictor, batches: list[np.ndarray], images: Path, out: Path, trials: int
+) -> tuple[float, float]:
     """Best of ``trials`` passes each, raw and end-to-end interleaved, after a warm-up: a shared
     2-core machine is noisy (+-5%), and the best pass is the one least disturbed."""
     predictor.backend(batches[0])  # warm-up: first-call allocations, oneDNN kernel choice
@@ -95,9 +98,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--config", default="default", help="recipe whose network is measured")
     parser.add_argument("--trials", type=int, default=3, help="passes over the images per measurement; the best counts")
-    parser.add_argument("--copies", type=int, default=3, help="each strip this many times per pass (a pass's start-up is spread)")
+    parser.add_argument(
+        "--copies", type=int, default=3, help="each strip this many times per pass (a pass's start-up is spread)"
+    )
     parser.add_argument("--head-bias", type=float, default=-3.0, help="bias of the last layer (see above)")
-    parser.add_argument("--run", type=Path, help="measure this trained run directory instead (exported to ONNX in a copy)")
+    parser.add_argument(
+        "--run", type=Path, help="measure this trained run directory instead (exported to ONNX in a copy)"
+    )
     args = parser.parse_args()
     images = args.data / "train_images"
     if not images.is_dir():
@@ -106,8 +113,10 @@ def main() -> None:
     pictures = np.stack([read_gray(p) for p in paths] * args.copies)
     import torch
 
-    print(f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]} x {args.copies} copies per pass, batch {args.batch}, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]} x {args.copies} copies per pass, batch {args.batch}, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"  # the strips, copies under other names: a longer pass
         folder.mkdir()
@@ -126,7 +135,9 @@ def main() -> None:
         config = rundir.load_run_config(run)
         model = config.model
         batches = [
-            to_input(pictures[i : i + args.batch], model.input_mean, model.input_std, model.in_channels, model.input_scale)
+            to_input(
+                pictures[i : i + args.batch], model.input_mean, model.input_std, model.in_channels, model.input_scale
+            )
             for i in range(0, len(pictures), args.batch)
         ]
         rows = {}
@@ -142,10 +153,14 @@ def main() -> None:
     print(f"\n{'backend':<11}{'raw forward':>13}{'end-to-end':>12}{'e2e / raw':>11}{'raw / fp32':>12}  details")
     for name, (description, raw, full) in rows.items():
         mark = "  <- default" if name == default else ""
-        print(f"{name:<11}{raw:>9.2f} im/s{full:>8.2f} im/s{full / raw:>10.2f}x{raw / fp32:>11.2f}x  {description}{mark}")
-    print(f"\ndefault backend ({default}): end-to-end {rows[default][2]:.2f} images/s = "
-          f"{rows[default][2] / fp32:.2f}x the fp32 eager forward; "
-          f"{5506 / rows[default][2] / 60:.0f} min for Kaggle's 5,506 test strips (fp32 eager: {5506 / rows['torch'][2] / 60:.0f} min)")  # fmt: skip
+        print(
+            f"{name:<11}{raw:>9.2f} im/s{full:>8.2f} im/s{full / raw:>10.2f}x{raw / fp32:>11.2f}x  {description}{mark}"
+        )
+    print(
+        f"\ndefault backend ({default}): end-to-end {rows[default][2]:.2f} images/s = "
+        f"{rows[default][2] / fp32:.2f}x the fp32 eager forward; "
+        f"{5506 / rows[default][2] / 60:.0f} min for Kaggle's 5,506 test strips (fp32 eager: {5506 / rows['torch'][2] / 60:.0f} min)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np
 
-from steelseg import rle, synth
-from steelseg.annotations import read_annotations
+from steelseg.core import rle
+from steelseg.files import synth
+from steelseg.files.annotations import read_annotations
 
 SHAPE = (256, 1600)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal-mini"

@@ -52,8 +52,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np  # noqa: E402
 
 from predict_throughput import make_run  # noqa: E402
-from steelseg import rle  # noqa: E402
-from steelseg.images import read_gray, require_images  # noqa: E402
+from steelseg.core import rle  # noqa: E402
+from steelseg.files.images import read_gray, require_images  # noqa: E402
 from steelseg.inference.backends import resolve_backend  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
 
@@ -104,10 +104,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--trials", type=int, default=3, help="passes over the strips per measurement; the best counts")
-    parser.add_argument("--screened-clean", type=float, default=SYNTH_SCREENED_CLEAN,
-                        help="measured share of clean strips the classifier screens out")
-    parser.add_argument("--lost-defective", type=float, default=SYNTH_LOST_DEFECTIVE,
-                        help="measured share of defective strips the classifier screens out (lost)")
+    parser.add_argument(
+        "--screened-clean",
+        type=float,
+        default=SYNTH_SCREENED_CLEAN,
+        help="measured share of clean strips the classifier screens out",
+    )
+    parser.add_argument(
+        "--lost-defective",
+        type=float,
+        default=SYNTH_LOST_DEFECTIVE,
+        help="measured share of defective strips the classifier screens out (lost)",
+    )
     parser.add_argument("--clean-share", type=float, default=0.5, help="share of clean strips in the set (default 0.5)")
     parser.add_argument("--n", type=int, default=5506, help="strips in the set (default: Kaggle's 5,506 test strips)")
     args = parser.parse_args()
@@ -120,8 +128,10 @@ def main() -> None:
 
     default = resolve_backend("auto", "cpu")
     backends = [default, "onnx"]
-    print(f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]}, batch {args.batch}, best of {args.trials}; "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; auto backend: {default}")  # fmt: skip
+    print(
+        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]}, batch {args.batch}, best of {args.trials}; "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; auto backend: {default}"
+    )
     decode = decode_seconds(paths, args.trials)
     times: dict[tuple[str, str], float] = {}
     details: dict[tuple[str, str], str] = {}
@@ -143,17 +153,23 @@ def main() -> None:
         for backend in backends:
             t = times[recipe, backend]
             ratio = t / times[SEGMENTER, backend]
-            print(f"{recipe:<26}{task:<10}{backend:<11}{1000 * t:>10.0f}{1 / t:>10.2f}{ratio:>12.2f}x  {details[recipe, backend]}")
+            print(
+                f"{recipe:<26}{task:<10}{backend:<11}{1000 * t:>10.0f}{1 / t:>10.2f}{ratio:>12.2f}x  {details[recipe, backend]}"
+            )
     print("segmenter: predict_proba + post-processing + RLE of 4 masks; classifiers: predict_scores")
 
     n, s = args.n, args.clean_share
     clean, defective = round(n * s), n - round(n * s)
     passed = clean * (1 - args.screened_clean) + defective * (1 - args.lost_defective)
-    print(f"\n(b) {n} strips, {s:.0%} clean ({clean} clean, {defective} defective); screening rates used: "
-          f"{args.screened_clean:.1%} of clean strips screened out, {args.lost_defective:.1%} of defective strips lost "
-          f"({'defaults: the synthetic measurement' if (args.screened_clean, args.lost_defective) == (SYNTH_SCREENED_CLEAN, SYNTH_LOST_DEFECTIVE) else 'given'})")  # fmt: skip
-    print(f"segmented after screening: {passed:.0f} of {n} strips ({passed / n:.1%}); "
-          f"defective strips lost: {defective * args.lost_defective:.0f}")
+    print(
+        f"\n(b) {n} strips, {s:.0%} clean ({clean} clean, {defective} defective); screening rates used: "
+        f"{args.screened_clean:.1%} of clean strips screened out, {args.lost_defective:.1%} of defective strips lost "
+        f"({'defaults: the synthetic measurement' if (args.screened_clean, args.lost_defective) == (SYNTH_SCREENED_CLEAN, SYNTH_LOST_DEFECTIVE) else 'given'})"
+    )
+    print(
+        f"segmented after screening: {passed:.0f} of {n} strips ({passed / n:.1%}); "
+        f"defective strips lost: {defective * args.lost_defective:.0f}"
+    )
     print(f"{'classifier':<26}{'backend':<11}{'segment all':>13}{'screen + segment':>18}{'saved':>9}{'break-even':>12}")
     for recipe in CLASSIFIERS:
         for backend in backends:
@@ -163,9 +179,13 @@ def main() -> None:
             saved = 1 - screened_minutes / all_minutes
             # screening pays when the classifier costs less than the segmentation it skips
             break_even = cls / seg
-            print(f"{recipe:<26}{backend:<11}{all_minutes:>9.1f} min{screened_minutes:>14.1f} min{saved:>9.1%}"
-                  f"{break_even:>11.0%}")
-    print("break-even: the share of strips screening must skip to pay for classifying them all (classifier / segmenter time)")
+            print(
+                f"{recipe:<26}{backend:<11}{all_minutes:>9.1f} min{screened_minutes:>14.1f} min{saved:>9.1%}"
+                f"{break_even:>11.0%}"
+            )
+    print(
+        "break-even: the share of strips screening must skip to pay for classifying them all (classifier / segmenter time)"
+    )
 
 
 if __name__ == "__main__":

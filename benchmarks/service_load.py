@@ -46,7 +46,7 @@ from PIL import Image  # noqa: E402
 
 from predict_throughput import DEFAULT_DATA, make_run  # noqa: E402
 from service_speed import free_port, start_server  # noqa: E402
-from steelseg.images import read_gray, require_images  # noqa: E402
+from steelseg.files.images import read_gray, require_images  # noqa: E402
 
 KEY = "load-test-key"
 
@@ -68,7 +68,12 @@ def bomb(height: int = 60_000, width: int = 60_000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -116,15 +121,34 @@ class Attacks:
     def threads(self, image: bytes) -> list[threading.Thread]:
         key = {"X-API-Key": KEY}
         jobs = [
-            ("oversized upload", self.http, dict(content=b"\0" * 3_000_000, headers={**key, "content-type": "image/png"})),
+            (
+                "oversized upload",
+                self.http,
+                dict(content=b"\0" * 3_000_000, headers={**key, "content-type": "image/png"}),
+            ),
             ("decompression bomb", self.http, dict(files={"file": ("bomb.png", bomb(), "image/png")}, headers=key)),
             ("no API key", self.http, dict(files={"file": ("a.png", image, "image/png")})),
-            ("malformed multipart", self.http, dict(content=b"--x\r\nbroken", headers={**key, "content-type": "multipart/form-data; boundary=x"})),
+            (
+                "malformed multipart",
+                self.http,
+                dict(content=b"--x\r\nbroken", headers={**key, "content-type": "multipart/form-data; boundary=x"}),
+            ),
             ("slow headers", self.slow, b"POST /predict HTTP/1.1\r\nHost: x\r\n"),
-            ("slow body", self.slow, f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/png\r\nContent-Length: 9999\r\n\r\n".encode()),
-        ]  # fmt: skip
-        return [threading.Thread(target=fn, args=(kind, arg) if fn == self.slow else (kind,), kwargs={} if fn == self.slow else arg, daemon=True)
-                for kind, fn, arg in jobs]  # fmt: skip
+            (
+                "slow body",
+                self.slow,
+                f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/png\r\nContent-Length: 9999\r\n\r\n".encode(),
+            ),
+        ]
+        return [
+            threading.Thread(
+                target=fn,
+                args=(kind, arg) if fn == self.slow else (kind,),
+                kwargs={} if fn == self.slow else arg,
+                daemon=True,
+            )
+            for kind, fn, arg in jobs
+        ]
 
 
 def main() -> None:
@@ -142,8 +166,18 @@ def main() -> None:
         run = Path(tmp) / "run"
         make_run(run, "default", head_bias=-3.0)
         port = free_port()
-        options = ["--backend", args.backend, "--max-upload-mb", "2", "--max-queue", "64", "--body-timeout", "5",
-                   "--header-timeout", "5"]  # fmt: skip
+        options = [
+            "--backend",
+            args.backend,
+            "--max-upload-mb",
+            "2",
+            "--max-queue",
+            "64",
+            "--body-timeout",
+            "5",
+            "--header-timeout",
+            "5",
+        ]
         server = start_server(run, port, options, env={"STEELSEG_API_KEY": KEY})
         url = f"http://127.0.0.1:{port}"
         try:
@@ -178,7 +212,9 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
                 data = uploads[rng.randrange(len(uploads))]
                 t0 = time.perf_counter()
                 try:
-                    status = http.post(f"{url}/predict", files={"file": (f"{i}.png", data, "image/png")}, headers=key).status_code
+                    status = http.post(
+                        f"{url}/predict", files={"file": (f"{i}.png", data, "image/png")}, headers=key
+                    ).status_code
                 except httpx.HTTPError as err:
                     status = type(err).__name__
                 with lock:
@@ -203,8 +239,10 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
 
     good = sum(statuses.values())
     p50, p99 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 99))
-    print(f"good requests: {good} of {args.requests} in {wall:.0f} s from {args.clients} clients ({good / wall:.1f} requests/s), "
-          f"statuses {dict(statuses)}, latency p50 {1000 * p50:.0f} ms, p99 {1000 * p99:.0f} ms")  # fmt: skip
+    print(
+        f"good requests: {good} of {args.requests} in {wall:.0f} s from {args.clients} clients ({good / wall:.1f} requests/s), "
+        f"statuses {dict(statuses)}, latency p50 {1000 * p50:.0f} ms, p99 {1000 * p99:.0f} ms"
+    )
     for kind, outcomes in attacks.results.items():
         print(f"attack {kind}: {sum(outcomes.values())} tries, answers {dict(outcomes)}")
     print("server RSS (MB): " + ", ".join(f"{label} {mb:.0f}" for label, mb in rss))
@@ -216,16 +254,26 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
         failures.append(f"the load stopped at --max-seconds {args.max_seconds:g} after {good} requests")
     if set(statuses) != {200}:
         failures.append(f"good requests not all 200: {dict(statuses)}")
-    expected = {"oversized upload": {413}, "decompression bomb": {413}, "no API key": {401}, "malformed multipart": {400},
-                "slow headers": {"closed"}, "slow body": {"408"}}  # fmt: skip
+    expected = {
+        "oversized upload": {413},
+        "decompression bomb": {413},
+        "no API key": {401},
+        "malformed multipart": {400},
+        "slow headers": {"closed"},
+        "slow body": {"408"},
+    }
     for kind, allowed in expected.items():
         outcomes = set(attacks.results.get(kind, {}))
         if not outcomes or not outcomes <= allowed:
-            failures.append(f"attack {kind}: answers {sorted(map(str, outcomes))}, expected {sorted(map(str, allowed))}")
+            failures.append(
+                f"attack {kind}: answers {sorted(map(str, outcomes))}, expected {sorted(map(str, allowed))}"
+            )
     if any(isinstance(s, int) and s >= 500 for c in [statuses, *attacks.results.values()] for s in c):
         failures.append("a 5xx answer")
     if ran != statuses[200]:
-        failures.append(f"the networks ran {ran} images for {statuses[200]} good requests: refused requests ran inference")
+        failures.append(
+            f"the networks ran {ran} images for {statuses[200]} good requests: refused requests ran inference"
+        )
     return failures
 
 

@@ -44,8 +44,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import httpx  # noqa: E402
 
 from predict_throughput import DEFAULT_DATA, make_run  # noqa: E402
+from steelseg.files.images import require_images  # noqa: E402
 from steelseg.hardware import keep_freed_memory  # noqa: E402
-from steelseg.images import require_images  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -134,8 +134,16 @@ def main() -> None:
         print(f"model: {predictor.describe()}, {count} strips of 256x1600, batch {args.batch}", flush=True)
         uploads = [(p.name, p.read_bytes()) for p in require_images(folder)]
         port = free_port()
-        options = ["--backend", args.backend, "--batch-size", str(args.batch), "--max-wait-ms", str(args.max_wait_ms),
-                   "--max-queue", str(4 * args.clients)]  # fmt: skip
+        options = [
+            "--backend",
+            args.backend,
+            "--batch-size",
+            str(args.batch),
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            "--max-queue",
+            str(4 * args.clients),
+        ]
         server = start_server(run, port, options)
         url = f"http://127.0.0.1:{port}"
         in_process, served, latencies, per_batch = [], [], [], []
@@ -149,8 +157,11 @@ def main() -> None:
                 served.append(args.requests / wall)
                 latencies += times
                 per_batch.append((after["images"] - before["images"]) / max(after["batches"] - before["batches"], 1))
-                print(f"round {round_}: in-process {in_process[-1]:.2f} images/s, service {served[-1]:.2f} requests/s "
-                      f"({per_batch[-1]:.2f} images per network batch)", flush=True)  # fmt: skip
+                print(
+                    f"round {round_}: in-process {in_process[-1]:.2f} images/s, service {served[-1]:.2f} requests/s "
+                    f"({per_batch[-1]:.2f} images per network batch)",
+                    flush=True,
+                )
         finally:
             server.terminate()
             server.wait(30)

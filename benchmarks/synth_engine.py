@@ -25,10 +25,19 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CLS = [
-    "--config", "first_place_cls_resnet34",
-    "--set", "model.input_scale=0.5", "--set", "data.crop_height=128", "--set", "data.crop_width=768",
-    "--set", "train.batches_per_epoch=40", "--set", "train.accumulate_batches=1",
-]  # fmt: skip
+    "--config",
+    "first_place_cls_resnet34",
+    "--set",
+    "model.input_scale=0.5",
+    "--set",
+    "data.crop_height=128",
+    "--set",
+    "data.crop_width=768",
+    "--set",
+    "train.batches_per_epoch=40",
+    "--set",
+    "train.accumulate_batches=1",
+]
 
 
 def steelseg(*args: str) -> None:
@@ -50,8 +59,22 @@ def train(out: Path, n: int, k: int, seg_minutes: float, cls_minutes: float) -> 
         if (run / "cv.csv").is_file():
             print(f"{run} has finished: not training again")
             continue
-        steelseg("train", str(data), "--out", str(run), *recipe, "--folds", str(folds), "--fold", "all",
-                 "--epochs", "1000", "--max-minutes", str(minutes), "--quiet")  # fmt: skip
+        steelseg(
+            "train",
+            str(data),
+            "--out",
+            str(run),
+            *recipe,
+            "--folds",
+            str(folds),
+            "--fold",
+            "all",
+            "--epochs",
+            "1000",
+            "--max-minutes",
+            str(minutes),
+            "--quiet",
+        )
     return seg, cls, test
 
 

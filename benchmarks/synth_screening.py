@@ -37,11 +37,28 @@ def main() -> None:
     train, test, run = args.out / "synth", args.out / "synth-test", args.out / "cls-resnet34"
     steelseg("synth", str(train), "--n", "400", "--quiet")
     steelseg(
-        "train", str(train), "--out", str(run), "--config", "first_place_cls_resnet34",
-        "--set", "model.input_scale=0.5", "--set", "data.crop_height=128", "--set", "data.crop_width=768",
-        "--set", "train.batches_per_epoch=40", "--set", "train.accumulate_batches=1",
-        "--epochs", "16", "--max-minutes", str(args.minutes), "--quiet",
-    )  # fmt: skip
+        "train",
+        str(train),
+        "--out",
+        str(run),
+        "--config",
+        "first_place_cls_resnet34",
+        "--set",
+        "model.input_scale=0.5",
+        "--set",
+        "data.crop_height=128",
+        "--set",
+        "data.crop_width=768",
+        "--set",
+        "train.batches_per_epoch=40",
+        "--set",
+        "train.accumulate_batches=1",
+        "--epochs",
+        "16",
+        "--max-minutes",
+        str(args.minutes),
+        "--quiet",
+    )
     steelseg("synth", str(test), "--n", "200", "--seed", "1", "--quiet")
     scores = args.out / "synth-test-scores.csv"
     steelseg("predict", str(run), str(test / "train_images"), "--out", str(scores), "--quiet")

@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch
 from torch.utils.data import DataLoader
 
-from steelseg import synth
 from steelseg.config import load_config
-from steelseg.datasets import open_dataset
+from steelseg.files import synth
+from steelseg.files.datasets import open_dataset
 from steelseg.hardware import resolve_precision
-from steelseg.model import build_model
+from steelseg.models.registry import build_model
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.losses import build_loss
 from steelseg.training.sampling import EpochSampler
@@ -79,14 +79,18 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
-    config = load_config(None, ["model.encoder_name=resnet34", "model.in_channels=1", "data.crop_height=256", "data.crop_width=512"])
+    config = load_config(
+        None, ["model.encoder_name=resnet34", "model.in_channels=1", "data.crop_height=256", "data.crop_width=512"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         synth.write_dataset(Path(tmp), 32, seed=0, progress=False)
         data = TorchSegmentationData(open_dataset(tmp), config.model, config.data)
         loader = DataLoader(data, batch_size=BATCH, sampler=EpochSampler(len(data), 0), num_workers=args.workers)
         loading = loader_rate(loader, 7)
         batch = next(iter(loader))
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x 256x512")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x 256x512"
+    )
     print(f"{'data loader alone':<28}{loading:8.1f} images/s ({args.workers} workers)")
     # What `steelseg train` does by default here: train.precision auto, train.channels_last true.
     default = resolve_precision(config.train.precision, "cuda" if args.device.startswith("cuda") else "cpu")
@@ -98,11 +102,20 @@ def main() -> None:
             name = f"train {'fp32' if dtype is None else half_name}" + (" + channels_last" if channels_last else "")
             rates[name] = train_rate(config, batch, args.device, dtype, channels_last, args.steps)
             is_default = dtype is half and channels_last == config.train.channels_last
-            mark = f"  <- default (precision auto = {default}, channels_last {config.train.channels_last})" if is_default else ""
+            mark = (
+                f"  <- default (precision auto = {default}, channels_last {config.train.channels_last})"
+                if is_default
+                else ""
+            )
             print(f"{name:<28}{rates[name]:8.1f} images/s{mark}")
-    default_name = f"train {'fp32' if half is None else half_name}" + (" + channels_last" if config.train.channels_last else "")
-    print(f"default / fp32: {rates[default_name] / rates['train fp32']:.2f}x; "
-          f"loader / fastest training step: {loading / max(rates.values()):.1f}x")
+    default_name = f"train {'fp32' if half is None else half_name}" + (
+        " + channels_last" if config.train.channels_last else ""
+    )
+    print(
+        f"default / fp32: {rates[default_name] / rates['train fp32']:.2f}x; "
+        f"loader / fastest training step: {loading / max(rates.values()):.1f}x"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -61,17 +61,33 @@ def test_per_class_post_processing_lists_must_match_the_classes():
     with pytest.raises(ConfigError, match="postprocess.min_area lists 2 values; the model has 4 classes"):
         load_config(None, ["data.class_names=[a, b, c, d]", "postprocess.min_area=[1, 2]"])
     with pytest.raises(ConfigError, match="postprocess.pixel_threshold lists 4 values; the model has 1 classes"):
-        load_config(None, ["data.class_names=[a, b, c, d]", "data.classes=[2]", "postprocess.pixel_threshold=[0.5, 0.5, 0.5, 0.5]"])
+        load_config(
+            None,
+            ["data.class_names=[a, b, c, d]", "data.classes=[2]", "postprocess.pixel_threshold=[0.5, 0.5, 0.5, 0.5]"],
+        )
     load_config(None, ["postprocess.label_threshold=[0.5]"])  # names not known yet: checked when training resolves them
 
 
 def test_training_refuses_per_class_lists_of_another_length_in_one_line(tmp_path, capsys):
-    from steelseg import synth
-    from steelseg.cli import main
+    from steelseg.commands.cli import main
+    from steelseg.files import synth
 
     synth.write_dataset(tmp_path / "data", 2, seed=1, height=32, width=64, progress=False)
     run = tmp_path / "run"
-    assert main(["train", str(tmp_path / "data"), "--out", str(run), "--set", "postprocess.pixel_threshold=[0.5]", "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "data"),
+                "--out",
+                str(run),
+                "--set",
+                "postprocess.pixel_threshold=[0.5]",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "postprocess.pixel_threshold lists 1 values; the model has 4 classes" in err and "Traceback" not in err
     assert not run.exists()  # refused before anything was written

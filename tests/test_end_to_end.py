@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from steelseg import rundir, synth
-from steelseg.annotations import read_annotations
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
+from steelseg.files import rundir, synth
+from steelseg.files.annotations import read_annotations
 from steelseg.inference.predictor import Predictor
 from steelseg.training.fit import train
 
@@ -37,7 +37,13 @@ def trained(tmp_path_factory):
 def test_run_directory_describes_itself(trained):
     root, summary = trained
     run = root / "run"
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "model.safetensors", "postprocess.json", "metrics.csv", "summary.json"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "model.safetensors",
+        "postprocess.json",
+        "metrics.csv",
+        "summary.json",
+    }
     config = rundir.load_run_config(run)
     assert config.data.class_names == synth.CLASS_NAMES  # resolved from the data
     assert config.model.encoder_name == "tu-test_resnet"
@@ -81,7 +87,21 @@ def test_predict_and_score_from_the_command_line(trained, capsys):
     table = read_annotations(submission)
     assert len(table.image_ids) == 8 and len(table.lines) == 8 * 4  # every image x every class
     capsys.readouterr()
-    assert main(["score", str(test / "train.csv"), str(submission), "--shape", "64", "320", "--images", str(test / "train_images")]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(test / "train.csv"),
+                str(submission),
+                "--shape",
+                "64",
+                "320",
+                "--images",
+                str(test / "train_images"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean" in out and "(8 images" in out
 
@@ -89,9 +109,9 @@ def test_predict_and_score_from_the_command_line(trained, capsys):
 def test_report_model_curves_at_the_values_in_use_equal_the_submissions_dice(trained, tmp_path):
     # Two paths to one number: the report's grid search over the model's probabilities, read at
     # each class's pixel threshold and min area in use, and scoring the masks `predict` writes.
-    from steelseg.evaluate import read_image_set, score_files
+    from steelseg.files.scoring import read_image_set, score_files
+    from steelseg.files.submission import write_submission
     from steelseg.reports.report import ReportInputs, model_curves, write_report
-    from steelseg.submission import write_submission
 
     root, _ = trained
     test = root / "data" / "test"
@@ -110,7 +130,10 @@ def test_report_model_curves_at_the_values_in_use_equal_the_submissions_dice(tra
 
 def test_cli_reports_bad_input_without_a_traceback(trained, capsys, tmp_path):
     root, _ = trained
-    assert main(["predict", str(tmp_path), str(root / "data" / "test" / "train_images"), "--out", str(tmp_path / "s.csv")]) == 1
+    assert (
+        main(["predict", str(tmp_path), str(root / "data" / "test" / "train_images"), "--out", str(tmp_path / "s.csv")])
+        == 1
+    )
     assert "config.yaml not found" in capsys.readouterr().err
 
 
@@ -171,7 +194,9 @@ def test_binary_model_for_one_class(tmp_path):
 
 def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
-    config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "model.head=softmax", "train.loss=ce"])
+    config = load_config(
+        None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", "model.head=softmax", "train.loss=ce"]
+    )
     train(config, tmp_path / "run", progress=False)
     probs = Predictor.from_run_dir(tmp_path / "run").predict_proba(np.zeros((1, 64, 256), np.uint8))
     assert probs.shape == (1, 4, 64, 256)  # the background channel is dropped
@@ -179,11 +204,15 @@ def test_softmax_head_predicts_one_probability_map_per_class(tmp_path):
 
 
 def test_an_interrupted_multi_stage_run_resumes_at_its_unfinished_stage(tmp_path, capsys):
-    from steelseg.rundir import FINISHED, RECIPE
+    from steelseg.files.rundir import FINISHED, RECIPE
 
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
     stages = "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001}}]"
-    train(load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages]), tmp_path / "run", progress=False)
+    train(
+        load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages]),
+        tmp_path / "run",
+        progress=False,
+    )
     run, second = tmp_path / "run", tmp_path / "run" / "stages" / "2-finetune"
     # As if the plan were 2 fine-tuning epochs and the process died after the first: the
     # stage has its epoch-1 checkpoint, no "finished" mark, and the run has no final model.

@@ -1,12 +1,13 @@
 """steelseg: find and outline defects on photos of steel sheet.
 
-    from steelseg import Predictor
-    predictor = Predictor.from_run_dir("runs/unet", backend="auto", device="auto")
-    masks = predictor.predict(image)  # (H, W) uint8 -> (C, H, W) bool
+from steelseg import Predictor
+predictor = Predictor.from_run_dir("runs/unet", backend="auto", device="auto")
+masks = predictor.predict(image)  # (H, W) uint8 -> (C, H, W) bool
 """
 
-__version__ = "0.1.0"
-__all__ = ["Predictor"]
+from steelseg.version import __version__
+
+__all__ = ["Predictor", "__version__"]
 
 
 def __getattr__(name: str):

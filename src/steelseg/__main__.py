@@ -1,5 +1,5 @@
 import sys
 
-from steelseg.cli import main
+from steelseg.commands.cli import main
 
 sys.exit(main())

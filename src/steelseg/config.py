@@ -84,9 +84,7 @@ class DataConfig(_Strict):
     # images) is seen about equally often, however rare (Severstal class 2: 247 of 12,568).
     sampler: Literal["random", "balanced"] = "random"
     # Applied in order after the crop (see training/augment.py for the names and parameters).
-    augment: list[AugmentStep] = Field(
-        default_factory=lambda: [AugmentStep(name="hflip"), AugmentStep(name="vflip")]
-    )
+    augment: list[AugmentStep] = Field(default_factory=lambda: [AugmentStep(name="hflip"), AugmentStep(name="vflip")])
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
 
@@ -220,7 +218,7 @@ class Config(_Strict):
     stages: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Config":
+    def _consistent(self) -> Config:
         if self.data.folds and self.data.fold is None:
             raise ValueError("data.folds is set: choose the validation fold with data.fold (or --fold)")
         if self.train.mixup_alpha and self.model.head == "softmax":
@@ -251,7 +249,7 @@ class Config(_Strict):
         names = list(self.data.class_names or [])
         return [names[c - 1] for c in self.data.classes] if self.data.classes else names
 
-    def stage_configs(self) -> list[tuple[str, "Config"]]:
+    def stage_configs(self) -> list[tuple[str, Config]]:
         """[(stage name, its complete config)], the first stage being this config itself."""
         base = self.model_dump(mode="json", exclude={"stages"})
         stages = [("1", Config.model_validate(base))]

@@ -85,6 +85,11 @@ def keep_freed_memory() -> str:
     except OSError:
         return "not glibc: malloc left as it is"
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    done = [libc.mallopt(m_mmap_threshold, 32 << 20), libc.mallopt(m_trim_threshold, 2**31 - 1), libc.mallopt(m_top_pad, 256 << 20)]
-    return "glibc mallopt: mmap threshold 32 MiB, no trim, 256 MiB top pad" + ("" if all(done) else f" (refused: {done})")
-
+    done = [
+        libc.mallopt(m_mmap_threshold, 32 << 20),
+        libc.mallopt(m_trim_threshold, 2**31 - 1),
+        libc.mallopt(m_top_pad, 256 << 20),
+    ]
+    return "glibc mallopt: mmap threshold 32 MiB, no trim, 256 MiB top pad" + (
+        "" if all(done) else f" (refused: {done})"
+    )

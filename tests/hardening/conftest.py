@@ -2,18 +2,29 @@ import shutil
 
 import pytest
 
-from steelseg import synth
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import synth
 
 # A tiny run (test_resnet, 1 epoch on 64x256 strips) for the untrusted-file tests.
 UNTRUSTED_SETUP = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.batch_size=2", "--set", "train.precision=32-true",
-    "--set", "train.oof_scale=null",
-    "--epochs", "1", "--quiet",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "train.precision=32-true",
+    "--set",
+    "train.oof_scale=null",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 
 
 class _Planted:
@@ -78,9 +89,13 @@ def untrusted_pickle(tmp_path):
 INFERENCE_TINY = [
     "model.encoder_name=tu-test_resnet",
     "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "data.crop_height=32", "data.crop_width=64", "data.batch_size=4",
-    "train.epochs=1", "train.precision=32-true", "train.oof_scale=null",
-]  # fmt: skip
+    "data.crop_height=32",
+    "data.crop_width=64",
+    "data.batch_size=4",
+    "train.epochs=1",
+    "train.precision=32-true",
+    "train.oof_scale=null",
+]
 
 
 @pytest.fixture(scope="session")

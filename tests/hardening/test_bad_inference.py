@@ -19,15 +19,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steelseg import rundir
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.images import read_gray
+from steelseg.files import rundir
+from steelseg.files.images import read_gray
 
 # fp32 on the CPU, and post-processing that leaves some masks and gates some away: the tiny
 # 1-epoch model's probabilities sit at 0.51-0.57.
-PREDICT = ["--backend", "torch", "--device", "cpu", "--quiet",
-           "--post", "pixel_threshold=0.52", "--post", "min_area=0", "--post", "peak_threshold=0.53"]  # fmt: skip
+PREDICT = [
+    "--backend",
+    "torch",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--post",
+    "pixel_threshold=0.52",
+    "--post",
+    "min_area=0",
+    "--post",
+    "peak_threshold=0.53",
+]
 GOOD = 3  # strips in the folders with one bad file
 
 
@@ -69,12 +80,24 @@ def _write_tiff(path, pixels: np.ndarray, sample_format: int = 1) -> None:
     data, bits = pixels.tobytes(), pixels.dtype.itemsize * 8
     ifd_at = 8 + len(data)
     extra_at = ifd_at + 2 + 11 * 12 + 4
-    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, samples, extra_at), (259, 3, 1, 1), (262, 3, 1, 1),
-            (273, 4, 1, 8), (277, 3, 1, samples), (278, 4, 1, height), (279, 4, 1, len(data)), (284, 3, 1, 1),
-            (339, 3, samples, extra_at + 2 * samples)]  # fmt: skip
+    tags = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, samples, extra_at),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, samples),
+        (278, 4, 1, height),
+        (279, 4, 1, len(data)),
+        (284, 3, 1, 1),
+        (339, 3, samples, extra_at + 2 * samples),
+    ]
     entries = b"".join(struct.pack("<HHII", tag, kind, count, value) for tag, kind, count, value in tags)
     extra = struct.pack(f"<{samples}H", *[bits] * samples) + struct.pack(f"<{samples}H", *[sample_format] * samples)
-    path.write_bytes(b"II*\x00" + struct.pack("<I", ifd_at) + data + struct.pack("<H", 11) + entries + b"\x00" * 4 + extra)
+    path.write_bytes(
+        b"II*\x00" + struct.pack("<I", ifd_at) + data + struct.pack("<H", 11) + entries + b"\x00" * 4 + extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +147,50 @@ def _over_the_cap(path, strip):
 
 BAD_IMAGES = [  # id, file name, writer, what the error says
     ("truncated JPEG", "b-cut.jpg", _truncated, r"cannot read image \(image file is truncated"),
-    ("zero bytes", "b-empty.png", lambda path, strip: path.write_bytes(b""), r"cannot read image \(cannot identify image file"),
-    ("text behind .png", "b-notes.png", lambda path, strip: path.write_text("not an image\n"), r"cannot identify image file"),
-    ("2-channel TIFF", "b-two.tif", lambda path, strip: _write_tiff(path, np.stack([strip, strip], -1)),
-     r"cannot read image \(neither Pillow nor OpenCV can decode it\)"),
-    ("float above 255", "b-hot.tif", _float_tiff(lambda s: s * 2.0 + 1),
-     r"float image values span \d+\.\.\d+; expected 0\.\.1 or 0\.\.255"),
-    ("float with NaN", "b-nan.tif", _float_tiff(lambda s: np.where(s > 100, np.nan, s / 255)), r"float image holds NaN"),
-    ("far too small", "b-tiny.png", lambda path, strip: Image.fromarray(strip[:8, :8]).save(path),
-     r"image is 8x8 \(HxW\), below the network's minimum of 32 px per side"),
-    ("far from the training size", "b-tall.png", lambda path, strip: Image.fromarray(np.tile(strip, (3, 1))[:160]).save(path),
-     r"image is 160x320 \(HxW\): its shorter side is more than 2x away from the training images' \(64 px\).*--any-size"),
+    (
+        "zero bytes",
+        "b-empty.png",
+        lambda path, strip: path.write_bytes(b""),
+        r"cannot read image \(cannot identify image file",
+    ),
+    (
+        "text behind .png",
+        "b-notes.png",
+        lambda path, strip: path.write_text("not an image\n"),
+        r"cannot identify image file",
+    ),
+    (
+        "2-channel TIFF",
+        "b-two.tif",
+        lambda path, strip: _write_tiff(path, np.stack([strip, strip], -1)),
+        r"cannot read image \(neither Pillow nor OpenCV can decode it\)",
+    ),
+    (
+        "float above 255",
+        "b-hot.tif",
+        _float_tiff(lambda s: s * 2.0 + 1),
+        r"float image values span \d+\.\.\d+; expected 0\.\.1 or 0\.\.255",
+    ),
+    (
+        "float with NaN",
+        "b-nan.tif",
+        _float_tiff(lambda s: np.where(s > 100, np.nan, s / 255)),
+        r"float image holds NaN",
+    ),
+    (
+        "far too small",
+        "b-tiny.png",
+        lambda path, strip: Image.fromarray(strip[:8, :8]).save(path),
+        r"image is 8x8 \(HxW\), below the network's minimum of 32 px per side",
+    ),
+    (
+        "far from the training size",
+        "b-tall.png",
+        lambda path, strip: Image.fromarray(np.tile(strip, (3, 1))[:160]).save(path),
+        r"image is 160x320 \(HxW\): its shorter side is more than 2x away from the training images' \(64 px\).*--any-size",
+    ),
     ("over the pixel cap", "b-wide.png", _over_the_cap, r"64x1280 \(HxW\), 81,920 pixels; the limit is 60,000"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -158,13 +212,19 @@ def test_predict_stops_at_a_bad_image_with_one_line_and_writes_nothing(inference
     run, _ = inference_run
     folder, bad, message = one_bad
     out = tmp_path / "sub.csv"
-    _one_line_error(_cli(capsys, "predict", run, folder, "--out", out, *PREDICT), "predict", "^steelseg predict: error: "
-                    + re.escape(f"{bad}: "), message)  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "predict", run, folder, "--out", out, *PREDICT),
+        "predict",
+        "^steelseg predict: error: " + re.escape(f"{bad}: "),
+        message,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # no submission, no work folder
 
 
 @_bad_params()
-def test_predict_skip_bad_logs_the_image_and_predicts_the_others_as_without_it(inference_run, one_bad, reference, tmp_path, capsys):
+def test_predict_skip_bad_logs_the_image_and_predicts_the_others_as_without_it(
+    inference_run, one_bad, reference, tmp_path, capsys
+):
     run, _ = inference_run
     folder, bad, message = one_bad
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
@@ -172,8 +232,10 @@ def test_predict_skip_bad_logs_the_image_and_predicts_the_others_as_without_it(i
     assert code == 0, err
     lines = err.strip().splitlines()
     assert lines[0].startswith(f"skipped {bad}: ") and re.search(message, lines[0]), lines
-    assert lines[1] == (f"steelseg predict: warning: skipped 1 bad image of {GOOD + 1} (each listed above); {out} gives it "
-                        f"empty masks (no defect) so that it lists every image; {scores} leaves it out")  # fmt: skip
+    assert lines[1] == (
+        f"steelseg predict: warning: skipped 1 bad image of {GOOD + 1} (each listed above); {out} gives it "
+        f"empty masks (no defect) so that it lists every image; {scores} leaves it out"
+    )
     assert len(lines) == 2 and f"wrote {4 * (GOOD + 1)} rows ({GOOD + 1} images x 4 classes)" in said
     rows = _rows(out)
     assert list(rows) == sorted(p.name for p in folder.iterdir())  # every image, in file order
@@ -195,11 +257,14 @@ def test_every_image_bad_is_an_error_even_with_skip_bad(inference_run, tmp_path,
     result = _cli(capsys, "predict", run, folder, "--out", out, *PREDICT, *(["--skip-bad"] if skip_bad else []))
     code, _, err = result
     if skip_bad:
-        assert code == 1 and err.splitlines()[:2] == [f"skipped {folder / 'a.png'}: cannot read image (cannot identify image file "
-                                                      f"'{folder / 'a.png'}')", f"skipped {folder / 'b.jpg'}: cannot read image "
-                                                      f"(cannot identify image file '{folder / 'b.jpg'}')"]  # fmt: skip
-        assert err.splitlines()[2] == (f"steelseg predict: error: every one of the 2 images of {folder} was skipped as bad "
-                                       "(each listed above); nothing written")  # fmt: skip
+        assert code == 1 and err.splitlines()[:2] == [
+            f"skipped {folder / 'a.png'}: cannot read image (cannot identify image file '{folder / 'a.png'}')",
+            f"skipped {folder / 'b.jpg'}: cannot read image (cannot identify image file '{folder / 'b.jpg'}')",
+        ]
+        assert err.splitlines()[2] == (
+            f"steelseg predict: error: every one of the 2 images of {folder} was skipped as bad "
+            "(each listed above); nothing written"
+        )
     else:
         _one_line_error(result, "predict", re.escape(f"{folder / 'a.png'}: cannot read image"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
@@ -220,10 +285,18 @@ READABLE = [  # id, file name, writer: each holds the strip's gray values in ano
     ("16-bit colour PNG", "16rgb.png", _rgb16),
     ("float TIFF 0..1", "f1.tif", _float_tiff(lambda s: s / 255)),
     ("float TIFF 0..255", "f255.tif", _float_tiff(lambda s: s.astype(np.float64))),
-    ("RGBA PNG", "rgba.png", lambda path, s: Image.fromarray(np.stack([s, s, s, np.full_like(s, 7)], -1), "RGBA").save(path)),
-    ("gray + alpha PNG", "la.png", lambda path, s: Image.fromarray(np.stack([s, np.full_like(s, 200)], -1), "LA").save(path)),
+    (
+        "RGBA PNG",
+        "rgba.png",
+        lambda path, s: Image.fromarray(np.stack([s, s, s, np.full_like(s, 7)], -1), "RGBA").save(path),
+    ),
+    (
+        "gray + alpha PNG",
+        "la.png",
+        lambda path, s: Image.fromarray(np.stack([s, np.full_like(s, 200)], -1), "LA").save(path),
+    ),
     ("RGB JPEG-named PNG", "rgb.jpg", lambda path, s: Image.fromarray(np.stack([s] * 3, -1)).save(path, format="PNG")),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -251,17 +324,24 @@ def test_deep_float_and_alpha_images_predict_as_their_8_bit_gray(readable, strip
     "make, message",
     [
         pytest.param(lambda d: d.mkdir(), r"no images found \(looked for \.jpg", id="empty folder"),
-        pytest.param(lambda d: (d.mkdir(), (d / "notes.txt").write_text("x")), r"skipped 1 file with other suffixes \(\.txt\)",
-                     id="no image files"),
+        pytest.param(
+            lambda d: (d.mkdir(), (d / "notes.txt").write_text("x")),
+            r"skipped 1 file with other suffixes \(\.txt\)",
+            id="no image files",
+        ),
         pytest.param(lambda d: None, r"image folder not found", id="missing folder"),
         pytest.param(lambda d: d.write_text("x"), r"image folder not found", id="a file, not a folder"),
     ],
-)  # fmt: skip
+)
 def test_a_folder_without_images_is_one_line(inference_run, tmp_path, capsys, make, message):
     run, _ = inference_run
     make(tmp_path / "images")
-    _one_line_error(_cli(capsys, "predict", run, tmp_path / "images", "--out", tmp_path / "sub.csv", *PREDICT), "predict",
-                    re.escape(str(tmp_path / "images")), message)  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "predict", run, tmp_path / "images", "--out", tmp_path / "sub.csv", *PREDICT),
+        "predict",
+        re.escape(str(tmp_path / "images")),
+        message,
+    )
     assert not (tmp_path / "sub.csv").exists() and not (tmp_path / "sub.csv.parts").exists()
 
 
@@ -279,16 +359,28 @@ def _other_classes(inference_run, tmp_path):
 
 
 ENSEMBLES = [  # id, YAML (RUN: the run's path), what the error says after the file name
-    ("missing run", "members: [{run: RUN}, {run: nowhere}]", r": members\.1\.run: .*nowhere: not found \(expected a run directory"),
-    ("other classes", "members: [{run: RUN}, {run: OTHER}]", r"has classes \['pits', 'cracks', .*must share one class list"),
+    (
+        "missing run",
+        "members: [{run: RUN}, {run: nowhere}]",
+        r": members\.1\.run: .*nowhere: not found \(expected a run directory",
+    ),
+    (
+        "other classes",
+        "members: [{run: RUN}, {run: OTHER}]",
+        r"has classes \['pits', 'cracks', .*must share one class list",
+    ),
     ("unknown member key", "members: [{run: RUN, wieght: 2}]", r": members\.0\.wieght: Extra inputs are not permitted"),
     ("unknown top key", "members: [{run: RUN}]\ncolour: red", r": colour: Extra inputs are not permitted"),
     ("syntax error", "members:\n  - run: RUN\n   weight: [\n", r": line 3: not valid YAML"),
     ("no members", "members: []", r": members: List should have at least 1 item"),
     ("bad weight", "members: [{run: RUN, weight: -1}]", r": members\.0\.weight: Input should be greater than 0"),
     ("bad TTA", "members: [{run: RUN, tta: sideways}]", r": members\.0\.tta: .*unknown TTA 'sideways'; choose one of"),
-    ("missing postprocess", "members: [{run: RUN}]\npostprocess: nope.json", r": postprocess file .*nope\.json not found"),
-]  # fmt: skip
+    (
+        "missing postprocess",
+        "members: [{run: RUN}]\npostprocess: nope.json",
+        r": postprocess file .*nope\.json not found",
+    ),
+]
 
 
 @pytest.mark.parametrize("text, message", [pytest.param(t, m, id=i) for i, t, m in ENSEMBLES])
@@ -309,15 +401,22 @@ def _post(**change) -> str:
 
 
 POSTPROCESS = [  # id, postprocess.json text, what the error says after the file name
-    ("3 classes of 4", _post(pixel_threshold=[0.5] * 3),
-     r"pixel_threshold must list one value per class \(4\), got \[0\.5, 0\.5, 0\.5\]"),
-    ("NaN threshold", _post().replace("[0.5, 0.5", "[NaN, 0.5", 1), r"pixel_threshold\[0\] = nan is not a probability in \[0, 1\]"),
+    (
+        "3 classes of 4",
+        _post(pixel_threshold=[0.5] * 3),
+        r"pixel_threshold must list one value per class \(4\), got \[0\.5, 0\.5, 0\.5\]",
+    ),
+    (
+        "NaN threshold",
+        _post().replace("[0.5, 0.5", "[NaN, 0.5", 1),
+        r"pixel_threshold\[0\] = nan is not a probability in \[0, 1\]",
+    ),
     ("negative area", _post(min_area=[0, -5, 0, 0]), r"min_area\[1\] = -5 is not a whole number of pixels >= 0"),
     ("fractional area", _post(min_area=[0, 0, 1.5, 0]), r"min_area\[2\] = 1\.5 is not a whole number of pixels >= 0"),
     ("unknown key", _post(colour=1), r"unknown key 'colour'; the keys are pixel_threshold, min_area"),
     ("not JSON", '{"pixel_threshold": [0.5,', r"not a post-processing file \(JSONDecodeError"),
     ("a list", "[1, 2]", r"not a post-processing file"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("text, message", [pytest.param(t, m, id=i) for i, t, m in POSTPROCESS])
@@ -351,8 +450,11 @@ def test_a_bad_postprocess_file_is_one_line(inference_run, tmp_path, capsys, tex
 )
 def test_a_bad_post_option_is_one_line(inference_run, tmp_path, capsys, assignment, message):
     run, images = inference_run
-    _one_line_error(_cli(capsys, "predict", run, images, "--out", tmp_path / "sub.csv", "--post", assignment, "--quiet"),
-                    "predict", message)  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "predict", run, images, "--out", tmp_path / "sub.csv", "--post", assignment, "--quiet"),
+        "predict",
+        message,
+    )
     assert not (tmp_path / "sub.csv").exists()
 
 
@@ -368,10 +470,22 @@ def _oof_run(path, ids, folds_file=None, fold=None, class_names=("pits", "scratc
     path.mkdir(parents=True)
     rundir.save_config(path, load_config(None, overrides))
     n, c = len(ids), len(class_names)
-    probs = np.random.default_rng(len(ids)).uniform(0, 1, (n, c, 16, 32)) if value is None else np.full((n, c, 16, 32), value)
-    np.savez(path / rundir.OOF, image_ids=np.array(ids, dtype=str), scores=probs.max(axis=(2, 3)).astype(np.float32),
-             labels=np.zeros((n, c), bool), image_shapes=np.array([(16, 32)] * n), backend=np.array("test"),
-             probs=probs.astype(np.float16), masks=probs > 0.9, shapes=np.array([(16, 32)] * n))  # fmt: skip
+    probs = (
+        np.random.default_rng(len(ids)).uniform(0, 1, (n, c, 16, 32))
+        if value is None
+        else np.full((n, c, 16, 32), value)
+    )
+    np.savez(
+        path / rundir.OOF,
+        image_ids=np.array(ids, dtype=str),
+        scores=probs.max(axis=(2, 3)).astype(np.float32),
+        labels=np.zeros((n, c), bool),
+        image_shapes=np.array([(16, 32)] * n),
+        backend=np.array("test"),
+        probs=probs.astype(np.float16),
+        masks=probs > 0.9,
+        shapes=np.array([(16, 32)] * n),
+    )
     return path
 
 
@@ -389,9 +503,15 @@ def test_tune_names_a_missing_oof_file(inference_run, capsys):
 def test_tune_refuses_fold_runs_whose_folds_overlap(tmp_path, capsys):
     _oof_run(tmp_path / "cv" / "fold-0", ["a.jpg", "b.jpg", "c.jpg"])
     _oof_run(tmp_path / "cv" / "fold-1", ["c.jpg", "d.jpg"])  # c.jpg in both validation folds: two splits
-    _one_line_error(_cli(capsys, "tune", tmp_path / "cv", "--quiet"), "tune",
-                    re.escape(f"{tmp_path / 'cv' / 'fold-1' / rundir.OOF} and {tmp_path / 'cv' / 'fold-0' / rundir.OOF} share 1 "
-                              "of their out-of-fold images (first c.jpg) but not all"), r"one folds file \(data\.folds\)")  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "tune", tmp_path / "cv", "--quiet"),
+        "tune",
+        re.escape(
+            f"{tmp_path / 'cv' / 'fold-1' / rundir.OOF} and {tmp_path / 'cv' / 'fold-0' / rundir.OOF} share 1 "
+            "of their out-of-fold images (first c.jpg) but not all"
+        ),
+        r"one folds file \(data\.folds\)",
+    )
     assert not (tmp_path / "cv" / rundir.POSTPROCESS).exists()
 
 
@@ -399,9 +519,14 @@ def test_tune_refuses_an_oof_file_of_another_fold(tmp_path, capsys):
     folds = _folds_file(tmp_path / "folds.csv", {"a.jpg": 0, "b.jpg": 0, "c.jpg": 1, "d.jpg": 1})
     _oof_run(tmp_path / "cv" / "fold-0", ["a.jpg", "b.jpg"], folds, 0)
     _oof_run(tmp_path / "cv" / "fold-1", ["a.jpg", "b.jpg"], folds, 1)  # fold 0's file, copied over
-    _one_line_error(_cli(capsys, "tune", tmp_path / "cv", "--quiet"), "tune",
-                    re.escape(f"{tmp_path / 'cv' / 'fold-1' / rundir.OOF}: image a.jpg is out of fold here, but the run validated "
-                              f"on fold 1 and {folds}:2 puts it in fold 0"))  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "tune", tmp_path / "cv", "--quiet"),
+        "tune",
+        re.escape(
+            f"{tmp_path / 'cv' / 'fold-1' / rundir.OOF}: image a.jpg is out of fold here, but the run validated "
+            f"on fold 1 and {folds}:2 puts it in fold 0"
+        ),
+    )
 
 
 def test_tune_takes_the_folds_of_one_split_and_repeats_of_a_fold(tmp_path, capsys):
@@ -415,8 +540,8 @@ def test_tune_takes_the_folds_of_one_split_and_repeats_of_a_fold(tmp_path, capsy
 
 
 def test_repeats_of_a_fold_weigh_the_same_in_the_mean(tmp_path):
-    from steelseg.inference.oof_tune import _load_members
     from steelseg.inference.sources import ensemble_classes, resolve
+    from steelseg.inference.tune import _load_members
 
     for k, value in enumerate([0.25, 0.5, 1.0]):
         _oof_run(tmp_path / "cv" / f"fold-0-seed-{k}", ["a.jpg"], value=value)
@@ -441,8 +566,11 @@ def test_tune_names_a_damaged_oof_file(tmp_path, capsys, damage, message):
 def test_tune_refuses_runs_with_other_classes(tmp_path, capsys):
     first = _oof_run(tmp_path / "a", ["a.jpg"])
     second = _oof_run(tmp_path / "b", ["a.jpg"], class_names=("pits", "cracks"))
-    _one_line_error(_cli(capsys, "tune", first, second, "--out", tmp_path / "out", "--quiet"), "tune",
-                    re.escape(f"{second} has classes ['pits', 'cracks'], but {first} has ['pits', 'scratches']"))  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "tune", first, second, "--out", tmp_path / "out", "--quiet"),
+        "tune",
+        re.escape(f"{second} has classes ['pits', 'cracks'], but {first} has ['pits', 'scratches']"),
+    )
 
 
 # --- pseudo ----------------------------------------------------------------------------------
@@ -470,8 +598,11 @@ def test_pseudo_never_writes_over_existing_files(inference_run, loose, tmp_path,
     else:
         out.mkdir()
         (out / "train.csv").write_text("mine")
-    _one_line_error(_cli(capsys, "pseudo", loose, images, "--out", out, *PSEUDO), "pseudo",
-                    re.escape(f"{out} exists and is not an empty folder; choose another output folder"))  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "pseudo", loose, images, "--out", out, *PSEUDO),
+        "pseudo",
+        re.escape(f"{out} exists and is not an empty folder; choose another output folder"),
+    )
     assert (out.read_text() if out.is_file() else (out / "train.csv").read_text()) == "mine"
     assert not (tmp_path / "pseudo.parts").exists()
 
@@ -479,7 +610,9 @@ def test_pseudo_never_writes_over_existing_files(inference_run, loose, tmp_path,
 def test_pseudo_output_into_the_image_folder_is_refused(inference_run, loose, tmp_path, capsys):
     _, images = inference_run
     before = sorted(images.iterdir())
-    _one_line_error(_cli(capsys, "pseudo", loose, images, "--out", images, *PSEUDO), "pseudo", "exists and is not an empty folder")
+    _one_line_error(
+        _cli(capsys, "pseudo", loose, images, "--out", images, *PSEUDO), "pseudo", "exists and is not an empty folder"
+    )
     assert sorted(images.iterdir()) == before
 
 
@@ -507,9 +640,15 @@ def test_pseudo_with_every_image_bad_is_an_error_not_an_empty_dataset(loose, tmp
         (folder / name).write_bytes(b"\x89PNG\r\n")
     code, said, err = _cli(capsys, "pseudo", loose, folder, "--out", tmp_path / "pseudo", *PSEUDO, "--skip-bad")
     assert code == 1 and said == ""
-    assert err.splitlines()[-1] == (f"steelseg pseudo: error: every one of the 3 images of {folder} was skipped as bad (each "
-                                    f"listed above); nothing written to {tmp_path / 'pseudo'}")  # fmt: skip
-    assert len(err.splitlines()) == 4 and sorted(p.name for p in tmp_path.iterdir()) == ["images", "loose.json", "loose.yaml"]
+    assert err.splitlines()[-1] == (
+        f"steelseg pseudo: error: every one of the 3 images of {folder} was skipped as bad (each "
+        f"listed above); nothing written to {tmp_path / 'pseudo'}"
+    )
+    assert len(err.splitlines()) == 4 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "images",
+        "loose.json",
+        "loose.yaml",
+    ]
 
 
 # --- the other prediction paths: classifiers alone, sharded processes --------------------------
@@ -521,7 +660,7 @@ class _Brightness:
     name = "fake"
 
     def __call__(self, x):
-        from steelseg.gating import CLASSES
+        from steelseg.core.outputs import CLASSES
 
         return {CLASSES: x.mean(axis=(1, 2, 3))[:, None].astype(np.float32)}
 
@@ -530,13 +669,17 @@ class _Brightness:
 
 
 def test_a_classifier_skips_bad_images_and_scores_the_rest(tmp_path):
+    from steelseg.core.postprocess import PostProcess
     from steelseg.inference.ensemble import Member
     from steelseg.inference.predictor import Predictor
     from steelseg.inference.skipped import SkippedImages
-    from steelseg.postprocess import PostProcess
 
-    config = load_config(None, ["data.class_names=[bright]", "model.task=classify", "model.input_mean=0", "model.input_std=1"])
-    predictor = Predictor([Member("fake", config, _Brightness(), [0])], PostProcess.uniform(1, 0.5, 0), ["bright"], batch_size=2)
+    config = load_config(
+        None, ["data.class_names=[bright]", "model.task=classify", "model.input_mean=0", "model.input_std=1"]
+    )
+    predictor = Predictor(
+        [Member("fake", config, _Brightness(), [0])], PostProcess.uniform(1, 0.5, 0), ["bright"], batch_size=2
+    )
     for name, value in (("a.png", 51), ("c.png", 204)):
         Image.fromarray(np.full((8, 8), value, np.uint8)).save(tmp_path / name)
     (tmp_path / "b.png").write_bytes(b"")
@@ -544,7 +687,9 @@ def test_a_classifier_skips_bad_images_and_scores_the_rest(tmp_path):
     skip = SkippedImages(logged.append)
     image_ids, scores = predictor.score_folder(tmp_path, progress=False, skip=skip)
     assert image_ids == ["a.png", "c.png"] and np.allclose(scores[:, 0], [0.2, 0.8])
-    assert logged == [f"skipped {tmp_path / 'b.png'}: cannot read image (cannot identify image file '{tmp_path / 'b.png'}')"]
+    assert logged == [
+        f"skipped {tmp_path / 'b.png'}: cannot read image (cannot identify image file '{tmp_path / 'b.png'}')"
+    ]
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "c.png").write_bytes(b"")
     image_ids, scores = predictor.score_folder(tmp_path, progress=False, skip=SkippedImages(logged.append))
@@ -565,7 +710,19 @@ def test_sharded_skip_bad_writes_the_single_process_submission(inference_run, tm
         env.pop(name, None)
 
     def predict(prefix, out):
-        command = [*prefix, "-m", "steelseg", "predict", str(run), str(folder), "--out", str(out), "--skip-bad", "--batch-size", "1"]
+        command = [
+            *prefix,
+            "-m",
+            "steelseg",
+            "predict",
+            str(run),
+            str(folder),
+            "--out",
+            str(out),
+            "--skip-bad",
+            "--batch-size",
+            "1",
+        ]
         done = subprocess.run(command + PREDICT, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stderr
@@ -583,17 +740,32 @@ def test_sharded_skip_bad_writes_the_single_process_submission(inference_run, tm
     "outputs, message",
     [
         (["--out", "{tmp}"], "--out {tmp} is a folder; give the name of a file to write"),
-        (["--out", "{tmp}/notes.txt/sub.csv"], "--out {tmp}/notes.txt/sub.csv: {tmp}/notes.txt is a file, not a folder"),
-        (["--out", "{tmp}/sub.csv", "--scores", "{tmp}"], "--scores {tmp} is a folder; give the name of a file to write"),
-        (["--out", "{tmp}/notes.txt/deeper/sub.csv"], "--out {tmp}/notes.txt/deeper/sub.csv: {tmp}/notes.txt is a file, not a folder"),
+        (
+            ["--out", "{tmp}/notes.txt/sub.csv"],
+            "--out {tmp}/notes.txt/sub.csv: {tmp}/notes.txt is a file, not a folder",
+        ),
+        (
+            ["--out", "{tmp}/sub.csv", "--scores", "{tmp}"],
+            "--scores {tmp} is a folder; give the name of a file to write",
+        ),
+        (
+            ["--out", "{tmp}/notes.txt/deeper/sub.csv"],
+            "--out {tmp}/notes.txt/deeper/sub.csv: {tmp}/notes.txt is a file, not a folder",
+        ),
     ],
     ids=["out is a folder", "out below a file", "scores is a folder", "out far below a file"],
 )
-def test_an_output_that_cannot_be_written_is_refused_before_predicting(inference_run, tmp_path, capsys, outputs, message):
+def test_an_output_that_cannot_be_written_is_refused_before_predicting(
+    inference_run, tmp_path, capsys, outputs, message
+):
     run, images = inference_run
     (tmp_path / "notes.txt").write_text("mine")
     argv = ["predict", run, images, *(o.format(tmp=tmp_path) for o in outputs), *PREDICT]
-    _one_line_error(_cli(capsys, *argv), "predict", "^" + re.escape(f"steelseg predict: error: {message.format(tmp=tmp_path)}") + "$")
+    _one_line_error(
+        _cli(capsys, *argv),
+        "predict",
+        "^" + re.escape(f"steelseg predict: error: {message.format(tmp=tmp_path)}") + "$",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -601,5 +773,8 @@ def test_pseudo_output_below_a_file_is_refused_before_predicting(inference_run, 
     _, images = inference_run
     (tmp_path / "notes.txt").write_text("mine")
     out = tmp_path / "notes.txt" / "pseudo"
-    _one_line_error(_cli(capsys, "pseudo", loose, images, "--out", out, *PSEUDO), "pseudo",
-                    re.escape(f"cannot keep progress in {out}.parts (Not a directory): choose another output"))  # fmt: skip
+    _one_line_error(
+        _cli(capsys, "pseudo", loose, images, "--out", out, *PSEUDO),
+        "pseudo",
+        re.escape(f"cannot keep progress in {out}.parts (Not a directory): choose another output"),
+    )

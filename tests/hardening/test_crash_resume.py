@@ -45,23 +45,35 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from steelseg import rundir, synth
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.datasets import open_dataset
-from steelseg.folds import make_folds, write_folds
-from steelseg.rundir import EpochResult
+from steelseg.files import rundir, synth
+from steelseg.files.datasets import open_dataset
+from steelseg.files.folds import make_folds, write_folds
+from steelseg.files.rundir import EpochResult
 from steelseg.training.writer import RunDirWriter
 
 EPOCHS = 3  # per run: per stage, per fold
 TINY = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.batch_size=2", "--set", "data.crops_per_image=2",
-    "--set", "train.precision=32-true", "--set", "train.batches_per_epoch=8",
-    "--set", "train.scheduler={name: cosine}",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "data.crops_per_image=2",
+    "--set",
+    "train.precision=32-true",
+    "--set",
+    "train.batches_per_epoch=8",
+    "--set",
+    "train.scheduler={name: cosine}",
+]
 SETUP = [*TINY, "--epochs", str(EPOCHS), "--quiet"]
 STAGES_YAML = f"stages:\n  - {{name: finetune, train: {{epochs: {EPOCHS}, lr: 0.0005}}}}\n"
 SLOW_CHECKPOINT = """\
@@ -101,10 +113,18 @@ CASES = {
     "fold_all": Case("fold_all", ("--folds", "{folds}", "--fold", "all"), ("fold-0", "fold-1"), one_kill="tail"),
     "ddp": Case(
         "ddp",
-        ("--set", "train.accelerator=cpu", "--set", "train.devices=2", "--set", "train.strategy=ddp_spawn",
-         "--set", "train.average_best=2"),
+        (
+            "--set",
+            "train.accelerator=cpu",
+            "--set",
+            "train.devices=2",
+            "--set",
+            "train.strategy=ddp_spawn",
+            "--set",
+            "train.average_best=2",
+        ),
         one_kill="checkpoint-write",
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -176,14 +196,21 @@ TRIGGERS = {
     "checkpoint-write": (lambda before, now: set(_checkpoint_temporaries(now)) - set(before), lambda rng: 0.0),
     "after-validation": (lambda before, now: _changed(rundir.METRICS, before, now), lambda rng: 0.0),
     "after-checkpoint": (lambda before, now: _changed(rundir.RESUME, before, now), lambda rng: 0.0),
-    "tail": (lambda before, now: _last_checkpoints(before, now), lambda rng: rng.uniform(0.0, 0.02)),  # what follows is short
+    "tail": (
+        lambda before, now: _last_checkpoints(before, now),
+        lambda rng: rng.uniform(0.0, 0.02),
+    ),  # what follows is short
 }
 
 
 def _last_checkpoints(before: dict, now: dict) -> list[Path]:
     """New checkpoints of a run's last epoch: its metrics.csv has every epoch, and is older."""
     metrics = lambda p: now.get(p.parent / rundir.METRICS, (0, 0, 0))  # noqa: E731
-    return [p for p in _changed(rundir.RESUME, before, now) if _metric_rows(p.parent) == EPOCHS and now[p][1] >= metrics(p)[1]]
+    return [
+        p
+        for p in _changed(rundir.RESUME, before, now)
+        if _metric_rows(p.parent) == EPOCHS and now[p][1] >= metrics(p)[1]
+    ]
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -233,7 +260,10 @@ def _phase(before: dict, at_kill: dict) -> str:
     """Where the kill landed, from the files: the newest of this process's writes."""
     if set(_checkpoint_temporaries(at_kill)) - set(before):
         return "writing a checkpoint"
-    written = {name: max((at_kill[p][1] for p in _changed(name, before, at_kill)), default=0) for name in (rundir.METRICS, rundir.RESUME)}
+    written = {
+        name: max((at_kill[p][1] for p in _changed(name, before, at_kill)), default=0)
+        for name in (rundir.METRICS, rundir.RESUME)
+    }
     if not any(written.values()):
         return "before its first validation"
     if written[rundir.METRICS] > written[rundir.RESUME]:
@@ -289,20 +319,30 @@ def _assert_same_run(whole: Path, resumed: Path) -> None:
         epochs = [int(row[0]) for row in _rows(resumed)[1:]]
         assert epochs == list(range(1, EPOCHS + 1)), f"{resumed}: epochs {epochs}"
         assert _rows(resumed) == _rows(whole)
-    _assert_same_tensors(load_file(whole / rundir.WEIGHTS), load_file(resumed / rundir.WEIGHTS), resumed / rundir.WEIGHTS)
+    _assert_same_tensors(
+        load_file(whole / rundir.WEIGHTS), load_file(resumed / rundir.WEIGHTS), resumed / rundir.WEIGHTS
+    )
     if (whole / rundir.RESUME).exists():  # the last epoch's weights, not only the best
-        last, resumed_last = (torch.load(r / rundir.RESUME, map_location="cpu", weights_only=True) for r in (whole, resumed))
+        last, resumed_last = (
+            torch.load(r / rundir.RESUME, map_location="cpu", weights_only=True) for r in (whole, resumed)
+        )
         assert last["epoch"] == resumed_last["epoch"] == EPOCHS - 1
         _assert_same_tensors(last["state_dict"], resumed_last["state_dict"], resumed / rundir.RESUME)
-    assert _scores(json.loads((resumed / rundir.SUMMARY).read_text())) == _scores(json.loads((whole / rundir.SUMMARY).read_text()))
+    assert _scores(json.loads((resumed / rundir.SUMMARY).read_text())) == _scores(
+        json.loads((whole / rundir.SUMMARY).read_text())
+    )
     for name in (rundir.POSTPROCESS, rundir.GATE, rundir.FINISHED):
         if (whole / name).exists():
             assert (resumed / name).read_bytes() == (whole / name).read_bytes(), f"{resumed / name} differs"
     for top in (whole / rundir.TOP_DIR).glob("*"):
-        _assert_same_tensors(load_file(top / rundir.WEIGHTS), load_file(resumed / top.relative_to(whole) / rundir.WEIGHTS), top)
+        _assert_same_tensors(
+            load_file(top / rundir.WEIGHTS), load_file(resumed / top.relative_to(whole) / rundir.WEIGHTS), top
+        )
     if (whole / rundir.OOF).exists():
         with np.load(whole / rundir.OOF) as a, np.load(resumed / rundir.OOF) as b:
-            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), f"{resumed / rundir.OOF} differs"
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), (
+                f"{resumed / rundir.OOF} differs"
+            )
 
 
 def _names(run: Path) -> list[str]:
@@ -372,7 +412,18 @@ def test_a_first_epoch_killed_before_its_checkpoint_starts_again(tmp_path, capsy
     start the run again (it used to refuse: "already holds a run")."""
     data, run = tmp_path / "data", tmp_path / "run"
     synth.write_dataset(data, 6, seed=2, height=64, width=256, progress=False)
-    command = ["train", str(data), "--out", str(run), *TINY, "--set", "train.oof_scale=null", "--epochs", "1", "--quiet"]
+    command = [
+        "train",
+        str(data),
+        "--out",
+        str(run),
+        *TINY,
+        "--set",
+        "train.oof_scale=null",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(command) == 0
     (run / rundir.RESUME).rename(run / f".{rundir.RESUME}.x1y2z3.tmp")  # as a kill mid-rename leaves it
     (run / rundir.FINISHED).unlink()
@@ -385,7 +436,9 @@ def test_a_first_epoch_killed_before_its_checkpoint_starts_again(tmp_path, capsy
 
 
 def _result(epoch: int, dice: float) -> EpochResult:
-    return EpochResult(epoch=epoch, train_loss=0.1, val_dice=dice, val_dice_tuned=dice, val_class_dice_tuned=[dice], lr=1e-3)
+    return EpochResult(
+        epoch=epoch, train_loss=0.1, val_dice=dice, val_dice_tuned=dice, val_class_dice_tuned=[dice], lr=1e-3
+    )
 
 
 def _kept(run: Path) -> list[int]:

@@ -17,19 +17,36 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from steelseg import rundir
+from steelseg.files import rundir
 
 HASH_SEEDS = ("1", "2")
 TRAIN = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.batch_size=2", "--set", "data.crops_per_image=2",
-    "--set", "data.sampler=balanced", "--set", "train.mixup_alpha=0.4",
-    "--set", "data.num_workers=2",  # worker processes draw augmentations too
-    "--set", "train.precision=32-true", "--set", "train.batches_per_epoch=6",
-    "--epochs", "2", "--quiet",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "data.crops_per_image=2",
+    "--set",
+    "data.sampler=balanced",
+    "--set",
+    "train.mixup_alpha=0.4",
+    "--set",
+    "data.num_workers=2",  # worker processes draw augmentations too
+    "--set",
+    "train.precision=32-true",
+    "--set",
+    "train.batches_per_epoch=6",
+    "--epochs",
+    "2",
+    "--quiet",
+]
 
 
 def _steelseg(args: list[str], cwd: Path, hash_seed: str) -> None:
@@ -65,7 +82,10 @@ def test_synthetic_data_is_the_same_bytes(synth_twice):
 
 def test_folds_are_the_same_bytes(synth_twice, tmp_path):
     data = synth_twice[0] / "data"  # one dataset: the folds alone are on trial
-    a, b = _in_both(tmp_path, lambda folder: ["folds", str(data), "--out", str(folder / "folds.csv"), "--k", "3", "--seed", "5", "--quiet"])
+    a, b = _in_both(
+        tmp_path,
+        lambda folder: ["folds", str(data), "--out", str(folder / "folds.csv"), "--k", "3", "--seed", "5", "--quiet"],
+    )
     assert (a / "folds.csv").read_bytes() == (b / "folds.csv").read_bytes()
     assert len((a / "folds.csv").read_text().splitlines()) == 11
 
@@ -76,7 +96,17 @@ def test_training_and_predictions_are_the_same(synth_twice):
     for folder, hash_seed in zip(synth_twice, HASH_SEEDS):
         data, run = folder / "data", folder / "run"
         _steelseg(["train", str(data), "--out", str(run), *TRAIN], folder, hash_seed)
-        predict = ["predict", str(run), str(data / "train_images"), "--out", "submission.csv", "--scores", "scores.csv", "--device", "cpu"]
+        predict = [
+            "predict",
+            str(run),
+            str(data / "train_images"),
+            "--out",
+            "submission.csv",
+            "--scores",
+            "scores.csv",
+            "--device",
+            "cpu",
+        ]
         _steelseg([*predict, "--quiet"], folder, hash_seed)
     a, b = (folder / "run" for folder in synth_twice)
     weights_a, weights_b = load_file(a / rundir.WEIGHTS), load_file(b / rundir.WEIGHTS)
@@ -84,7 +114,9 @@ def test_training_and_predictions_are_the_same(synth_twice):
     for key in weights_a:
         assert torch.equal(weights_a[key], weights_b[key]), key  # bit for bit
     assert (a / rundir.WEIGHTS).read_bytes() == (b / rundir.WEIGHTS).read_bytes()
-    last_a, last_b = (torch.load(r / rundir.RESUME, map_location="cpu", weights_only=True)["state_dict"] for r in (a, b))
+    last_a, last_b = (
+        torch.load(r / rundir.RESUME, map_location="cpu", weights_only=True)["state_dict"] for r in (a, b)
+    )
     assert all(torch.equal(last_a[key], last_b[key]) for key in last_a)  # the last epoch too, not only the best
     for name in (rundir.POSTPROCESS, rundir.GATE):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name

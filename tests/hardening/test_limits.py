@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steelseg import images
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.gating import PIXELS
-from steelseg.images import MAX_PIXELS, ImageError, TooManyPixelsError, decode_gray, list_images, read_gray, read_label_map, read_shape
+from steelseg.core.outputs import PIXELS
+from steelseg.core.postprocess import PostProcess
+from steelseg.files.images import (
+    MAX_PIXELS,
+    ImageError,
+    TooManyPixelsError,
+    decode_gray,
+    list_images,
+    read_gray,
+    read_label_map,
+    read_shape,
+)
 from steelseg.inference.predictor import Predictor
-from steelseg.postprocess import PostProcess
 
 SIDE = 4100  # 4100 x 4100 = 16,810,000 px: just over the default cap of 16,384,000
 
@@ -104,7 +112,7 @@ def test_a_refusal_prints_no_warning_of_pillows(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_header_only(10_000, 10_000))
     script = (
-        "from steelseg.images import read_gray, TooManyPixelsError\n"
+        "from steelseg.files.images import read_gray, TooManyPixelsError\n"
         f"try:\n    read_gray({str(path)!r})\nexcept TooManyPixelsError as e:\n    print(e)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -164,7 +172,9 @@ def test_predict_names_the_bomb_in_one_line(untrusted_run, tmp_path, capsys):
     folder = shutil.copytree(data / "train_images", tmp_path / "images")
     (folder / "zz-bomb.png").write_bytes(png_header_only(100_000, 100_000))
     out = tmp_path / "sub.csv"
-    code = main(["predict", str(run), str(folder), "--out", str(out), "--backend", "torch", "--device", "cpu", "--quiet"])
+    code = main(
+        ["predict", str(run), str(folder), "--out", str(out), "--backend", "torch", "--device", "cpu", "--quiet"]
+    )
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert str(folder / "zz-bomb.png") in err and "the limit is 16,384,000" in err

@@ -24,12 +24,27 @@ import time
 import numpy as np
 import pytest
 
-from steelseg import rundir
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import rundir
 from steelseg.inference import resume
 
-OPTIONS = ["--backend", "torch", "--device", "cpu", "--batch-size", "2", "--chunk-size", "2", "--quiet",
-           "--post", "pixel_threshold=0.52", "--post", "min_area=0", "--post", "peak_threshold=0.53"]  # fmt: skip
+OPTIONS = [
+    "--backend",
+    "torch",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "2",
+    "--chunk-size",
+    "2",
+    "--quiet",
+    "--post",
+    "pixel_threshold=0.52",
+    "--post",
+    "min_area=0",
+    "--post",
+    "peak_threshold=0.53",
+]
 CHUNKS = 6  # 12 strips, 2 a chunk
 SLOW_PARTS = """\
 # Test-only (tests/hardening/test_predict_resume.py): wait after each part file is written,
@@ -60,12 +75,25 @@ def _env(tmp_path, slow: bool) -> dict:
 
 
 def _command(run, images, out) -> list[str]:
-    return [sys.executable, "-m", "steelseg", "predict", str(run), str(images), "--out", str(out), "--scores",
-            str(out.with_name(out.stem + "-scores.csv")), *OPTIONS]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "steelseg",
+        "predict",
+        str(run),
+        str(images),
+        "--out",
+        str(out),
+        "--scores",
+        str(out.with_name(out.stem + "-scores.csv")),
+        *OPTIONS,
+    ]
 
 
 def _predict(run, images, out, tmp_path) -> subprocess.CompletedProcess:
-    done = subprocess.run(_command(run, images, out), env=_env(tmp_path, slow=False), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _command(run, images, out), env=_env(tmp_path, slow=False), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -81,7 +109,9 @@ def uninterrupted(inference_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
     _predict(run, images, tmp / "sub.csv", tmp)
     submission, scores = _outputs(tmp / "sub.csv")
-    assert submission.count(b",\n") and re.search(rb",\d+ \d+", submission), "the submission must hold masks and empty rows"
+    assert submission.count(b",\n") and re.search(rb",\d+ \d+", submission), (
+        "the submission must hold masks and empty rows"
+    )
     return submission, scores
 
 
@@ -91,8 +121,13 @@ def killed_parts(inference_run, tmp_path_factory):
     run, images = inference_run
     tmp = tmp_path_factory.mktemp("killed")
     out = tmp / "sub.csv"
-    process = subprocess.Popen(_command(run, images, out), env=_env(tmp, slow=True), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        _command(run, images, out),
+        env=_env(tmp, slow=True),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     parts = resume.parts_folder(out)
     deadline = time.monotonic() + 240
     while not list(parts.glob("chunk-*.npz")):
@@ -145,7 +180,10 @@ def test_an_interrupted_predict_resumes_to_the_uninterrupted_submission(inferenc
     parts, whole = interrupted
     out = _resume_from(parts, tmp_path)
     assert main([str(a) for a in _command(run, images, out)[3:]]) == 0
-    assert f"steelseg predict: resuming from {resume.parts_folder(out)}: 4 of 12 images already predicted" in capsys.readouterr().err
+    assert (
+        f"steelseg predict: resuming from {resume.parts_folder(out)}: 4 of 12 images already predicted"
+        in capsys.readouterr().err
+    )
     assert _outputs(out) == whole and not resume.parts_folder(out).exists()
 
 
@@ -161,7 +199,10 @@ def test_a_killed_predict_resumes_to_the_uninterrupted_submission(inference_run,
     out = _resume_from(killed_parts, tmp_path)
     finished = len(list(killed_parts.glob("chunk-*.npz")))
     done = _predict(run, images, out, tmp_path)
-    assert f"steelseg predict: resuming from {resume.parts_folder(out)}: {2 * finished} of 12 images already predicted" in done.stderr
+    assert (
+        f"steelseg predict: resuming from {resume.parts_folder(out)}: {2 * finished} of 12 images already predicted"
+        in done.stderr
+    )
     assert _outputs(out) == uninterrupted
     assert not resume.parts_folder(out).exists()  # removed once the outputs are whole
 
@@ -182,8 +223,10 @@ def test_damaged_parts_are_predicted_again_with_a_warning(inference_run, killed_
     done = _predict(run, images, out, tmp_path)
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     again = "its images are predicted again"
-    assert warnings == [f"steelseg predict: warning: {flipped} fails its checksum (changed or damaged); {again}",
-                        f"steelseg predict: warning: {junk} does not load (not an .npz archive); {again}"]  # fmt: skip
+    assert warnings == [
+        f"steelseg predict: warning: {flipped} fails its checksum (changed or damaged); {again}",
+        f"steelseg predict: warning: {junk} does not load (not an .npz archive); {again}",
+    ]
     assert _outputs(out) == uninterrupted
 
 
@@ -204,8 +247,10 @@ def _refused(capsys, argv, parts, what: str):
     before = sorted(p.name for p in parts.iterdir())
     assert main([str(a) for a in argv]) == 1
     err = capsys.readouterr().err
-    assert err == (f"steelseg predict: error: {parts} holds the progress of a prediction with {what}: delete that folder to "
-                   "start afresh, or choose another --out\n")  # fmt: skip
+    assert err == (
+        f"steelseg predict: error: {parts} holds the progress of a prediction with {what}: delete that folder to "
+        "start afresh, or choose another --out\n"
+    )
     assert sorted(p.name for p in parts.iterdir()) == before  # nothing lost
 
 
@@ -227,7 +272,9 @@ def test_a_resume_with_another_model_is_refused_in_one_line(inference_run, inter
         ("--tta hflip", "other models, weights, backends or TTA (its manifest.json differs in 'members')"),
     ],
 )
-def test_a_resume_with_other_images_or_settings_is_refused_in_one_line(inference_run, interrupted, tmp_path, capsys, change, what):
+def test_a_resume_with_other_images_or_settings_is_refused_in_one_line(
+    inference_run, interrupted, tmp_path, capsys, change, what
+):
     run, images = inference_run
     out = _resume_from(interrupted[0], tmp_path)
     options = [*OPTIONS]
@@ -242,7 +289,9 @@ def test_a_resume_with_other_images_or_settings_is_refused_in_one_line(inference
 # --- skips and pseudo-labels ------------------------------------------------------------------
 
 
-def test_skips_kept_in_the_parts_are_reported_again_or_stop_a_run_without_skip_bad(inference_run, tmp_path, capsys, monkeypatch):
+def test_skips_kept_in_the_parts_are_reported_again_or_stop_a_run_without_skip_bad(
+    inference_run, tmp_path, capsys, monkeypatch
+):
     run, strips = inference_run
     images = shutil.copytree(strips, tmp_path / "images")
     (images / "synth_11_00000b.jpg").write_bytes(b"")  # second of the first chunk of 4 (--chunk-size 3, batch 2)
@@ -259,12 +308,17 @@ def test_skips_kept_in_the_parts_are_reported_again_or_stop_a_run_without_skip_b
     without = [o for o in options if o != "--skip-bad"]
     assert main(["predict", str(run), str(images), "--out", str(out), *map(str, without)]) == 1
     err = capsys.readouterr().err
-    assert err.splitlines()[-1] == (f"steelseg predict: error: {images / 'synth_11_00000b.jpg'}: cannot read image (cannot identify "
-                                    f"image file '{images / 'synth_11_00000b.jpg'}') (8 images done are kept in "
-                                    f"{resume.parts_folder(out)}: run again to resume)")  # fmt: skip
+    assert err.splitlines()[-1] == (
+        f"steelseg predict: error: {images / 'synth_11_00000b.jpg'}: cannot read image (cannot identify "
+        f"image file '{images / 'synth_11_00000b.jpg'}') (8 images done are kept in "
+        f"{resume.parts_folder(out)}: run again to resume)"
+    )
     assert main(["predict", str(run), str(images), "--out", str(out), *map(str, options)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith(f"skipped {images / 'synth_11_00000b.jpg'}: cannot read image") and "skipped 1 bad image of 13" in err
+    assert (
+        err.startswith(f"skipped {images / 'synth_11_00000b.jpg'}: cannot read image")
+        and "skipped 1 bad image of 13" in err
+    )
     assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()
 
 
@@ -272,8 +326,24 @@ def test_a_killed_pseudo_run_resumes_to_the_same_dataset(inference_run, tmp_path
     run, images = inference_run
     (tmp_path / "loose.json").write_text(json.dumps({"pixel_threshold": [0.5] * 4, "min_area": [0] * 4}))
     (tmp_path / "loose.yaml").write_text(f"members: [{{run: {run}}}]\npostprocess: loose.json\n")
-    argv = ["pseudo", tmp_path / "loose.yaml", images, "--hi", "0.52", "--lo", "0.01", "--backend", "torch", "--device", "cpu",
-            "--batch-size", "2", "--chunk-size", "2", "--quiet"]  # fmt: skip
+    argv = [
+        "pseudo",
+        tmp_path / "loose.yaml",
+        images,
+        "--hi",
+        "0.52",
+        "--lo",
+        "0.01",
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--chunk-size",
+        "2",
+        "--quiet",
+    ]
     assert main([*map(str, argv), "--out", str(tmp_path / "whole")]) == 0
     whole = capsys.readouterr().out
     with monkeypatch.context() as patch:
@@ -283,10 +353,14 @@ def test_a_killed_pseudo_run_resumes_to_the_same_dataset(inference_run, tmp_path
     assert not (tmp_path / "pseudo").exists() and len(list((tmp_path / "pseudo.parts").glob("chunk-*.npz"))) == 3
     assert main([*map(str, argv), "--out", str(tmp_path / "pseudo")]) == 0
     captured = capsys.readouterr()
-    assert f"steelseg pseudo: resuming from {tmp_path / 'pseudo.parts'}: 6 of 12 images already predicted" in captured.err
+    assert (
+        f"steelseg pseudo: resuming from {tmp_path / 'pseudo.parts'}: 6 of 12 images already predicted" in captured.err
+    )
     assert captured.out == whole.replace(str(tmp_path / "whole"), str(tmp_path / "pseudo"))
     selected = sorted(p.name for p in (tmp_path / "whole" / "train_images").iterdir())
-    assert 0 < len(selected) < 12 and sorted(p.name for p in (tmp_path / "pseudo" / "train_images").iterdir()) == selected
+    assert (
+        0 < len(selected) < 12 and sorted(p.name for p in (tmp_path / "pseudo" / "train_images").iterdir()) == selected
+    )
     assert (tmp_path / "pseudo" / "train.csv").read_bytes() == (tmp_path / "whole" / "train.csv").read_bytes()
     assert not (tmp_path / "pseudo.parts").exists()
 
@@ -308,7 +382,9 @@ def test_a_work_folder_name_taken_by_something_else_is_never_deleted(inference_r
         (parts / "notes.txt").write_text("mine")
     assert main([str(a) for a in _command(run, images, out)[3:]]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"steelseg predict: error: {parts} ") and err.endswith("progress is kept there: move it away\n"), err
+    assert err.startswith(f"steelseg predict: error: {parts} ") and err.endswith(
+        "progress is kept there: move it away\n"
+    ), err
     assert (parts.read_text() if what == "a file" else (parts / "notes.txt").read_text()) == "mine"
 
 
@@ -319,12 +395,17 @@ def test_an_unreadable_manifest_starts_afresh_with_a_warning(inference_run, inte
     (resume.parts_folder(out) / resume.MANIFEST).write_text("{not json")
     assert main([str(a) for a in _command(run, images, out)[3:]]) == 0
     err = capsys.readouterr().err
-    assert f"steelseg predict: warning: {resume.parts_folder(out) / resume.MANIFEST} cannot be read; starting afresh" in err
+    assert (
+        f"steelseg predict: warning: {resume.parts_folder(out) / resume.MANIFEST} cannot be read; starting afresh"
+        in err
+    )
     assert "resuming" not in err
     assert _outputs(out) == whole
 
 
-def test_a_planted_pickle_as_a_part_file_is_never_loaded(inference_run, interrupted, tmp_path, capsys, untrusted_pickle):
+def test_a_planted_pickle_as_a_part_file_is_never_loaded(
+    inference_run, interrupted, tmp_path, capsys, untrusted_pickle
+):
     import hashlib
 
     run, images = inference_run
@@ -334,11 +415,16 @@ def test_a_planted_pickle_as_a_part_file_is_never_loaded(inference_run, interrup
         part.unlink()
     planted = resume.parts_folder(out) / "planted.npz"
     marker = untrusted_pickle(planted, how="npz")
-    part = planted.with_name(f"chunk-000000-{hashlib.sha256(planted.read_bytes()).hexdigest()[:16]}.npz")  # its checksum holds
+    part = planted.with_name(
+        f"chunk-000000-{hashlib.sha256(planted.read_bytes()).hexdigest()[:16]}.npz"
+    )  # its checksum holds
     planted.rename(part)
     assert main([str(a) for a in _command(run, images, out)[3:]]) == 0
     err = capsys.readouterr().err
-    assert f"steelseg predict: warning: {part} does not load (ValueError: " in err and "its images are predicted again" in err
+    assert (
+        f"steelseg predict: warning: {part} does not load (ValueError: " in err
+        and "its images are predicted again" in err
+    )
     assert not marker.exists() and _outputs(out) == whole
 
 
@@ -360,7 +446,9 @@ def test_a_part_with_arrays_a_gate_cannot_take_is_predicted_again(inference_run,
     forged.write_bytes(buffer.getvalue())
     assert main([str(a) for a in _command(run, images, out)[3:]]) == 0
     err = capsys.readouterr().err
-    assert f"steelseg predict: warning: {forged} does not load (ValueError: peaks of shape (2, 3) and dtype float32" in err
+    assert (
+        f"steelseg predict: warning: {forged} does not load (ValueError: peaks of shape (2, 3) and dtype float32" in err
+    )
     assert _outputs(out) == whole
 
 
@@ -372,7 +460,9 @@ def test_a_bad_image_after_finished_chunks_keeps_them_for_a_run_with_skip_bad(in
     argv = [*map(str, _command(run, images, out)[3:]), "--chunk-size", "4"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"steelseg predict: error: {images / 'zz-cut.jpg'}: cannot read image") and err.count("\n") == 1
+    assert (
+        err.startswith(f"steelseg predict: error: {images / 'zz-cut.jpg'}: cannot read image") and err.count("\n") == 1
+    )
     kept = len(list(resume.parts_folder(out).glob("chunk-*.npz")))
     assert err.endswith(f" ({4 * kept} images done are kept in {resume.parts_folder(out)}: run again to resume)\n")
     assert kept >= 2 and not out.exists()  # the reader reads ahead: the bad image stops it a chunk or so early

@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from steelseg import rundir
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import rundir
 from steelseg.inference.ensemble import EnsembleError
 from steelseg.inference.sources import resolve
-from steelseg.weights import save_weights
+from steelseg.models.weights import save_weights
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "steelseg"
 
@@ -40,8 +40,19 @@ def _one_line_error(capsys, command: list[str]) -> str:
 
 
 def _predict(run, data, out, *extra) -> list[str]:
-    return ["predict", str(run), str(data / "train_images"), "--out", str(out), "--backend", "torch", "--device", "cpu",
-            "--quiet", *extra]  # fmt: skip
+    return [
+        "predict",
+        str(run),
+        str(data / "train_images"),
+        "--out",
+        str(out),
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 # --- the weights checksum ------------------------------------------------------------------
@@ -60,8 +71,19 @@ def staged_run(untrusted_run, untrusted_setup, tmp_path_factory):
     _, data = untrusted_run
     run = tmp_path_factory.mktemp("staged") / "run"
     stages = "stages=[{name: again, train: {epochs: 2}}]"
-    command = ["train", str(data), "--out", str(run), *untrusted_setup, "--epochs", "2", "--set", "train.average_best=2",
-               "--set", stages]  # fmt: skip
+    command = [
+        "train",
+        str(data),
+        "--out",
+        str(run),
+        *untrusted_setup,
+        "--epochs",
+        "2",
+        "--set",
+        "train.average_best=2",
+        "--set",
+        stages,
+    ]
     assert main(command) == 0
     return run
 
@@ -81,7 +103,9 @@ def _flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_changed_weights_are_refused_naming_the_file_and_both_checksums(untrusted_run, untrusted_copy, tmp_path, capsys):
+def test_changed_weights_are_refused_naming_the_file_and_both_checksums(
+    untrusted_run, untrusted_copy, tmp_path, capsys
+):
     _, data = untrusted_run
     weights = untrusted_copy / rundir.WEIGHTS
     recorded = _sha256(weights)
@@ -153,8 +177,12 @@ def _unfinished(run: Path) -> Path:
 def test_a_planted_resume_checkpoint_is_refused_by_the_command_in_one_line(untrusted_copy, untrusted_pickle):
     run = _unfinished(untrusted_copy)
     marker = untrusted_pickle(run / rundir.RESUME)
-    done = subprocess.run([sys.executable, "-m", "steelseg", "train", "--resume", str(run), "--quiet"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "steelseg", "train", "--resume", str(run), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert str(run / rundir.RESUME) in done.stderr and "refused" in done.stderr
@@ -191,7 +219,9 @@ def test_lightning_itself_reads_a_planted_checkpoint_weights_only(staged_run, tm
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["with-record", "run-made-before-records"])
-def test_a_pickle_in_place_of_the_weights_is_refused(untrusted_run, untrusted_copy, untrusted_pickle, tmp_path, capsys, recorded):
+def test_a_pickle_in_place_of_the_weights_is_refused(
+    untrusted_run, untrusted_copy, untrusted_pickle, tmp_path, capsys, recorded
+):
     _, data = untrusted_run
     if not recorded:
         (untrusted_copy / rundir.WEIGHTS_SHA256).unlink()
@@ -203,12 +233,15 @@ def test_a_pickle_in_place_of_the_weights_is_refused(untrusted_run, untrusted_co
 
 
 @pytest.mark.parametrize("key", ["model.init_from", "model.encoder_weights"])
-def test_a_pickled_pth_given_as_weights_to_start_from_is_refused(untrusted_run, untrusted_setup, untrusted_pickle, tmp_path, capsys,
-                                                                  key):  # fmt: skip
+def test_a_pickled_pth_given_as_weights_to_start_from_is_refused(
+    untrusted_run, untrusted_setup, untrusted_pickle, tmp_path, capsys, key
+):
     _, data = untrusted_run
     evil = tmp_path / "pretrained.pth"
     marker = untrusted_pickle(evil)
-    line = _one_line_error(capsys, ["train", str(data), "--out", str(tmp_path / "run"), *untrusted_setup, "--set", f"{key}={evil}"])
+    line = _one_line_error(
+        capsys, ["train", str(data), "--out", str(tmp_path / "run"), *untrusted_setup, "--set", f"{key}={evil}"]
+    )
     assert str(evil) in line, line
     assert not marker.exists()
 
@@ -329,8 +362,12 @@ def test_prediction_never_follows_paths_in_a_runs_config(untrusted_run, untruste
     marker = untrusted_pickle(tmp_path / "evil" / "init.pth")
     untrusted_pickle(tmp_path / "evil" / "encoder.pth")
     config = yaml.safe_load((untrusted_copy / rundir.CONFIG).read_text())
-    config["model"].update(init_from=str(tmp_path / "evil" / "init.pth"), encoder_weights=str(tmp_path / "evil" / "encoder.pth"))
-    config["data"].update(root="/nonexistent/data", folds="/nonexistent/folds.csv", fold=0, pseudo=["/nonexistent/pseudo"])
+    config["model"].update(
+        init_from=str(tmp_path / "evil" / "init.pth"), encoder_weights=str(tmp_path / "evil" / "encoder.pth")
+    )
+    config["data"].update(
+        root="/nonexistent/data", folds="/nonexistent/folds.csv", fold=0, pseudo=["/nonexistent/pseudo"]
+    )
     (untrusted_copy / rundir.CONFIG).write_text(yaml.safe_dump(config))
     assert main(_predict(untrusted_copy, data, tmp_path / "sub.csv")) == 0
     assert not marker.exists()
@@ -438,20 +475,42 @@ BAD_ONNX = [
     pytest.param(_bytes(lambda b: b""), "an empty file", id="empty"),
     pytest.param(_bytes(lambda b: b[: len(b) // 2]), "cut short", id="truncated"),
     pytest.param(_bytes(lambda b: b[:40]), "cut short", id="cut-in-the-header"),
-    pytest.param(lambda e, f: _edited(e, f, _huge_declared), "declares 4,000,000,000,000 bytes", id="huge-declared-size"),
-    pytest.param(lambda e, f: _edited(e, f, _external(lambda d: ("../secret.bin", d / "secret.bin"))), "outside the model's folder",
-                 id="external-data-dotdot"),
-    pytest.param(lambda e, f: _edited(e, f, _external(lambda d: (str(d / "secret.bin"), d / "secret.bin"))),
-                 "outside the model's folder", id="external-data-absolute"),
-    pytest.param(lambda e, f: _edited(e, f, _external(_linked)), "outside the model's folder", id="external-data-symlink-out"),
+    pytest.param(
+        lambda e, f: _edited(e, f, _huge_declared), "declares 4,000,000,000,000 bytes", id="huge-declared-size"
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _external(lambda d: ("../secret.bin", d / "secret.bin"))),
+        "outside the model's folder",
+        id="external-data-dotdot",
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _external(lambda d: (str(d / "secret.bin"), d / "secret.bin"))),
+        "outside the model's folder",
+        id="external-data-absolute",
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _external(_linked)), "outside the model's folder", id="external-data-symlink-out"
+    ),
     pytest.param(lambda e, f: _edited(e, f, _rename_input), "expected one input, 'image'", id="wrong-input"),
-    pytest.param(lambda e, f: _edited(e, f, _rename_output), "outputs ['masks'] are not those of a segment run", id="wrong-output"),
-    pytest.param(lambda e, f: _edited(e, f, _metadata("steelseg.config", None)), "not exported by steelseg", id="no-metadata"),
-    pytest.param(lambda e, f: _edited(e, f, _metadata("steelseg.config", "data: [unclosed")), "metadata is not a valid config",
-                 id="config-does-not-parse"),
-    pytest.param(lambda e, f: _edited(e, f, _metadata("steelseg.config", "model: {task: dream}")),
-                 "metadata is not a valid config", id="config-not-valid"),
-]  # fmt: skip
+    pytest.param(
+        lambda e, f: _edited(e, f, _rename_output),
+        "outputs ['masks'] are not those of a segment run",
+        id="wrong-output",
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _metadata("steelseg.config", None)), "not exported by steelseg", id="no-metadata"
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _metadata("steelseg.config", "data: [unclosed")),
+        "metadata is not a valid config",
+        id="config-does-not-parse",
+    ),
+    pytest.param(
+        lambda e, f: _edited(e, f, _metadata("steelseg.config", "model: {task: dream}")),
+        "metadata is not a valid config",
+        id="config-not-valid",
+    ),
+]
 
 
 @pytest.mark.parametrize(("make", "says"), BAD_ONNX)
@@ -462,7 +521,9 @@ def test_a_bad_onnx_file_is_refused_in_one_line(untrusted_run, exported, tmp_pat
     assert str(path) in line and says in line, line
 
 
-def test_a_model_file_over_the_size_limit_is_refused_before_reading(untrusted_run, exported, tmp_path, monkeypatch, capsys):
+def test_a_model_file_over_the_size_limit_is_refused_before_reading(
+    untrusted_run, exported, tmp_path, monkeypatch, capsys
+):
     _, data = untrusted_run
     monkeypatch.setenv("STEELSEG_MAX_MODEL_MB", str(exported.stat().st_size / 2e6))
     line = _one_line_error(capsys, _predict(exported, data, tmp_path / "sub.csv", "--backend", "onnx"))
@@ -478,4 +539,6 @@ def test_good_onnx_files_pass_the_checks(untrusted_run, exported, tmp_path):
         assert main(_predict(path, data, out, "--backend", "onnx")) == 0
         assert out.is_file()
     moved = os.path.getsize(tmp_path / "model" / "weights.bin")
-    assert moved > 100_000 and os.path.getsize(inside) <= os.path.getsize(exported) - moved + 1024  # really outside the graph
+    assert (
+        moved > 100_000 and os.path.getsize(inside) <= os.path.getsize(exported) - moved + 1024
+    )  # really outside the graph

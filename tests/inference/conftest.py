@@ -1,7 +1,7 @@
 import pytest
 
-from steelseg import synth
 from steelseg.config import load_config
+from steelseg.files import synth
 from steelseg.training.fit import train
 
 # A tiny U-Net run at half resolution, trained in fp32 so that exact comparisons are possible.

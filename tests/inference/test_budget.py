@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 import steelseg.inference.predictor as predictor_module
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.gating import PIXELS
+from steelseg.core.outputs import PIXELS
+from steelseg.core.postprocess import PostProcess
 from steelseg.inference.ensemble import TTA, Member
 from steelseg.inference.predictor import Budget, Predictor, TimeBudgetError
-from steelseg.postprocess import PostProcess
 
 
 class Clock:
@@ -128,8 +128,22 @@ def test_cli_time_budget_stops_with_one_line(half_scale_run, tmp_path, monkeypat
     ticks = iter(range(100, 100_000, 100))
     monkeypatch.setattr(predictor_module, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
     out = tmp_path / "s.csv"
-    argv = ["predict", str(run), str(data / "train_images"), "--out", str(out), "--backend", "torch", "--device", "cpu",
-            "--batch-size", "1", "--time-budget", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "predict",
+        str(run),
+        str(data / "train_images"),
+        "--out",
+        str(out),
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--time-budget",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == (
@@ -142,7 +156,9 @@ def test_cli_time_budget_stops_with_one_line(half_scale_run, tmp_path, monkeypat
 def test_cli_drop_tta_needs_a_time_budget(half_scale_run, tmp_path):
     run, data = half_scale_run
     with pytest.raises(SystemExit) as caught:
-        main(["predict", str(run), str(data / "train_images"), "--out", str(tmp_path / "s.csv"), "--drop-tta", "--quiet"])
+        main(
+            ["predict", str(run), str(data / "train_images"), "--out", str(tmp_path / "s.csv"), "--drop-tta", "--quiet"]
+        )
     assert str(caught.value) == "steelseg predict: error: --drop-tta needs --time-budget MINUTES"
     assert not (tmp_path / "s.csv").exists()
 
@@ -150,7 +166,11 @@ def test_cli_drop_tta_needs_a_time_budget(half_scale_run, tmp_path):
 def test_cli_unknown_post_key_is_one_line(half_scale_run, tmp_path, capsys):
     run, data = half_scale_run
     out = tmp_path / "s.csv"
-    assert main(["predict", str(run), str(data / "train_images"), "--out", str(out), "--post", "bogus=1", "--quiet"]) == 1
+    assert (
+        main(["predict", str(run), str(data / "train_images"), "--out", str(out), "--post", "bogus=1", "--quiet"]) == 1
+    )
     err = capsys.readouterr().err
-    assert err.startswith("steelseg predict: error: --post 'bogus=1': expected KEY=VALUE with KEY one of pixel_threshold")
+    assert err.startswith(
+        "steelseg predict: error: --post 'bogus=1': expected KEY=VALUE with KEY one of pixel_threshold"
+    )
     assert err.count("\n") == 1 and not out.exists()

@@ -27,7 +27,9 @@ CLUSTERS = [
     pytest.param(_planted("cacb"), 0.05, [0, 1, 0, 2], id="numbered-by-first-appearance"),
     pytest.param(_planted("abcd"), 0.05, [0, 1, 2, 3], id="all-distinct"),
     pytest.param(_planted("aaaa"), 0.05, [0, 0, 0, 0], id="all-copies"),
-    pytest.param(np.array([[1.0, 2.0, 3.0], [3.0, 6.0, 9.0], [-1.0, -2.0, -3.0]]), 0.05, [0, 0, 1], id="scale-free-sign-not"),
+    pytest.param(
+        np.array([[1.0, 2.0, 3.0], [3.0, 6.0, 9.0], [-1.0, -2.0, -3.0]]), 0.05, [0, 0, 1], id="scale-free-sign-not"
+    ),
     # cosine distance 1 - cos 10 deg = 0.0152 between neighbours, 1 - cos 20 deg = 0.0603 end to end:
     # single linkage chains them at 0.05, and 0.01 keeps all apart
     pytest.param(np.stack([_unit(0), _unit(10), _unit(20)]), 0.05, [0, 0, 0], id="chain-joins-at-0.05"),
@@ -52,12 +54,14 @@ def test_float16_features_cluster_as_float32():
 
 
 N = np.nan
-SCORES = np.array([
-    [0.2, N, 0.9],
-    [0.4, 0.6, 0.1],
-    [0.9, N, N],
-    [0.7, 0.5, 0.3],
-])  # fmt: skip
+SCORES = np.array(
+    [
+        [0.2, N, 0.9],
+        [0.4, 0.6, 0.1],
+        [0.9, N, N],
+        [0.7, 0.5, 0.3],
+    ]
+)
 LABELS = np.array([0, 0, 1, 0])
 
 SHARES = [

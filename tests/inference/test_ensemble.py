@@ -7,10 +7,10 @@ import torch
 import yaml
 
 from steelseg.config import load_config
-from steelseg.gating import CLASSES, PIXELS
+from steelseg.core.outputs import CLASSES, PIXELS
+from steelseg.core.postprocess import PostProcess
 from steelseg.inference.ensemble import TTA, EnsembleError, Member, combine, scale_logits, tta_views
 from steelseg.inference.predictor import Predictor
-from steelseg.postprocess import PostProcess
 
 # mean 0, std 1: the network input is the image / 255, so expected arrays are easy to write down
 PLAIN = ["data.class_names=[a, b]", "model.input_mean=0", "model.input_std=1"]
@@ -39,7 +39,9 @@ def member(fn, *overrides, output=PIXELS, channels=(0, 1), **options) -> Member:
 
 def constant(*values):
     """Pixel probabilities constant per channel: (N, len(values), h, w)."""
-    return lambda x: np.broadcast_to(np.asarray(values, np.float32)[None, :, None, None], (len(x), len(values), *x.shape[2:]))
+    return lambda x: np.broadcast_to(
+        np.asarray(values, np.float32)[None, :, None, None], (len(x), len(values), *x.shape[2:])
+    )
 
 
 def heads(*values):
@@ -169,7 +171,11 @@ def test_temperature_rescales_pixels_and_heads():
 def test_temperature_applies_to_the_mean_of_the_views():
     """Left column 0.9, right 0.7: the hflip mean is 0.8 everywhere, and sigmoid(logit(0.8) / 2)
     = 2/3 (scaling each view first would give (0.75 + 0.604) / 2 = 0.677)."""
-    two_columns = member(lambda x: np.broadcast_to(np.float32([0.9, 0.7]), (len(x), 2, x.shape[2], 2)), views=TTA["hflip"], temperature=2.0)
+    two_columns = member(
+        lambda x: np.broadcast_to(np.float32([0.9, 0.7]), (len(x), 2, x.shape[2], 2)),
+        views=TTA["hflip"],
+        temperature=2.0,
+    )
     pixels, _ = two_columns.outputs(IMAGES[:, :, :2])
     np.testing.assert_allclose(pixels, 2 / 3, atol=1e-6)
 
@@ -235,7 +241,7 @@ def test_tta_of_a_flip_equivariant_torch_network_equals_no_tta(half_scale_run, t
 
 
 def _images(data, count=None):
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
 
     paths = sorted((data / "train_images").iterdir())[:count]
     return paths, np.stack([read_gray(p) for p in paths])
@@ -246,7 +252,9 @@ def self_ensemble(half_scale_run, tmp_path):
     """The tiny run twice (weights 1 and 2), each with TTA both, as an ensemble file."""
     run, _ = half_scale_run
     path = tmp_path / "ensemble.yaml"
-    path.write_text(yaml.safe_dump({"members": [{"run": str(run), "tta": "both"}, {"run": str(run), "tta": "both", "weight": 2}]}))
+    path.write_text(
+        yaml.safe_dump({"members": [{"run": str(run), "tta": "both"}, {"run": str(run), "tta": "both", "weight": 2}]})
+    )
     return path
 
 
@@ -264,15 +272,17 @@ def test_an_ensemble_of_a_run_with_itself_is_the_runs_tta_mean(half_scale_run, s
         + single.predict_proba(np.ascontiguousarray(images[:, ::-1]))[..., ::-1, :]
     ) / 3
     ensemble = Predictor.load([self_ensemble], backend="torch", device="cpu")
-    assert [m.weight for m in ensemble.members] == [1.0, 2.0] and ensemble.describe().startswith("2 networks x 3 TTA views")
+    assert [m.weight for m in ensemble.members] == [1.0, 2.0] and ensemble.describe().startswith(
+        "2 networks x 3 TTA views"
+    )
     np.testing.assert_allclose(ensemble.predict_proba(images), expected, atol=1e-6)
 
 
 def test_ensemble_folder_prediction_equals_image_by_image(half_scale_run, self_ensemble, tmp_path, capsys):
-    from steelseg import rle
-    from steelseg.annotations import read_annotations
-    from steelseg.class_scores import read_class_scores
-    from steelseg.cli import main
+    from steelseg.commands.cli import main
+    from steelseg.core import rle
+    from steelseg.files.annotations import read_annotations
+    from steelseg.files.class_scores import read_class_scores
 
     _, data = half_scale_run
     paths, images = _images(data)
@@ -284,8 +294,22 @@ def test_ensemble_folder_prediction_equals_image_by_image(half_scale_run, self_e
     assert any(e for row in encoded for e in row) and not all(e for row in encoded for e in row)  # some masks, not all
 
     out, scores = tmp_path / "s.csv", tmp_path / "scores.csv"
-    argv = ["predict", str(self_ensemble), str(data / "train_images"), "--out", str(out), "--scores", str(scores),
-            "--backend", "torch", "--device", "cpu", "--batch-size", "3", "--quiet"] + [a for p in POST for a in ("--post", p)]  # fmt: skip
+    argv = [
+        "predict",
+        str(self_ensemble),
+        str(data / "train_images"),
+        "--out",
+        str(out),
+        "--scores",
+        str(scores),
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "3",
+        "--quiet",
+    ] + [a for p in POST for a in ("--post", p)]
     assert main(argv) == 0, capsys.readouterr().err
     written = read_annotations(out)
     assert [[written.get(p.name, c) for c in range(1, 5)] for p in paths] == encoded

@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from steelseg import rundir
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import rundir
 from steelseg.inference.backends import BackendError
 from steelseg.inference.export import ExportError, export_onnx
 from steelseg.inference.predictor import Predictor

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from steelseg import rundir
 from steelseg.config import load_config
+from steelseg.core.postprocess import PostProcess
+from steelseg.files import rundir
 from steelseg.inference.ensemble import scale_logits
-from steelseg.inference.oof_tune import Entry, OofMember, TuneError, _load_members, fit_temperature, tune
 from steelseg.inference.sources import read_ensemble_file, resolve
-from steelseg.postprocess import PostProcess
+from steelseg.inference.tune import Entry, OofMember, TuneError, _load_members, fit_temperature, tune
 
 CLASSES = ["pits", "scratches"]
 GRIDS = {"label_grid": (), "peak_grid": (), "progress": False}  # segmentation members: no heads
@@ -47,7 +47,9 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def direct_dice(post: PostProcess, probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """(C,) mean Dice of ``post`` applied image by image, by hand."""
-    return np.array([[dice(p, t) for p, t in zip(post(image), truth)] for image, truth in zip(probs, masks)]).mean(axis=0)
+    return np.array([[dice(p, t) for p, t in zip(post(image), truth)] for image, truth in zip(probs, masks)]).mean(
+        axis=0
+    )
 
 
 def planted(rng) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -116,7 +118,9 @@ def _calibrated(rng, n=12, shape=(16, 32)) -> tuple[np.ndarray, np.ndarray]:
     return probs, rng.random(probs.shape) < probs
 
 
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 3.0], ids=["under-confident", "calibrated", "over", "very-over"])
+@pytest.mark.parametrize(
+    "temperature", [0.5, 1.0, 2.0, 3.0], ids=["under-confident", "calibrated", "over", "very-over"]
+)
 def test_fit_temperature_recovers_the_planted_one(temperature):
     probs, truth = _calibrated(np.random.default_rng(2))
     # sigmoid(logit(p) * T): what a temperature T brings back to calibrated
@@ -168,9 +172,14 @@ def test_a_cv_folder_and_a_run_make_two_members(tmp_path):
     result = tune([tmp_path / "cv", tmp_path / "run"], out=tmp_path / "out", **GRIDS)
     assert result.images == 4 and len(result.temperatures) == 2
     document = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())
-    assert [m["run"] for m in document["members"]] == [str((tmp_path / "cv").resolve()), str((tmp_path / "run").resolve())]
+    assert [m["run"] for m in document["members"]] == [
+        str((tmp_path / "cv").resolve()),
+        str((tmp_path / "run").resolve()),
+    ]
     networks = resolve([tmp_path / "out" / "ensemble.yaml"]).networks
-    assert [n.run_dir.resolve() for n in networks] == [(tmp_path / p).resolve() for p in ("cv/fold-0", "cv/fold-1", "run")]
+    assert [n.run_dir.resolve() for n in networks] == [
+        (tmp_path / p).resolve() for p in ("cv/fold-0", "cv/fold-1", "run")
+    ]
     assert [n.member for n in networks] == [0, 0, 1]
 
 
@@ -203,11 +212,14 @@ def test_a_fitted_temperature_replaces_the_ensemble_files(tmp_path):
     assert specs[0].temperature == pytest.approx(1.0, rel=0.12) and specs[1].temperature == 2.0
 
 
-@pytest.mark.parametrize("quantile, expected", [
-    pytest.param(0.1, 56, id="between-sizes"),  # 40 + 0.4 * (80 - 40)
-    pytest.param(0.25, 80, id="on-a-size"),
-    pytest.param(0.0, 40, id="smallest"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "quantile, expected",
+    [
+        pytest.param(0.1, 56, id="between-sizes"),  # 40 + 0.4 * (80 - 40)
+        pytest.param(0.25, 80, id="on-a-size"),
+        pytest.param(0.0, 40, id="smallest"),
+    ],
+)
 def test_min_area_quantile_of_true_sizes_in_full_size_pixels(tmp_path, quantile, expected):
     """Stored at half scale: true masks of 10, 20, 30, 40, 50 stored pixels are 40 ... 200 full-size."""
     probs = np.full((6, 2, 16, 32), 0.05)
@@ -242,7 +254,10 @@ def test_a_two_headed_members_class_head_is_tuned_as_a_label_gate(tmp_path):
     np.testing.assert_array_equal(result.before, [0.5, 1.0])
     np.testing.assert_array_equal(result.after, [1.0, 1.0])
     stored = probs.astype(np.float16).astype(np.float32)
-    by_hand = np.mean([[dice(p, t) for p, t in zip(written(image, h), truth)] for image, h, truth in zip(stored, heads, masks)], axis=0)
+    by_hand = np.mean(
+        [[dice(p, t) for p, t in zip(written(image, h), truth)] for image, h, truth in zip(stored, heads, masks)],
+        axis=0,
+    )
     np.testing.assert_array_equal(by_hand, result.after)
 
 
@@ -283,7 +298,7 @@ def test_images_some_member_lacks_are_skipped_and_counted(tmp_path):
 
 
 def test_a_class_keeps_the_sources_setting_where_the_grid_found_nothing_better():
-    from steelseg.inference.oof_tune import keep_better
+    from steelseg.inference.tune import keep_better
 
     own = PostProcess.uniform(2, [0.3, 0.6], [10, 20])
     tuned = PostProcess.uniform(2, [0.5, 0.5], [0, 0], min_component=[150, 150])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steelseg import rundir
-from steelseg.annotations import read_annotations
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import rundir
+from steelseg.files.annotations import read_annotations
 from steelseg.inference.backends import BackendError, resolve_backend
 from steelseg.inference.predictor import InputError, Predictor, SizeLimits
 
@@ -66,7 +66,7 @@ def test_onnx_prediction_never_imports_torch(half_scale_run, tmp_path):
         export_onnx(run)
     out = tmp_path / "s.csv"
     code = (
-        "import sys; from steelseg.cli import main; "
+        "import sys; from steelseg.commands.cli import main; "
         f"rc = main(['predict', {str(run)!r}, {str(data / 'train_images')!r}, '--out', {str(out)!r}, '--backend', 'onnx', '--quiet']); "
         "heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch', 'timm') if m in sys.modules]; "
         "print(rc, heavy)"
@@ -121,8 +121,8 @@ def test_predict_reads_16_bit_images_at_their_true_brightness(half_scale_run, tm
     Image.fromarray(image).save(tmp_path / "8" / "a.png")
     Image.fromarray(image.astype(np.uint16) * 257).save(tmp_path / "16" / "a.png")  # same picture, 16 bits
     predictor = Predictor.from_run_dir(run, backend="torch", device="cpu")
-    (_, eight, p8), = predictor.iter_folder(tmp_path / "8", progress=False)
-    (_, sixteen, p16), = predictor.iter_folder(tmp_path / "16", progress=False)
+    ((_, eight, p8),) = predictor.iter_folder(tmp_path / "8", progress=False)
+    ((_, sixteen, p16),) = predictor.iter_folder(tmp_path / "16", progress=False)
     np.testing.assert_array_equal(eight, sixteen)
     np.testing.assert_array_equal(p8.pixels, p16.pixels)
 
@@ -130,7 +130,10 @@ def test_predict_reads_16_bit_images_at_their_true_brightness(half_scale_run, tm
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ({"pixel_threshold": [0.5, 0.5, 1.5, 0.5], "min_area": [0, 0, 0, 0]}, r"pixel_threshold\[2\] = 1.5 is not a probability"),
+        (
+            {"pixel_threshold": [0.5, 0.5, 1.5, 0.5], "min_area": [0, 0, 0, 0]},
+            r"pixel_threshold\[2\] = 1.5 is not a probability",
+        ),
         ({"pixel_threshold": [0.5] * 4, "min_area": [0, -1, 0, 0]}, r"min_area\[1\] = -1 is not a whole number"),
         ({"pixel_threshold": [0.5] * 3, "min_area": [0] * 3}, r"one value per class \(4\)"),
         ({"pixel_threshold": [0.5] * 4}, "not a post-processing file"),
@@ -147,11 +150,13 @@ def test_out_of_range_postprocessing_is_a_clear_error(half_scale_run, tmp_path, 
 
 
 def test_folder_prediction_keeps_file_order_and_equals_one_image_at_a_time(half_scale_run):
-    from steelseg import rle
-    from steelseg.images import read_gray
+    from steelseg.core import rle
+    from steelseg.files.images import read_gray
 
     run, data = half_scale_run
-    predictor = Predictor.from_run_dir(run, backend="torch", device="cpu", batch_size=3)  # 10 images: a ragged last batch
+    predictor = Predictor.from_run_dir(
+        run, backend="torch", device="cpu", batch_size=3
+    )  # 10 images: a ragged last batch
     table = predictor.predict_folder(data / "train_images", progress=False)
     paths = sorted((data / "train_images").iterdir())
     assert table.image_ids == [p.name for p in paths]

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 import steelseg.training.module as module_code
-from steelseg import rundir
-from steelseg.datasets import open_configured
+from steelseg.files import rundir
+from steelseg.files.datasets import open_configured
 from steelseg.inference.predictor import Predictor
+from steelseg.models.weights import load_weights
 from steelseg.training.data import loaders
 from steelseg.training.module import SegmentationModule
-from steelseg.weights import load_weights
 
 
 def _validation_probabilities(run, monkeypatch) -> tuple[list[str], np.ndarray]:
@@ -22,12 +22,16 @@ def _validation_probabilities(run, monkeypatch) -> tuple[list[str], np.ndarray]:
     dataset = open_configured(config.data)
     seen = []
     original = module_code.to_image
-    monkeypatch.setattr(module_code, "to_image", lambda p, shape, model: seen.append(original(p, shape, model)) or seen[-1])
+    monkeypatch.setattr(
+        module_code, "to_image", lambda p, shape, model: seen.append(original(p, shape, model)) or seen[-1]
+    )
     val_index = np.arange(len(dataset))[-4:]  # any images will do: validation scores what it is given
     _, val_loader = loaders(config, dataset.subset(val_index[:1]), dataset.subset(val_index))
     module = SegmentationModule(config)
     load_weights(run, module.model)
-    trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", precision="32-true", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.validate(module, val_loader, verbose=False)
     return [dataset.image_ids[i] for i in val_index], np.concatenate([outputs.pixels for outputs in seen])
 
@@ -37,7 +41,7 @@ def test_validation_probabilities_equal_the_predictors_at_half_scale(half_scale_
     assert rundir.load_run_config(run).model.input_scale == 0.5
     image_ids, validated = _validation_probabilities(run, monkeypatch)
     predictor = Predictor.from_run_dir(run, backend="torch", device="cpu")
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
 
     images = np.stack([read_gray(data / "train_images" / i) for i in image_ids])
     predicted = predictor.predict_proba(images)
@@ -49,16 +53,18 @@ def test_validation_probabilities_equal_the_predictors_at_half_scale(half_scale_
     # would catch a return to it.
     net = predictor.backend.net
     with torch.no_grad():
-        from steelseg.preprocess import to_input
+        from steelseg.core.preprocess import to_input
 
         model = predictor.config.model
-        logits = net.logits(torch.from_numpy(to_input(images, model.input_mean, model.input_std, 1, 0.5)))["probabilities"]
+        logits = net.logits(torch.from_numpy(to_input(images, model.input_mean, model.input_std, 1, 0.5)))[
+            "probabilities"
+        ]
         old = torch.sigmoid(F.interpolate(logits, size=(64, 320), mode="bilinear", align_corners=False)).numpy()
     assert np.abs(old - predicted).max() > 1e-5
 
 
 def test_out_of_fold_file_holds_the_predictors_probabilities(half_scale_run):
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
     from steelseg.training.oof import load_oof, oof_entries, save_oof
 
     run, data = half_scale_run
@@ -88,7 +94,7 @@ def test_every_backend_gives_the_same_masks_as_fp32_torch(half_scale_run, backen
     reference = Predictor.from_run_dir(run, backend="torch", device="cpu")
     other = Predictor.from_run_dir(run, backend=backend, device="cpu")
     assert other.backend.name == backend
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
 
     images = np.stack([read_gray(p) for p in sorted((data / "train_images").iterdir())[:4]])
     a, b = reference.predict_proba(images), other.predict_proba(images)

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from steelseg.annotations import read_annotations
 from steelseg.config import load_config
-from steelseg.gating import PIXELS
+from steelseg.core.outputs import PIXELS
+from steelseg.core.postprocess import PostProcess
+from steelseg.files.annotations import read_annotations
 from steelseg.inference import sharding
 from steelseg.inference.ensemble import Member
 from steelseg.inference.predictor import Predictor
-from steelseg.postprocess import PostProcess
 
 
 class Brightness:
@@ -41,15 +41,26 @@ def seven_images(half_scale_run, tmp_path):
     return folder
 
 
-@pytest.mark.parametrize(("shard", "expected"), [((0, 1), [0, 1, 2, 3, 4, 5, 6]), ((0, 2), [0, 1, 4, 5]), ((1, 2), [2, 3, 6]),
-                                                 ((2, 3), [4, 5]), ((3, 4), [6]), ((0, 5), [0, 1])])  # fmt: skip
+@pytest.mark.parametrize(
+    ("shard", "expected"),
+    [
+        ((0, 1), [0, 1, 2, 3, 4, 5, 6]),
+        ((0, 2), [0, 1, 4, 5]),
+        ((1, 2), [2, 3, 6]),
+        ((2, 3), [4, 5]),
+        ((3, 4), [6]),
+        ((0, 5), [0, 1]),
+    ],
+)
 def test_a_shard_is_every_world_size_th_batch(seven_images, shard, expected):
     config = load_config(None, ["data.class_names=[a, b]", "model.input_mean=0", "model.input_std=1"])
-    predictor = Predictor([Member("fake", config, Brightness(), [0, 1])], PostProcess.uniform(2, 0.5, 0), ["a", "b"], batch_size=2)
+    predictor = Predictor(
+        [Member("fake", config, Brightness(), [0, 1])], PostProcess.uniform(2, 0.5, 0), ["a", "b"], batch_size=2
+    )
     names = sorted(p.name for p in seven_images.iterdir())
     candidates = predictor.candidates_folder(seven_images, progress=False, shard=shard)
     assert list(candidates) == [names[i] for i in expected]
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
 
     for name, candidate in candidates.items():
         brightness = read_gray(seven_images / name).astype(np.float64) / 255
@@ -77,14 +88,35 @@ def test_world_and_rank_device(monkeypatch):
 def test_two_processes_write_the_single_process_submission(half_scale_run, seven_images, tmp_path):
     run, _ = half_scale_run
     # The 1-epoch run's probabilities sit near 0.5: 0.51 gives some masks, not all.
-    options = ["--backend", "torch", "--device", "cpu", "--batch-size", "2", "--post", "pixel_threshold=0.51", "--post", "min_area=0"]
+    options = [
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--post",
+        "pixel_threshold=0.51",
+        "--post",
+        "min_area=0",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
 
     def predict(prefix, name):
         out, scores = tmp_path / f"{name}.csv", tmp_path / f"{name}-scores.csv"
-        command = prefix + ["-m", "steelseg", "predict", str(run), str(seven_images), "--out", str(out), "--scores", str(scores)]
+        command = prefix + [
+            "-m",
+            "steelseg",
+            "predict",
+            str(run),
+            str(seven_images),
+            "--out",
+            str(out),
+            "--scores",
+            str(scores),
+        ]
         result = subprocess.run(command + options, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         return out, scores, result.stdout
@@ -92,7 +124,9 @@ def test_two_processes_write_the_single_process_submission(half_scale_run, seven
     single, single_scores, _ = predict([sys.executable], "single")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     sharded, sharded_scores, said = predict(torchrun, "sharded")
-    assert "predicting with torch (fp32, cpu), 2 processes" in said and said.count("wrote 28 rows") == 1  # rank 0 writes
+    assert (
+        "predicting with torch (fp32, cpu), 2 processes" in said and said.count("wrote 28 rows") == 1
+    )  # rank 0 writes
     assert sharded.read_bytes() == single.read_bytes()
     assert sharded_scores.read_bytes() == single_scores.read_bytes()
     table = read_annotations(single)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from steelseg import rundir
-from steelseg.cli import main
+from steelseg.commands.cli import main
+from steelseg.files import rundir
 from steelseg.inference.ensemble import EnsembleError
 from steelseg.inference.predictor import Predictor
 from steelseg.inference.sources import check_compatible, ensemble_classes, resolve
@@ -60,14 +60,23 @@ def test_a_cv_folder_of_identical_folds_predicts_like_the_run(models, half_scale
 
 
 def test_an_ensemble_file_resolves_paths_beside_itself(models, tmp_path, monkeypatch):
-    path = write_ensemble(tmp_path / "ens" / "e.yaml", {"members": [
-        {"run": "../models/run", "weight": 2, "tta": "hflip", "temperature": 1.5},
-        {"run": "../models/cv", "tta": ["none", "vflip"], "backend": "torch"},
-    ]})  # fmt: skip
+    path = write_ensemble(
+        tmp_path / "ens" / "e.yaml",
+        {
+            "members": [
+                {"run": "../models/run", "weight": 2, "tta": "hflip", "temperature": 1.5},
+                {"run": "../models/cv", "tta": ["none", "vflip"], "backend": "torch"},
+            ]
+        },
+    )
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # paths are relative to the file, not the working folder
     networks = resolve([path]).networks
-    assert [n.run_dir.resolve() for n in networks] == [models / "run", models / "cv" / "fold-0", models / "cv" / "fold-1"]
+    assert [n.run_dir.resolve() for n in networks] == [
+        models / "run",
+        models / "cv" / "fold-0",
+        models / "cv" / "fold-1",
+    ]
     assert [n.weight for n in networks] == [2.0, 0.5, 0.5] and [n.member for n in networks] == [0, 1, 1]
     predictor = Predictor.load([path], backend="torch", device="cpu")
     assert [m.views for m in predictor.members] == [("none", "hflip"), ("none", "vflip"), ("none", "vflip")]
@@ -82,11 +91,20 @@ def test_an_ensemble_file_resolves_paths_beside_itself(models, tmp_path, monkeyp
     [
         ("members:\n  - run: ../models/run\n    wieght: 2\n", r"members\.0\.wieght: Extra inputs are not permitted"),
         ("members:\n  - run: ../models/run\nclusterz: {}\n", r"clusterz: Extra inputs are not permitted"),
-        ("members:\n  - run: ../models/run\n    tta: flips\n", r"members\.0\.tta: .*unknown TTA 'flips'; choose one of none, hflip"),
-        ("members:\n  - run: ../models/run\n  - run: ../models/run\n    tta: [none, rot90]\n", r"members\.1\.tta: .*each must be one of"),
+        (
+            "members:\n  - run: ../models/run\n    tta: flips\n",
+            r"members\.0\.tta: .*unknown TTA 'flips'; choose one of none, hflip",
+        ),
+        (
+            "members:\n  - run: ../models/run\n  - run: ../models/run\n    tta: [none, rot90]\n",
+            r"members\.1\.tta: .*each must be one of",
+        ),
         ("members:\n  - run: ../models/run\n    weight: 0\n", r"members\.0\.weight: Input should be greater than 0"),
         ("members:\n  - run: ../models/run\n    weight: -2\n", r"members\.0\.weight: Input should be greater than 0"),
-        ("members:\n  - run: ../models/run\n    temperature: 0\n", r"members\.0\.temperature: Input should be greater than 0"),
+        (
+            "members:\n  - run: ../models/run\n    temperature: 0\n",
+            r"members\.0\.temperature: Input should be greater than 0",
+        ),
         ("members: []\n", r"members: List should have at least 1 item"),
         ("- run: ../models/run\n", r"top level: Input should be a valid dictionary"),
         ("members: [\n", r"line 2: not valid YAML \(expected the node content"),
@@ -94,9 +112,21 @@ def test_an_ensemble_file_resolves_paths_beside_itself(models, tmp_path, monkeyp
         ("members:\n  - run: .\n", r"members\.0\.run: .*/ens: config\.yaml not found"),
         ("members:\n  - run: ../models/run\npostprocess: tuned.json\n", r"postprocess file .*tuned\.json not found"),
     ],
-    ids=["unknown member key", "unknown top key", "bad tta name", "bad view", "zero weight", "negative weight",
-         "zero temperature", "no members", "not a mapping", "not yaml", "missing run", "not a run folder",
-         "missing postprocess"],  # fmt: skip
+    ids=[
+        "unknown member key",
+        "unknown top key",
+        "bad tta name",
+        "bad view",
+        "zero weight",
+        "negative weight",
+        "zero temperature",
+        "no members",
+        "not a mapping",
+        "not yaml",
+        "missing run",
+        "not a run folder",
+        "missing postprocess",
+    ],
 )
 def test_ensemble_file_mistakes_are_one_line_naming_the_file_and_key(models, tmp_path, content, message):
     path = write_ensemble(tmp_path / "ens" / "e.yaml", content)
@@ -122,7 +152,20 @@ def test_members_with_different_class_lists_are_named(models, tmp_path, half_sca
         check_compatible(resolve([models / "run", other]).networks)
     text = str(caught.value)
     assert str(other) in text and str(models / "run") in text and "'rust'" in text and "\n" not in text
-    assert main(["predict", str(models / "run"), str(other), str(data / "train_images"), "--out", str(tmp_path / "s.csv"), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                str(models / "run"),
+                str(other),
+                str(data / "train_images"),
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "must share one class list" in err
 
@@ -180,16 +223,20 @@ def test_which_post_processing_file_is_used(models, tmp_path):
     shutil.copy(run_file, tmp_path / "ens" / rundir.POSTPROCESS)
     assert resolve([path]).postprocess == tmp_path / "ens" / rundir.POSTPROCESS  # postprocess.json beside the file
     shutil.copy(run_file, tmp_path / "ens" / "tuned.json")
-    named = write_ensemble(tmp_path / "ens" / "n.yaml", {"members": [{"run": "../models/cv"}], "postprocess": "tuned.json"})
+    named = write_ensemble(
+        tmp_path / "ens" / "n.yaml", {"members": [{"run": "../models/cv"}], "postprocess": "tuned.json"}
+    )
     assert resolve([named]).postprocess == tmp_path / "ens" / "tuned.json"
 
 
 def test_an_explicit_post_processing_file_and_overrides_win(models, tmp_path):
-    from steelseg.postprocess import PostProcess
+    from steelseg.core.postprocess import PostProcess
 
     tuned = tmp_path / "tuned.json"
     tuned.write_text(PostProcess.uniform(4, [0.3, 0.4, 0.5, 0.6], 100).to_json())
-    predictor = Predictor.load([models / "run"], backend="torch", device="cpu", postprocess=tuned, overrides=["min_area=[1, 2, 3, 4]"])
+    predictor = Predictor.load(
+        [models / "run"], backend="torch", device="cpu", postprocess=tuned, overrides=["min_area=[1, 2, 3, 4]"]
+    )
     assert predictor.postprocess.pixel_threshold.tolist() == [0.3, 0.4, 0.5, 0.6]
     assert predictor.postprocess.min_area.tolist() == [1, 2, 3, 4]
     with pytest.raises(EnsembleError, match=r"^--post 'bogus=1': expected KEY=VALUE with KEY one of pixel_threshold"):

@@ -7,16 +7,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from steelseg import rle
-from steelseg.annotations import read_annotations
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.gating import CLASSES, PIXELS
+from steelseg.core import rle
+from steelseg.core.outputs import CLASSES, PIXELS
+from steelseg.core.postprocess import PostProcess
+from steelseg.files.annotations import read_annotations
 from steelseg.inference.ensemble import Member
 from steelseg.inference.predictor import InputError, Predictor
-from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
-from steelseg.inference.windows import layout, positions, predict_windows, ramp, window_unit
-from steelseg.postprocess import PostProcess
+from steelseg.inference.windows import (
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+    layout,
+    positions,
+    predict_windows,
+    ramp,
+    window_unit,
+)
 
 # mean 0, std 1: the networks see image / 255, so the right answers are easy to write down
 PLAIN = ["data.class_names=[a, b]", "model.input_mean=0", "model.input_std=1"]
@@ -158,7 +165,9 @@ def test_pixelwise_network_in_windows_is_the_whole_image():
     np.testing.assert_allclose(windowed.pixels, np.stack([x, 1 - x], axis=1), atol=1e-6)
     np.testing.assert_allclose(windowed.pixels, whole.pixels, atol=1e-6)
     # class scores recomputed from the blended strip: the peaks of the whole image
-    np.testing.assert_allclose(windowed.scores, np.stack([x.max(axis=(1, 2)), 1 - x.min(axis=(1, 2))], axis=1), atol=1e-6)
+    np.testing.assert_allclose(
+        windowed.scores, np.stack([x.max(axis=(1, 2)), 1 - x.min(axis=(1, 2))], axis=1), atol=1e-6
+    )
     assert windowed.heads is None
 
 
@@ -188,7 +197,9 @@ def test_class_heads_of_a_strip_are_the_max_over_its_windows():
 
 def test_a_class_no_head_predicts_keeps_its_pixel_peak_in_windows():
     pixels = fake(pixelwise)
-    head_b = fake(lambda x: band_heads(x)[:, 1:], "model.task=classify", "data.classes=[2]", output=CLASSES, channels=[1])
+    head_b = fake(
+        lambda x: band_heads(x)[:, 1:], "model.task=classify", "data.classes=[2]", output=CLASSES, channels=[1]
+    )
     outputs = predictor(pixels, head_b, window=256, overlap=64).predict_outputs(STRIP)
     x = STRIP / 255
     assert np.isnan(outputs.heads[:, 0]).all()  # no head for a: still NaN, not a number
@@ -212,7 +223,9 @@ def test_bad_window_settings_name_the_option(window, overlap, message):
 
 def test_window_width_is_rounded_to_the_networks_step():
     assert predictor(fake(pixelwise), window=300).window == 288
-    assert predictor(fake(pixelwise, "model.input_scale=0.5"), window=300, overlap=64).window == 256  # 64 px steps at half scale
+    assert (
+        predictor(fake(pixelwise, "model.input_scale=0.5"), window=300, overlap=64).window == 256
+    )  # 64 px steps at half scale
     assert predictor(fake(pixelwise), window=0).window is None
 
 
@@ -291,10 +304,24 @@ def test_cli_predicts_a_long_strip_in_windows(half_scale_run, tmp_path, capsys):
     strip[20:44, 700:1150] = 230  # a bright band over the last windows
     Image.fromarray(strip).save(folder / "strip.png")
     out = tmp_path / "s.csv"
-    base = ["predict", str(run), str(folder), "--backend", "torch", "--device", "cpu", "--quiet",
-            "--window", "256", "--overlap", "64"]  # fmt: skip
+    base = [
+        "predict",
+        str(run),
+        str(folder),
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--window",
+        "256",
+        "--overlap",
+        "64",
+    ]
     # every probability is >= 0: a column no window covered would be missing (NaN) from the mask
-    assert main(base + ["--out", str(out), "--post", "pixel_threshold=0", "--post", "min_area=0"]) == 0, capsys.readouterr().err
+    assert main(base + ["--out", str(out), "--post", "pixel_threshold=0", "--post", "min_area=0"]) == 0, (
+        capsys.readouterr().err
+    )
     assert all(rle.decode(read_annotations(out).get("strip.png", c), (64, 1200)).all() for c in range(1, 5))
 
     post = ["pixel_threshold=0.51", "min_area=0"]
@@ -305,7 +332,6 @@ def test_cli_predicts_a_long_strip_in_windows(half_scale_run, tmp_path, capsys):
 
 
 def test_cli_window_defaults_and_refusals(half_scale_run, tmp_path, capsys):
-    from steelseg.cli import _parser
 
     run, data = half_scale_run
     argv = ["predict", str(run), str(data / "train_images"), "--out", str(tmp_path / "s.csv"), "--quiet"]

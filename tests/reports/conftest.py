@@ -49,16 +49,18 @@ def assert_figures_exist(page: Path) -> list[str]:
     sources = image_sources(page)
     assert sources, f"{page} shows no figure"
     for src in sources:
-        assert not Path(src).is_absolute() and (page.parent / src).is_file(), f"{page} shows {src}, which does not exist"
+        assert not Path(src).is_absolute() and (page.parent / src).is_file(), (
+            f"{page} shows {src}, which does not exist"
+        )
         assert (page.parent / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return sources
 
 
 @pytest.fixture
 def steelseg_main(monkeypatch):
-    """``steelseg.cli.main`` with the report commands on its parser: the real one once cli.py
+    """``steelseg.commands.cli.main`` with the report commands on its parser: the real one once cli.py
     registers them, until then its parser plus theirs."""
-    from steelseg import cli
+    from steelseg.commands import cli
     from steelseg.reports import curves, eda, report
 
     build = cli._parser
@@ -66,7 +68,11 @@ def steelseg_main(monkeypatch):
     def parser() -> argparse.ArgumentParser:
         built = build()
         commands = next(a for a in built._actions if isinstance(a, argparse._SubParsersAction))
-        missing = [m for m, name in ((report, "report"), (eda, "eda"), (curves, "report-curves")) if name not in commands.choices]
+        missing = [
+            m
+            for m, name in ((report, "report"), (eda, "eda"), (curves, "report-curves"))
+            if name not in commands.choices
+        ]
         for module in missing:
             module.add_parser(commands)
         for name in ("report", "eda", "report-curves"):

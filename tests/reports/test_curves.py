@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from steelseg import rundir
+from steelseg.files import rundir
 from steelseg.reports import ReportError
 from steelseg.reports.curves import read_metrics, refresh_curves, runs_with_metrics, write_curves
 

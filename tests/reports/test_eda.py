@@ -6,8 +6,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from steelseg import synth
-from steelseg.datasets import open_dataset
+from steelseg.files import synth
+from steelseg.files.datasets import open_dataset
 from steelseg.reports.eda import dataset_stats, write_eda
 
 from .conftest import assert_figures_exist, write_images, write_long_csv
@@ -15,10 +15,12 @@ from .conftest import assert_figures_exist, write_images, write_long_csv
 NAMES = ["pits", "crazing", "scratches", "blotches"]
 # 8x16 images; run lengths by hand: "1 8" is column 0 (8 px), "17 4" the top half of column 2.
 ROWS = [
-    ("img0.png", 1, "1 8"), ("img0.png", 3, "17 4"),
+    ("img0.png", 1, "1 8"),
+    ("img0.png", 3, "17 4"),
     ("img1.png", 1, "1 3"),
-    ("img3.png", 3, "9 16"), ("img3.png", 4, "33 8"),
-]  # fmt: skip  (img2.png is clean: no row)
+    ("img3.png", 3, "9 16"),
+    ("img3.png", 4, "33 8"),
+]
 
 
 def _severstal(root):

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 MODULES = [
-    "steelseg.cli",
+    "steelseg.commands.cli",
     "steelseg.reports.report",
     "steelseg.reports.eda",
     "steelseg.reports.curves",
@@ -16,7 +16,7 @@ def test_cli_and_prediction_modules_do_not_import_matplotlib():
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in MODULES)
-        + "import steelseg.cli as cli\ncli._parser()\n"
+        + "import steelseg.commands.cli as cli\ncli._parser()\n"
         + "from steelseg.reports import curves, eda, report\n"
         + "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
     )

@@ -106,7 +106,9 @@ def test_user_strings_are_escaped(tmp_path):
     truth = write_long_csv(tmp_path / "t.csv", [("<x>.png", 1, "1 8")])
     pred = write_long_csv(tmp_path / "p.csv", [("<x>.png", 2, "1 8")])
     (tmp_path / "data" / "classes.json").write_text('{"class_names": ["rust <b>", "dent"]}')
-    page = write_report(ReportInputs.read(pred, truth, images), tmp_path / "out", report_class_names(images), progress=False)
+    page = write_report(
+        ReportInputs.read(pred, truth, images), tmp_path / "out", report_class_names(images), progress=False
+    )
     text = page.read_text()
     assert "<x>" not in text and "<b>" not in text
     assert "&lt;x&gt;.png" in text and "rust &lt;b&gt;" in text
@@ -116,7 +118,9 @@ def test_user_strings_are_escaped(tmp_path):
 def test_cli_writes_the_page(inputs, tmp_path, steelseg_main, capsys):
     pred, truth, images = inputs
     out = tmp_path / "cli"
-    assert steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--worst", "1", "--quiet"]) == 0
+    assert (
+        steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--worst", "1", "--quiet"]) == 0
+    )
     assert capsys.readouterr().out.strip() == f"wrote {out / 'index.html'}"
     assert [src for src in assert_figures_exist(out / "index.html") if "worst" in src] == ["figures/worst-01.png"]
 
@@ -163,13 +167,18 @@ def test_a_prediction_lacking_images_is_scored_empty_with_allow_missing(inputs, 
     out = tmp_path / "out"
     assert steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out)]) == 1
     assert "lacks 2 of the 3 images" in capsys.readouterr().err
-    assert steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--allow-missing", "--quiet"]) == 0
+    assert (
+        steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--allow-missing", "--quiet"])
+        == 0
+    )
     assert "warning" in capsys.readouterr().err
     # class 1: a 1, b 0 (truth, no prediction), c 1
     assert "<td>0.6667</td>" in (out / "index.html").read_text()
 
 
-@pytest.mark.parametrize("areas", [[[5, 8, 300]], [[16000], [30000]], [[7]], [[]]], ids=["wide", "narrow", "one area", "none"])
+@pytest.mark.parametrize(
+    "areas", [[[5, 8, 300]], [[16000], [30000]], [[7]], [[]]], ids=["wide", "narrow", "one area", "none"]
+)
 def test_area_bins_cover_every_area_on_at_least_a_decade(areas):
     from steelseg.reports.stats import area_bins
 

@@ -13,8 +13,8 @@ predicted scoring 1, and a class mask of fewer than A pixels emptied.
 import numpy as np
 import pytest
 
-from steelseg.postprocess import NEVER
-from steelseg.reports.tuning import probability_curves
+from steelseg.core.postprocess import NEVER
+from steelseg.reports.sweeps import probability_curves
 
 TRUTH_1 = np.array([[[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]]], bool)
 PROBS_1 = np.array([[[0.9, 0.9, 0.6, 0.6, 0.4, 0.4, 0, 0, 0, 0]]], np.float32)
@@ -24,7 +24,9 @@ PAIRS = [(PROBS_1, TRUTH_1), (PROBS_2, TRUTH_2)]
 
 
 def test_both_slices_pass_through_the_values_in_use():
-    curves = probability_curves(PAIRS, 1, threshold_in_use=[0.5], min_area_in_use=[4], thresholds=[0.3, 0.5, 0.7], min_areas=[0, 3, 5])
+    curves = probability_curves(
+        PAIRS, 1, threshold_in_use=[0.5], min_area_in_use=[4], thresholds=[0.3, 0.5, 0.7], min_areas=[0, 3, 5]
+    )
     assert curves.thresholds.tolist() == [0.3, 0.5, 0.7]
     # at min area 4: 0.3 -> image 1 8/10, image 2's 3 px removed (1); 0.5 -> 1, 1; 0.7 -> image 1's 2 px removed (0), 1
     np.testing.assert_allclose(curves.by_threshold[:, 0], [0.9, 1.0, 0.5])
@@ -35,7 +37,9 @@ def test_both_slices_pass_through_the_values_in_use():
 
 
 def test_a_class_switched_off_scores_as_predicting_nothing():
-    curves = probability_curves(PAIRS, 1, threshold_in_use=[0.7], min_area_in_use=[NEVER], thresholds=[0.3, 0.5], min_areas=[0])
+    curves = probability_curves(
+        PAIRS, 1, threshold_in_use=[0.7], min_area_in_use=[NEVER], thresholds=[0.3, 0.5], min_areas=[0]
+    )
     assert np.isnan(curves.min_area_in_use[0])
     np.testing.assert_allclose(curves.by_threshold[:, 0], [0.5, 0.5, 0.5])  # image 1: 0, image 2: 1
     # the min-area curve at threshold 0.7: A 0 -> image 1 4/6, image 2 1

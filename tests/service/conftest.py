@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from steelseg.config import load_config
-from steelseg.gating import PIXELS
+from steelseg.core.outputs import PIXELS
+from steelseg.core.postprocess import PostProcess
 from steelseg.inference.ensemble import Member
 from steelseg.inference.predictor import Predictor
-from steelseg.postprocess import PostProcess
 
 CLASS_NAMES = ["scratch", "patch", "pit"]
 GRAY = 128
@@ -89,8 +89,8 @@ TINY = [
 @pytest.fixture(scope="package")
 def tiny_export(tmp_path_factory):
     """(run directory, its model exported to a lone .onnx file, a folder of test strips)."""
-    from steelseg import synth
     from steelseg.config import load_config
+    from steelseg.files import synth
     from steelseg.inference.export import export_onnx
     from steelseg.training.fit import train
 

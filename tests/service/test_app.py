@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from steelseg import rle
+from steelseg.core import rle
 from steelseg.inference.predictor import SizeLimits
 from steelseg.service.app import ServiceSettings, create_app
 
@@ -69,7 +69,9 @@ def test_two_separate_components_give_two_boxes_largest_first(predictor):
 
 def test_overlay_png_tints_the_masks_in_their_class_colours(predictor):
     image, _ = planted()
-    response = client(predictor).post("/predict?overlay=1", files={"file": ("strip.png", png_bytes(image), "image/png")})
+    response = client(predictor).post(
+        "/predict?overlay=1", files={"file": ("strip.png", png_bytes(image), "image/png")}
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     rgb = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)
     assert rgb.shape == (64, 160, 3)
@@ -94,7 +96,11 @@ def test_model_health_docs_and_page(predictor):
     assert {"/predict", "/model", "/health"} <= set(paths)
     assert c.get("/docs").status_code == 200
     page = c.get("/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html") and "<html" in page.text.lower()
+    assert (
+        page.status_code == 200
+        and page.headers["content-type"].startswith("text/html")
+        and "<html" in page.text.lower()
+    )
 
 
 def test_health_counts_images_and_batches(predictor):
@@ -121,7 +127,9 @@ def test_streamed_upload_without_content_length_is_cut_at_the_limit(predictor):
         for _ in range(100):
             yield b"\0" * 1000  # 100 kB in all, no Content-Length header
 
-    response = client(predictor, max_upload_mb=0.01).post("/predict", content=chunks(), headers={"content-type": "image/png"})
+    response = client(predictor, max_upload_mb=0.01).post(
+        "/predict", content=chunks(), headers={"content-type": "image/png"}
+    )
     assert response.status_code == 413
     assert network_calls(predictor) == 0
 
@@ -134,7 +142,12 @@ def bomb_png(height: int, width: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_is_refused_from_its_header(predictor):
@@ -155,7 +168,9 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(predictor):
 
 def test_pixel_limit_is_a_setting(predictor):
     image, _ = planted()  # 64 x 160 = 10,240 pixels
-    response = client(predictor, max_pixels=10_000).post("/predict", files={"file": ("a.png", png_bytes(image), "image/png")})
+    response = client(predictor, max_pixels=10_000).post(
+        "/predict", files={"file": ("a.png", png_bytes(image), "image/png")}
+    )
     assert response.status_code == 413 and "10,240 pixels" in response.json()["detail"]
 
 
@@ -163,7 +178,13 @@ def test_pixel_limit_is_a_setting(predictor):
     ("files", "content", "headers", "status", "says"),
     [
         ({"file": ("notes.txt", b"hello", "text/plain")}, None, None, 415, "text/plain is not an image"),
-        ({"file": ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "image/png")}, None, None, 400, "broken.png: cannot read image"),
+        (
+            {"file": ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "image/png")},
+            None,
+            None,
+            400,
+            "broken.png: cannot read image",
+        ),
         ({"file": ("empty.png", b"", "image/png")}, None, None, 400, "empty.png"),
         ({"other": ("a.png", b"x", "image/png")}, None, None, 400, "without a 'file' field"),
         (None, b"", {"content-type": "image/png"}, 400, "no image"),
@@ -180,8 +201,14 @@ def test_non_images_are_refused_with_a_message(predictor, files, content, header
 def test_image_the_model_cannot_take_is_422():
     predictor = make_predictor()
     predictor.members[0].limits = SizeLimits(min_side=32)
-    response = client(predictor).post("/predict", files={"file": ("tiny.png", png_bytes(np.zeros((16, 64), np.uint8)), "image/png")})
-    assert response.status_code == 422 and "tiny.png" in response.json()["detail"] and "minimum of 32" in response.json()["detail"]
+    response = client(predictor).post(
+        "/predict", files={"file": ("tiny.png", png_bytes(np.zeros((16, 64), np.uint8)), "image/png")}
+    )
+    assert (
+        response.status_code == 422
+        and "tiny.png" in response.json()["detail"]
+        and "minimum of 32" in response.json()["detail"]
+    )
 
 
 def test_api_key_is_required_before_the_body_is_read_and_no_inference_runs(predictor):
@@ -201,11 +228,11 @@ def test_api_key_is_required_before_the_body_is_read_and_no_inference_runs(predi
 
 
 def test_classifier_only_model_answers_presence_by_score():
-    from steelseg.gating import CLASSES
     from steelseg.config import load_config
+    from steelseg.core.outputs import CLASSES
+    from steelseg.core.postprocess import PostProcess
     from steelseg.inference.ensemble import Member
     from steelseg.inference.predictor import Predictor
-    from steelseg.postprocess import PostProcess
 
     class Scores:
         name = "fake"
@@ -217,8 +244,12 @@ def test_classifier_only_model_answers_presence_by_score():
             return "fake classifier"
 
     config = load_config(None, ["data.class_names=[scratch, patch, pit]", "model.task=classify"])
-    predictor = Predictor([Member("cls", config, Scores(), [0, 1, 2])], PostProcess.uniform(3, 0.5, 0), CLASS_NAMES,
-                          label_threshold=np.array([0.5, 0.5, 0.7]))  # fmt: skip
+    predictor = Predictor(
+        [Member("cls", config, Scores(), [0, 1, 2])],
+        PostProcess.uniform(3, 0.5, 0),
+        CLASS_NAMES,
+        label_threshold=np.array([0.5, 0.5, 0.7]),
+    )
     image, _ = planted()
     answer = client(predictor).post("/predict", files={"file": ("a.png", png_bytes(image), "image/png")}).json()
     assert [c["present"] for c in answer["classes"]] == [True, False, False]  # 0.6 is under pit's 0.7

@@ -81,7 +81,9 @@ def test_a_keep_alive_connection_gets_the_deadline_again_for_its_next_request(se
 
 def test_a_body_that_never_finishes_gets_408_while_others_are_served(server):
     sock = connect(server)
-    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 50000\r\n\r\n" + IMAGE[:100])
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 50000\r\n\r\n" + IMAGE[:100]
+    )
     assert good_request(server) == 200
     sock.settimeout(5)
     answer = b""
@@ -94,13 +96,16 @@ def test_a_body_that_never_finishes_gets_408_while_others_are_served(server):
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + IMAGE[:50]),
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + IMAGE[:50],
+        ),
         ("multipart/form-data", b"no boundary given at all"),
         ("multipart/form-data; boundary=xyz", b"--xyz\r\nno headers end here" * 10),
         ("multipart/form-data; boundary=xyz", b"--xyz--\r\n"),
     ],
     ids=["truncated-part", "no-boundary", "broken-part-headers", "no-parts"],
-)  # fmt: skip
+)
 def test_malformed_multipart_is_a_4xx_not_a_crash(server, content_type, body):
     response = httpx.post(f"{server}/predict", content=body, headers={"content-type": content_type}, timeout=10)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
@@ -115,7 +120,9 @@ def test_a_flood_of_oversized_uploads_does_not_starve_good_requests(server):
     def flood():
         with httpx.Client(timeout=30) as client:
             while not stop.is_set():
-                refused.append(client.post(f"{server}/predict", content=big, headers={"content-type": "image/png"}).status_code)
+                refused.append(
+                    client.post(f"{server}/predict", content=big, headers={"content-type": "image/png"}).status_code
+                )
 
     with ThreadPoolExecutor(4) as pool:
         floods = [pool.submit(flood) for _ in range(3)]

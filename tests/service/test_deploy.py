@@ -15,12 +15,20 @@ import httpx
 import numpy as np
 import pytest
 
-from steelseg import rle
-from steelseg.images import read_gray
+from steelseg.core import rle
+from steelseg.files.images import read_gray
 from steelseg.inference.predictor import Predictor
 
 # What a torch-free deployment must never import (the serve extra installs none of them).
-TRAINING_STACK = ["torch", "torchvision", "lightning", "pytorch_lightning", "segmentation_models_pytorch", "timm", "albumentations"]
+TRAINING_STACK = [
+    "torch",
+    "torchvision",
+    "lightning",
+    "pytorch_lightning",
+    "segmentation_models_pytorch",
+    "timm",
+    "albumentations",
+]
 
 
 def reference(run_dir: Path, images: list[Path]) -> list[np.ndarray]:
@@ -101,14 +109,21 @@ def test_real_server_process_answers_concurrent_clients_in_shared_batches(tiny_e
         url = f"http://127.0.0.1:{port}"
 
         def ask(path: Path) -> dict:
-            response = httpx.post(f"{url}/predict", files={"file": (path.name, path.read_bytes(), "image/jpeg")},
-                                  headers={"X-API-Key": "k3y"}, timeout=60)  # fmt: skip
+            response = httpx.post(
+                f"{url}/predict",
+                files={"file": (path.name, path.read_bytes(), "image/jpeg")},
+                headers={"X-API-Key": "k3y"},
+                timeout=60,
+            )
             assert response.status_code == 200, response.text
             return response.json()
 
         with ThreadPoolExecutor(8) as clients:  # 8 clients at once, 2 images each
             answers = list(clients.map(ask, paths + paths))
-        assert httpx.post(f"{url}/predict", files={"file": ("a.jpg", paths[0].read_bytes(), "image/jpeg")}).status_code == 401
+        assert (
+            httpx.post(f"{url}/predict", files={"file": ("a.jpg", paths[0].read_bytes(), "image/jpeg")}).status_code
+            == 401
+        )
         health = httpx.get(f"{url}/health").json()
     finally:
         server.terminate()
@@ -135,7 +150,9 @@ def test_serve_command_errors_are_one_line(tiny_export, tmp_path, args, says):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx graph")
     args = [str(run_dir) if a == "RUN" else str(broken) if a == "BROKEN" else a for a in args]
-    done = subprocess.run([sys.executable, "-m", "steelseg", "serve", *args], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "steelseg", "serve", *args], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert says in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -147,8 +164,11 @@ def test_port_in_use_is_one_line(tiny_export):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "steelseg", "serve", str(onnx_file), "--port", str(port), "--quiet"],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "steelseg", "serve", str(onnx_file), "--port", str(port), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
-

@@ -29,10 +29,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL = "apt-get install chromium chromium-driver"
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1400,1000",
-]  # fmt: skip
+]
 SCRATCH_AT, PIT_AT, BACKGROUND_AT = (34, 9), (105, 43), (70, 30)  # (x, y) inside planted()'s rectangles, and outside
 SCRATCH_RGB, PIT_RGB = (230, 25, 75), (0, 130, 200)  # classes 1 and 3 in overlay.COLORS
 OPACITY = 0.35  # the page's default mask opacity
@@ -91,7 +98,9 @@ def defect_rows(browser) -> dict[str, dict[str, str]]:
     return rows
 
 
-def screen_pixels(browser, image_shape: tuple[int, int], points: dict[str, tuple[int, int]], save: Path | None = None) -> dict:
+def screen_pixels(
+    browser, image_shape: tuple[int, int], points: dict[str, tuple[int, int]], save: Path | None = None
+) -> dict:
     """The screenshot's RGB at the centre of each image pixel (x, y) of ``points``, found from the
     image canvas's place on the page and the device pixel ratio."""
     canvas = browser.find_element(By.ID, "image-canvas")
@@ -131,8 +140,12 @@ def test_page_lists_the_planted_defects_and_tints_them_in_their_class_colours(br
     legend = browser.find_element(By.ID, "legend").text
     assert all(name in legend for name in ("scratch", "patch", "pit"))
     toggles = browser.find_elements(By.CSS_SELECTOR, "#legend input[data-class-id]")
-    assert [t.get_attribute("data-class-id") for t in toggles] == ["1", "2", "3"] and all(t.is_selected() for t in toggles)
-    pixel_thresholds = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#thresholds tbody tr td:nth-child(3)")]
+    assert [t.get_attribute("data-class-id") for t in toggles] == ["1", "2", "3"] and all(
+        t.is_selected() for t in toggles
+    )
+    pixel_thresholds = [
+        td.text for td in browser.find_elements(By.CSS_SELECTOR, "#thresholds tbody tr td:nth-child(3)")
+    ]
     assert pixel_thresholds == ["0.5", "0.5", "0.5"]  # PostProcess.uniform(3, 0.5, 0)
     assert "fake threshold network" in browser.find_element(By.ID, "backend").text
     assert "strip.png" in browser.find_element(By.ID, "summary").text
@@ -156,7 +169,9 @@ def test_page_lists_the_planted_defects_and_tints_them_in_their_class_colours(br
     browser.find_element(By.CSS_SELECTOR, '#legend input[data-class-id="1"]').click()
     seen = screen_pixels(browser, image.shape, points)
     r, g, b = seen["scratch"]
-    assert abs(r - g) < 10 and abs(g - b) < 10 and g > 240, f"scratch still tinted after its toggle was cleared: {seen['scratch']}"
+    assert abs(r - g) < 10 and abs(g - b) < 10 and g > 240, (
+        f"scratch still tinted after its toggle was cleared: {seen['scratch']}"
+    )
     assert seen["pit"][2] > seen["pit"][0] + 40, "the pit's mask went with the scratch's"
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from steelseg import rundir
 from steelseg.config import load_config
-from steelseg.datasets import open_dataset
-from steelseg.preprocess import resize_masks, scaled_shape
+from steelseg.core.preprocess import resize_masks, scaled_shape
+from steelseg.files import rundir
+from steelseg.files.datasets import open_dataset
 from steelseg.training.data import PadToLargest, SameShapeBatches, TorchSegmentationData, loaders
 from steelseg.training.fit import train
 from steelseg.training.oof import load_oof, oof_entries
@@ -35,7 +35,10 @@ TINY = [
     f"train.oof_scale={OOF_SCALE}",
     "data.fold=0",
 ]
-CROPS = {"crops": ["data.crop_height=32", "data.crop_width=64"], "whole": ["data.crop_height=null", "data.crop_width=null"]}
+CROPS = {
+    "crops": ["data.crop_height=32", "data.crop_width=64"],
+    "whole": ["data.crop_height=null", "data.crop_width=null"],
+}
 
 
 def _labels(index: int, height: int, width: int) -> np.ndarray:
@@ -152,7 +155,9 @@ def test_training_items_below_the_crop_are_padded_not_lost(dataset):
     [
         pytest.param([], 2, [], id="no images"),
         pytest.param([(4, 4)] * 5, 2, [[0, 1], [2, 3], [4]], id="one size, last batch short"),
-        pytest.param([(4, 4), (8, 4), (4, 4), (8, 4), (4, 8)], 2, [[0, 2], [1, 3], [4]], id="grouped, first seen first"),
+        pytest.param(
+            [(4, 4), (8, 4), (4, 4), (8, 4), (4, 8)], 2, [[0, 2], [1, 3], [4]], id="grouped, first seen first"
+        ),
         pytest.param([(4, 8), (8, 4)], 4, [[0], [1]], id="transposed sizes differ"),
         pytest.param([(2, 2), (3, 3), (2, 2), (2, 2)], 1, [[0], [2], [3], [1]], id="batch of one"),
     ],
@@ -168,13 +173,14 @@ def test_pad_to_largest_pads_images_with_black_and_masks_with_background():
     xs, ys = PadToLargest(black=-2.0)([wide, tall])
     assert xs.shape == (2, 1, 3, 3) and ys.shape == (2, 2, 3, 3)
     expected_x = torch.tensor(
-        [[[5.0, 5.0, 5.0], [5.0, 5.0, 5.0], [-2.0, -2.0, -2.0]],
-         [[7.0, -2.0, -2.0], [7.0, -2.0, -2.0], [7.0, -2.0, -2.0]]]
-    )  # fmt: skip
+        [
+            [[5.0, 5.0, 5.0], [5.0, 5.0, 5.0], [-2.0, -2.0, -2.0]],
+            [[7.0, -2.0, -2.0], [7.0, -2.0, -2.0], [7.0, -2.0, -2.0]],
+        ]
+    )
     expected_y = torch.tensor(
-        [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
-         [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]
-    )  # fmt: skip
+        [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]
+    )
     torch.testing.assert_close(xs[:, 0], expected_x, rtol=0, atol=0)
     for c in range(2):
         torch.testing.assert_close(ys[:, c], expected_y, rtol=0, atol=0)

@@ -71,7 +71,9 @@ def test_circular_shift_transform_rolls_image_and_every_mask_together(limit):
     image, masks = _ramp(), _masks()
     shifts = set()
     for seed in SEEDS:
-        out_image, out_masks = _run([AugmentStep(name="circular_shift", p=1, params={"limit": limit})], image, masks, seed)
+        out_image, out_masks = _run(
+            [AugmentStep(name="circular_shift", p=1, params={"limit": limit})], image, masks, seed
+        )
         k = _shift_of(image, out_image)
         np.testing.assert_array_equal(out_masks, np.roll(masks, k, axis=2))
         shifts.add(min(k, W - k))
@@ -238,7 +240,9 @@ def test_randaugment_ops_take_params_and_keep_masks_aligned():
     image = _coded(masks)
     ops = ["hflip", "circular_shift", {"name": "crop_resize", "params": {"interpolation": cv2.INTER_NEAREST_EXACT}}]
     for seed in SEEDS:
-        out_image, out_masks = _run([AugmentStep(name="randaugment", p=1, params={"n": 3, "ops": ops})], image, masks, seed)
+        out_image, out_masks = _run(
+            [AugmentStep(name="randaugment", p=1, params={"n": 3, "ops": ops})], image, masks, seed
+        )
         np.testing.assert_array_equal(out_image, _coded(out_masks))
 
 

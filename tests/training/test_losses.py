@@ -38,8 +38,7 @@ _bce = F.binary_cross_entropy_with_logits
 def _bce_per_class(logits, target, pos_weight):
     """BCE mean over all pixels, each class with its own scalar pos_weight."""
     per_class = [
-        _bce(logits[:, c], target[:, c], reduction="none", pos_weight=torch.tensor(w))
-        for c, w in enumerate(pos_weight)
+        _bce(logits[:, c], target[:, c], reduction="none", pos_weight=torch.tensor(w)) for c, w in enumerate(pos_weight)
     ]
     return torch.stack(per_class, dim=1).mean()
 
@@ -187,10 +186,8 @@ def test_terms_add_with_their_weights(head, logits, first, second):
         ([("iou", 1.0, {})], "sigmoid", "unknown loss 'iou'; choose one of bce, ce, dice, focal, lovasz"),
         ([("ce", 1.0, {})], "sigmoid", "loss 'ce' needs head='softmax', not head='sigmoid'"),
         ([("bce", 1.0, {})], "softmax", "loss 'bce' needs head='sigmoid', not head='softmax'"),
-        ([("bce", 1.0, {"pos_weight": PW[:3]})], "sigmoid",
-         "pos_weight has 3 values but there are 4 classes"),
-        ([("bce", 1.0, {"label_smoothing": 1.5})], "sigmoid",
-         "label_smoothing must be in [0, 1), got 1.5"),
+        ([("bce", 1.0, {"pos_weight": PW[:3]})], "sigmoid", "pos_weight has 3 values but there are 4 classes"),
+        ([("bce", 1.0, {"label_smoothing": 1.5})], "sigmoid", "label_smoothing must be in [0, 1), got 1.5"),
         ([("dice", 1.0, {"gama": 2})], "sigmoid", "loss 'dice' (head='sigmoid'), params {'gama': 2}"),
         ([("focal", 1.0, {"alpha": 0.25})], "softmax", "unexpected keyword argument 'alpha'"),
         ([("bce", 1.0, {})], "tanh", "unknown head 'tanh'; choose one of sigmoid, softmax"),

@@ -30,9 +30,14 @@ def test_noam_rises_then_decays_as_inverse_square_root():
     assert noam_factor(39, 0, warmup_steps=10) == pytest.approx(math.sqrt(10 / 40))
 
 
-@pytest.mark.parametrize("name, kind", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("radam", torch.optim.RAdam), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("radam", torch.optim.RAdam), ("sgd", torch.optim.SGD)],
+)
 def test_optimizers(name, kind):
-    config = load_config(None, [f"train.optimizer={name}", "train.lr=0.01", "train.weight_decay=0.001", "train.momentum=0.8"]).train
+    config = load_config(
+        None, [f"train.optimizer={name}", "train.lr=0.01", "train.weight_decay=0.001", "train.momentum=0.8"]
+    ).train
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], config)
     assert isinstance(optimizer, kind)
     group = optimizer.param_groups[0]

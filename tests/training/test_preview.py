@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from steelseg.config import AugmentStep, DataConfig
-from steelseg.datasets import open_dataset
-from steelseg.overlay import LABEL_HEIGHT
+from steelseg.files.datasets import open_dataset
+from steelseg.files.overlay import LABEL_HEIGHT
 from steelseg.training.preview import GAP, sample_tile, tile_grid, write_augment_preview
 
 CLASSES = ["pits", "crazing", "scratches", "blotches"]
@@ -29,7 +29,9 @@ def dataset(tmp_path):
 
 
 def _config() -> DataConfig:
-    steps = [AugmentStep(name=n) for n in ("hflip", "vflip", "brightness_contrast", "circular_shift", "defect_blackout")]
+    steps = [
+        AugmentStep(name=n) for n in ("hflip", "vflip", "brightness_contrast", "circular_shift", "defect_blackout")
+    ]
     return DataConfig(crop_height=32, crop_width=64, augment=steps)
 
 

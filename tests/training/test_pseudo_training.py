@@ -7,11 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from steelseg import rundir, synth
 from steelseg.config import ConfigError, load_config
-from steelseg.datasets import CLASSES_FILE, open_configured, write_class_names
-from steelseg.training.fit import train, train_val_sets
+from steelseg.files import rundir, synth
+from steelseg.files.datasets import CLASSES_FILE, open_configured, write_class_names
+from steelseg.training.fit import train
 from steelseg.training.oof import load_oof
+from steelseg.training.splits import train_val_sets
 
 H, W = 64, 128
 PSEUDO_H = 96  # pseudo images are taller: where a 96-px image shows up, a pseudo image went

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from steelseg import synth
 from steelseg.config import BUNDLED_DIR, Config
-from steelseg.rundir import load_run_config
+from steelseg.files import synth
+from steelseg.files.rundir import load_run_config
 from steelseg.training.fit import train
 
 RECIPES = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
@@ -23,7 +23,9 @@ def _tiny(recipe: dict, root) -> dict:
     data.update(root=str(root), batch_size=2, val_fraction=0.25)
     if data.get("crop_height", 256):  # cropping recipes: a small crop; full-image ones keep 64x256
         data.update(crop_height=32, crop_width=64)
-    recipe.setdefault("train", {}).update(epochs=1, batches_per_epoch=1, val_batches=1, accelerator="cpu", oof_scale=None)
+    recipe.setdefault("train", {}).update(
+        epochs=1, batches_per_epoch=1, val_batches=1, accelerator="cpu", oof_scale=None
+    )
     for stage in recipe.get("stages", []):
         stage.setdefault("train", {})["epochs"] = 1
         stage.get("data", {}).pop("batch_size", None)

@@ -6,19 +6,30 @@ import shutil
 
 import pytest
 
-from steelseg import rundir, synth
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import load_config
-from steelseg.datasets import open_configured
+from steelseg.files import rundir, synth
+from steelseg.files.datasets import open_configured
 
 SETUP = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.batch_size=2", "--set", "train.precision=32-true",
-    "--set", "train.oof_scale=null",
-    "--epochs", "1", "--quiet",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "train.precision=32-true",
+    "--set",
+    "train.oof_scale=null",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 VALIDATED = "synth_2_00003.jpg"  # the one validation image of 6 (split seed 0, 20%)
 TRAINED = "synth_2_00000.jpg"
 

@@ -9,17 +9,27 @@ import time
 import pytest
 import torch
 
-from steelseg import synth
-from steelseg.rundir import RESUME
+from steelseg.files import synth
+from steelseg.files.rundir import RESUME
 
 SETUP = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.crops_per_image=12", "--set", "data.batch_size=2",
-    "--set", "train.scheduler={name: cosine}",
-    "--epochs", "4",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.crops_per_image=12",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "train.scheduler={name: cosine}",
+    "--epochs",
+    "4",
+]
 
 
 def _train(*args) -> list[str]:

@@ -6,22 +6,33 @@ import pytest
 import torch
 import yaml
 
-from steelseg import rundir, synth
-from steelseg.cli import main
+from steelseg.commands.cli import main
 from steelseg.config import AugmentStep, DataConfig, ModelConfig
+from steelseg.files import rundir, synth
 from steelseg.inference.predictor import Predictor
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.module import labels_of
 from steelseg.training.oof import load_oof
 
 SETUP = [
-    "--set", "model.encoder_name=tu-test_resnet",
-    "--set", "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set", "data.crop_height=32", "--set", "data.crop_width=64",
-    "--set", "data.batch_size=2", "--set", "train.precision=32-true",
-    "--set", "train.batches_per_epoch=2",
-    "--epochs", "1", "--quiet",
-]  # fmt: skip
+    "--set",
+    "model.encoder_name=tu-test_resnet",
+    "--set",
+    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
+    "--set",
+    "data.crop_height=32",
+    "--set",
+    "data.crop_width=64",
+    "--set",
+    "data.batch_size=2",
+    "--set",
+    "train.precision=32-true",
+    "--set",
+    "train.batches_per_epoch=2",
+    "--epochs",
+    "1",
+    "--quiet",
+]
 
 
 # --- defect blackout and the classifier's labels ------------------------------------------
@@ -149,8 +160,18 @@ def test_two_headed_run_gates_its_masks_with_its_class_head(strips, tmp_path, ca
 def test_instance_run_trains_resumes_and_predicts_probability_maps(strips, tmp_path, capsys):
     run = tmp_path / "instance"
     small = "model.arch_params={rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 20, box_detections_per_img: 5}"
-    overrides = ["--set", "model.task=instance", "--set", "model.encoder_name=resnet18", "--set", small,
-                 "--set", "train.oof_scale=null", "--set", "train.val_batches=1"]  # fmt: skip
+    overrides = [
+        "--set",
+        "model.task=instance",
+        "--set",
+        "model.encoder_name=resnet18",
+        "--set",
+        small,
+        "--set",
+        "train.oof_scale=null",
+        "--set",
+        "train.val_batches=1",
+    ]
     _train_then_resume(strips, run, overrides, capsys)
     summary = rundir.load_summary(run)
     assert summary.task == "instance" and summary.val_loss is None and summary.val_iou is not None
@@ -164,6 +185,6 @@ def test_instance_run_trains_resumes_and_predicts_probability_maps(strips, tmp_p
 
 
 def _read(strips, image_id):
-    from steelseg.images import read_gray
+    from steelseg.files.images import read_gray
 
     return read_gray(strips / "train_images" / str(image_id))

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from steelseg.config import Config
+from steelseg.core.outputs import CLASSES, PIXELS, TASK_OUTPUTS, Outputs, to_image
+from steelseg.core.preprocess import to_input
 from steelseg.errors import SteelsegError
-from steelseg.gating import CLASSES, PIXELS, TASK_OUTPUTS, Outputs, to_image
-from steelseg.preprocess import to_input
 
 # A view flips the (N, H, W) images before the network and its (N, C, H, W) pixel
 # probabilities back after: every flip is its own inverse.
@@ -45,12 +45,16 @@ def tta_views(tta: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """A TTA name (``TTA``) or a list of view names (``VIEWS``) -> the views, checked."""
     if isinstance(tta, str):
         if tta not in TTA:
-            raise EnsembleError(f"unknown TTA {tta!r}; choose one of {', '.join(TTA)} or a list of views ({', '.join(VIEWS)})")
+            raise EnsembleError(
+                f"unknown TTA {tta!r}; choose one of {', '.join(TTA)} or a list of views ({', '.join(VIEWS)})"
+            )
         return TTA[tta]
     views = tuple(tta)
     bad = [v for v in views if v not in VIEWS]
     if bad or not views or len(set(views)) != len(views):
-        raise EnsembleError(f"TTA views {list(views)!r}: each must be one of {', '.join(VIEWS)}, at least one, no repeats")
+        raise EnsembleError(
+            f"TTA views {list(views)!r}: each must be one of {', '.join(VIEWS)}, at least one, no repeats"
+        )
     return views
 
 
@@ -85,7 +89,13 @@ class Member:
         """The network inputs of every view of (N, H, W) uint8 images: what the backend runs."""
         model = self.config.model
         return [
-            to_input(np.ascontiguousarray(VIEWS[view](images)), model.input_mean, model.input_std, model.in_channels, model.input_scale)
+            to_input(
+                np.ascontiguousarray(VIEWS[view](images)),
+                model.input_mean,
+                model.input_std,
+                model.in_channels,
+                model.input_scale,
+            )
             for view in self.views
         ]
 
@@ -117,7 +127,9 @@ def scale_logits(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits / temperature))).astype(np.float32)
 
 
-def combine(members: list[Member], results: list[tuple], num_classes: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def combine(
+    members: list[Member], results: list[tuple], num_classes: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Weighted mean per class over the members that predict it: (pixels (N, C, H, W) or None
     when no member has pixel outputs, heads (N, C) with NaN for a class no class head
     predicts, or None when no member has a class head)."""

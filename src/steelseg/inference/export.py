@@ -19,16 +19,17 @@ import numpy as np
 import onnx
 import torch
 
-from steelseg import __version__, rundir
-from steelseg.atomic import atomic_path
+from steelseg.core.outputs import PIXELS, TASK_OUTPUTS, Outputs
+from steelseg.core.postprocess import PostProcess
+from steelseg.core.screening import present
 from steelseg.errors import SteelsegError
-from steelseg.gating import PIXELS, TASK_OUTPUTS, Outputs
+from steelseg.files import rundir
+from steelseg.files.atomic import atomic_path
 from steelseg.inference.backends import onnx_backend as meta
 from steelseg.inference.backends.onnx_backend import OnnxBackend
 from steelseg.inference.backends.torch_backend import TorchBackend, load_net
 from steelseg.inference.predictor import Predictor
-from steelseg.postprocess import PostProcess
-from steelseg.screening import present
+from steelseg.version import __version__
 
 OPSET = 17
 
@@ -97,9 +98,15 @@ def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path, outputs: tup
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            net, (example,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=[meta.INPUT], output_names=list(outputs), dynamic_axes=dynamic,
-        )  # fmt: skip
+            net,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[meta.INPUT],
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+        )
 
 
 def _add_metadata(path: Path, run_dir: Path, config, postprocess: PostProcess) -> None:

@@ -17,26 +17,27 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from steelseg import rle, rundir
-from steelseg.annotations import Annotations
 from steelseg.config import Config
+from steelseg.core import rle
+from steelseg.core.outputs import Outputs
+from steelseg.core.postprocess import PostProcess, per_class
+from steelseg.core.screening import present
 from steelseg.errors import SteelsegError
-from steelseg.gating import Outputs
-from steelseg.images import ImageError, read_gray, require_images
+from steelseg.files import rundir
+from steelseg.files.annotations import Annotations
+from steelseg.files.images import ImageError, read_gray, require_images
 from steelseg.inference.backends import Backend, create_backend, resolve_backend
 from steelseg.inference.ensemble import EnsembleError, Member, combine, ensemble_outputs, tta_views
 from steelseg.inference.skipped import SkippedImages
 from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW, Windows, layout, predict_windows, window_unit
-from steelseg.postprocess import PostProcess, per_class
-from steelseg.screening import present
 
 SIZE_TOLERANCE = 2.0  # the shorter image side may differ from training's by this factor
 DIVISOR = 32  # the input divisor assumed where a run does not record its own
@@ -129,16 +130,30 @@ class Predictor:
         self.label_threshold = np.where(self.postprocess.label_threshold > 0, self.postprocess.label_threshold, gated)
 
     @classmethod
-    def single(cls, config: Config, postprocess: PostProcess, backend: Backend, batch_size: int = 4,
-               limits: SizeLimits | None = None, label_threshold: np.ndarray | None = None) -> "Predictor":  # fmt: skip
+    def single(
+        cls,
+        config: Config,
+        postprocess: PostProcess,
+        backend: Backend,
+        batch_size: int = 4,
+        limits: SizeLimits | None = None,
+        label_threshold: np.ndarray | None = None,
+    ) -> Predictor:
         """One network, no TTA: what a run directory is on its own."""
         member = Member("model", config, backend, list(range(len(config.output_class_names))), limits=limits)
         return cls([member], postprocess, config.output_class_names, batch_size, label_threshold)
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | os.PathLike, backend: str = "auto", device: str = "auto", batch_size: int = 4,
-                     check_size: bool = True, window: int | None = DEFAULT_WINDOW,
-                     overlap: int = DEFAULT_OVERLAP) -> "Predictor":  # fmt: skip
+    def from_run_dir(
+        cls,
+        run_dir: str | os.PathLike,
+        backend: str = "auto",
+        device: str = "auto",
+        batch_size: int = 4,
+        check_size: bool = True,
+        window: int | None = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> Predictor:
         """Load the run in ``run_dir`` on ``backend`` (auto, torch, torch-amp, onnx) and
         ``device`` (auto, cpu, cuda, cuda:N). ``check_size=False`` predicts images of any size;
         ``window``, ``overlap``: long images in windows (see the class)."""
@@ -157,7 +172,7 @@ class Predictor:
         overrides: list[str] | None = None,
         window: int | None = DEFAULT_WINDOW,
         overlap: int = DEFAULT_OVERLAP,
-    ) -> "Predictor":
+    ) -> Predictor:
         """Runs, folders of runs and ensemble files (``inference.sources``) as one predictor.
         ``tta`` replaces every member's TTA; ``postprocess`` a JSON file that replaces the
         sources' post-processing; ``overrides`` ``KEY=VALUE`` changes to it; ``window`` and
@@ -174,11 +189,18 @@ class Predictor:
         members = []
         for network in networks:
             name = resolve_backend(network.spec.backend or backend, device)
-            members.append(Member(
-                str(network.run_dir), network.config, create_backend(name, network.run_dir, network.config, device),
-                [position[c] for c in channels(network.config)], network.weight, tta_views(network.spec.tta), network.spec.temperature,
-                _size_limits(network.run_dir, network.config) if check_size else None,
-            ))  # fmt: skip
+            members.append(
+                Member(
+                    str(network.run_dir),
+                    network.config,
+                    create_backend(name, network.run_dir, network.config, device),
+                    [position[c] for c in channels(network.config)],
+                    network.weight,
+                    tta_views(network.spec.tta),
+                    network.spec.temperature,
+                    _size_limits(network.run_dir, network.config) if check_size else None,
+                )
+            )
         post = resolved.read_postprocess(first.config, len(class_names), Path(postprocess) if postprocess else None)
         if overrides:
             try:
@@ -199,12 +221,16 @@ class Predictor:
             missing = self.class_names[int(np.flatnonzero(~covered)[0])]
             raise EnsembleError(f"no member predicts the pixels of class {missing!r}: add a run that does")
         if self.postprocess.num_classes != self.num_classes:
-            raise EnsembleError(f"the post-processing has {self.postprocess.num_classes} classes, the models {self.num_classes}")
+            raise EnsembleError(
+                f"the post-processing has {self.postprocess.num_classes} classes, the models {self.num_classes}"
+            )
         label = self.postprocess.label_threshold > 0
         if (label & ~headed).any() or (self.postprocess.soft_gate and not headed.any()):
             name = self.class_names[int(np.flatnonzero(label & ~headed)[0])] if (label & ~headed).any() else "any class"
-            raise EnsembleError(f"label_threshold or soft_gate for {name} needs a member with a class head "
-                                "(a classifier or two-headed run)")
+            raise EnsembleError(
+                f"label_threshold or soft_gate for {name} needs a member with a class head "
+                "(a classifier or two-headed run)"
+            )
 
     @property
     def config(self) -> Config:
@@ -242,7 +268,9 @@ class Predictor:
         and their class scores come from those as for whole images."""
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
             shape = getattr(images, "shape", None)
-            raise InputError(f"expected (N, H, W) uint8 gray images, got {getattr(images, 'dtype', type(images).__name__)} {shape}")
+            raise InputError(
+                f"expected (N, H, W) uint8 gray images, got {getattr(images, 'dtype', type(images).__name__)} {shape}"
+            )
         problem = self._size_problem(images.shape[1:])
         if problem:
             raise InputError(f"image {problem}")
@@ -290,9 +318,16 @@ class Predictor:
         """One (H, W) uint8 image -> (C, H, W) bool defect masks, post-processed."""
         return self.masks(self.predict_outputs(image[None])[0])
 
-    def iter_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, paths: list[Path] | None = None,
-                    shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None,
-                    skip: SkippedImages | None = None) -> Iterator[tuple[Path, np.ndarray, Outputs]]:  # fmt: skip
+    def iter_folder(
+        self,
+        image_dir: str | os.PathLike,
+        progress: bool = True,
+        *,
+        paths: list[Path] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        budget: Budget | None = None,
+        skip: SkippedImages | None = None,
+    ) -> Iterator[tuple[Path, np.ndarray, Outputs]]:
         """Yield (path, image, its ``Outputs``) for every image of a folder (or ``paths``), in
         batches; the next batches are read and decoded in threads while the networks run on
         this one (OpenCV decodes and numpy copies without holding the GIL, so threads overlap
@@ -329,14 +364,28 @@ class Predictor:
                     budget.update(len(batch), self, bar)
         bar.close()
 
-    def candidates_folder(self, image_dir: str | os.PathLike, progress: bool = True, *, shard: tuple[int, int] = (0, 1),
-                          budget: "Budget | None" = None, skip: SkippedImages | None = None) -> dict[str, Candidate]:  # fmt: skip
+    def candidates_folder(
+        self,
+        image_dir: str | os.PathLike,
+        progress: bool = True,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        budget: Budget | None = None,
+        skip: SkippedImages | None = None,
+    ) -> dict[str, Candidate]:
         """Every image's ``Candidate`` (this shard's), by image id (``skip``: as ``iter_folder``)."""
         return dict(self.iter_candidates(image_dir, progress, shard=shard, budget=budget, skip=skip))
 
-    def iter_candidates(self, image_dir: str | os.PathLike, progress: bool = True, *, paths: list[Path] | None = None,
-                        shard: tuple[int, int] = (0, 1), budget: "Budget | None" = None,
-                        skip: SkippedImages | None = None) -> Iterator[tuple[str, Candidate]]:  # fmt: skip
+    def iter_candidates(
+        self,
+        image_dir: str | os.PathLike,
+        progress: bool = True,
+        *,
+        paths: list[Path] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        budget: Budget | None = None,
+        skip: SkippedImages | None = None,
+    ) -> Iterator[tuple[str, Candidate]]:
         """Yield (image id, ``Candidate``) for every image of a folder (or ``paths``), in their
         order; arguments as ``iter_folder``. Post-processing and encoding run in a second
         thread, one batch behind the networks."""
@@ -346,9 +395,18 @@ class Predictor:
         embed = self._embedder() if self.clusters is not None else None
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=1) as encoder:
-            for path, image, outputs in self.iter_folder(image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip):
+            for path, image, outputs in self.iter_folder(
+                image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip
+            ):
                 embedding = embed(image) if embed is not None else None
-                pending.append((path.name, outputs, embedding, encoder.submit(self.postprocess.candidates, outputs.pixels, outputs.heads)))
+                pending.append(
+                    (
+                        path.name,
+                        outputs,
+                        embedding,
+                        encoder.submit(self.postprocess.candidates, outputs.pixels, outputs.heads),
+                    )
+                )
                 while len(pending) > 2 * self.batch_size:  # bounded: probabilities are large
                     yield _candidate(*pending.popleft())
             while pending:
@@ -377,15 +435,28 @@ class Predictor:
                 scores[image_id] = candidates[image_id].scores
         return result
 
-    def predict_folder(self, image_dir: str | os.PathLike, progress: bool = True, scores: dict | None = None,
-                       budget: "Budget | None" = None, skip: SkippedImages | None = None) -> Annotations:  # fmt: skip
+    def predict_folder(
+        self,
+        image_dir: str | os.PathLike,
+        progress: bool = True,
+        scores: dict | None = None,
+        budget: Budget | None = None,
+        skip: SkippedImages | None = None,
+    ) -> Annotations:
         """Post-processed, gated masks of every image of a folder, run-length encoded.
         ``scores``, when given, receives each image's class scores by image id; ``skip``: bad
         images left out (``iter_folder``)."""
-        return self.finish(self.candidates_folder(image_dir, progress, budget=budget, skip=skip), str(image_dir), scores)
+        return self.finish(
+            self.candidates_folder(image_dir, progress, budget=budget, skip=skip), str(image_dir), scores
+        )
 
-    def score_folder(self, image_dir: str | os.PathLike, progress: bool = True, budget: "Budget | None" = None,
-                     skip: SkippedImages | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    def score_folder(
+        self,
+        image_dir: str | os.PathLike,
+        progress: bool = True,
+        budget: Budget | None = None,
+        skip: SkippedImages | None = None,
+    ) -> tuple[list[str], np.ndarray]:
         """Class scores of every image of a folder: (image ids, (N, C) float32); ``skip``: bad
         images left out (``iter_folder``)."""
         image_ids, scores = [], []
@@ -401,15 +472,26 @@ class Predictor:
         and its SHA-256, backend, views, weight, temperature and classes; the post-processing;
         the windows; the batch size (batches are the unit of computation) and the clusters.
         Two predictors with the same fingerprint give the same candidates for the same image."""
-        members = [{
-            "model": str(Path(m.name).resolve()), "sha256": _weights_sha256(m), "backend": m.backend.describe(),
-            "views": list(m.views), "weight": m.weight, "temperature": m.temperature, "channels": list(m.channels),
-        } for m in self.members]  # fmt: skip
+        members = [
+            {
+                "model": str(Path(m.name).resolve()),
+                "sha256": _weights_sha256(m),
+                "backend": m.backend.describe(),
+                "views": list(m.views),
+                "weight": m.weight,
+                "temperature": m.temperature,
+                "channels": list(m.channels),
+            }
+            for m in self.members
+        ]
         return {
-            "members": members, "postprocess": json.loads(self.postprocess.to_json()), "window": self.window,
-            "overlap": self.overlap, "batch_size": self.batch_size,
+            "members": members,
+            "postprocess": json.loads(self.postprocess.to_json()),
+            "window": self.window,
+            "overlap": self.overlap,
+            "batch_size": self.batch_size,
             "clusters": None if self.clusters is None else self.clusters.model_dump(),
-        }  # fmt: skip
+        }
 
     def _embedder(self):
         for member in self.members:
@@ -426,7 +508,9 @@ class Predictor:
                 return problem
             problem = member.limits.problem((shape[0], self.window)) if member.limits and windowed else None
             if problem:
-                return f"is {shape[0]}x{shape[1]} (HxW), cut into --window {self.window} px windows; each window {problem}"
+                return (
+                    f"is {shape[0]}x{shape[1]} (HxW), cut into --window {self.window} px windows; each window {problem}"
+                )
         return None
 
     def _read(self, paths: list[Path], keep_going: bool = False) -> list[np.ndarray | SteelsegError]:
@@ -481,8 +565,10 @@ class Budget:
         if self.drop_tta and any(len(m.views) > 1 for m in predictor.members):
             for member in predictor.members:
                 member.views = ("none",)
-            bar.write(f"time budget: projected {self.projected / 60:.1f} min > {self.seconds / 60:g} min; TTA dropped "
-                      f"for the remaining {self.total - self.done} images")
+            bar.write(
+                f"time budget: projected {self.projected / 60:.1f} min > {self.seconds / 60:g} min; TTA dropped "
+                f"for the remaining {self.total - self.done} images"
+            )
             self.first, self.batches = (elapsed, self.done), 1  # measure the new rate afresh
             return
         raise TimeBudgetError(
@@ -552,12 +638,16 @@ def _window_setting(window: int | None, overlap: int, unit: int) -> tuple[int | 
     if not window:
         return None, overlap
     if window < unit:
-        raise InputError(f"--window {window}: below the networks' input step of {unit} px; give at least {unit}, "
-                         "or 0 for whole images")  # fmt: skip
+        raise InputError(
+            f"--window {window}: below the networks' input step of {unit} px; give at least {unit}, "
+            "or 0 for whole images"
+        )
     rounded = window // unit * unit
     if not 0 <= overlap <= rounded - unit:
-        raise InputError(f"--overlap {overlap}: windows of {rounded} px take an overlap from 0 to {rounded - unit} px "
-                         f"(the window minus the networks' input step of {unit} px)")  # fmt: skip
+        raise InputError(
+            f"--overlap {overlap}: windows of {rounded} px take an overlap from 0 to {rounded - unit} px "
+            f"(the window minus the networks' input step of {unit} px)"
+        )
     return rounded, overlap
 
 

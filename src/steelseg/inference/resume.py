@@ -30,13 +30,14 @@ import os
 import re
 import sys
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Generic, Iterable, Iterator, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from steelseg.atomic import atomic_open, leftovers, write_text
 from steelseg.errors import SteelsegError
+from steelseg.files.atomic import atomic_open, leftovers, write_text
 from steelseg.inference.skipped import SkippedImages
 
 CHUNK = 256  # images per part file: a kill loses at most this many images' work
@@ -87,8 +88,15 @@ def image_list(paths: list[Path]) -> dict:
 class WorkFolder(Generic[R]):
     """The chunks of one computation over ``paths``, kept in ``folder`` (module docstring)."""
 
-    def __init__(self, folder: Path, manifest: dict, paths: list[Path], size: int, codec: Codec[R],
-                 log: Callable[[str], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict,
+        paths: list[Path],
+        size: int,
+        codec: Codec[R],
+        log: Callable[[str], None] | None = None,
+    ):
         self.folder = folder
         manifest = {"format": FORMAT, **manifest, "chunk_size": size, "images": image_list(paths)}
         self.manifest = json.loads(json.dumps(manifest))  # as it reads back: lists, not tuples
@@ -118,7 +126,9 @@ class WorkFolder(Generic[R]):
                 self.remove()  # nothing worth keeping: leave no folder behind
                 raise
             if isinstance(err, SteelsegError):  # its one line says where the work so far is
-                raise type(err)(f"{err} ({self._kept()} images done are kept in {self.folder}: run again to resume)") from None
+                raise type(err)(
+                    f"{err} ({self._kept()} images done are kept in {self.folder}: run again to resume)"
+                ) from None
             raise
         return {name: record for i in range(len(self.chunks)) for name, record in done[i].items()}
 
@@ -137,7 +147,9 @@ class WorkFolder(Generic[R]):
 
     def _kept(self) -> int:
         """Images in the part files on disk (not checked)."""
-        indices = {int(m["index"]) for m in map(_PART.fullmatch, (p.name for p in self.folder.glob("chunk-*.npz"))) if m}
+        indices = {
+            int(m["index"]) for m in map(_PART.fullmatch, (p.name for p in self.folder.glob("chunk-*.npz"))) if m
+        }
         return sum(len(self.chunks[i]) for i in indices if i < len(self.chunks))
 
     def _own_files(self) -> list[Path]:
@@ -164,14 +176,18 @@ class WorkFolder(Generic[R]):
             self.fresh = True
             write_text(path, json.dumps(self.manifest, indent=1) + "\n")
         except OSError as err:
-            raise ResumeError(f"cannot keep progress in {self.folder} ({err.strerror or err}): choose another output") from None
+            raise ResumeError(
+                f"cannot keep progress in {self.folder} ({err.strerror or err}): choose another output"
+            ) from None
 
     def _check_ours(self) -> None:
         """A folder of that name with other files is not deleted to make room: someone else's."""
         if self.folder.exists() and not self.folder.is_dir():
             raise ResumeError(f"{self.folder} exists and is not a folder; progress is kept there: move it away")
         if self.folder.is_dir() and set(self.folder.iterdir()) - set(self._own_files()):
-            raise ResumeError(f"{self.folder} holds files that are not steelseg progress; progress is kept there: move it away")
+            raise ResumeError(
+                f"{self.folder} holds files that are not steelseg progress; progress is kept there: move it away"
+            )
 
     def _stored_manifest(self, path: Path) -> dict | None:
         try:
@@ -194,7 +210,9 @@ class WorkFolder(Generic[R]):
             done[index] = records
             self.resumed += len(self.chunks[index])
         if done:
-            self.log(f"resuming from {self.folder}: {self.resumed} of {sum(map(len, self.chunks))} images already predicted")
+            self.log(
+                f"resuming from {self.folder}: {self.resumed} of {sum(map(len, self.chunks))} images already predicted"
+            )
         return done
 
     def _load(self, path: Path) -> tuple[int | None, dict[str, R], dict[str, str]]:
@@ -232,7 +250,9 @@ class WorkFolder(Generic[R]):
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
-        with atomic_open(self.folder / f"chunk-{index:06d}-{hashlib.sha256(data).hexdigest()[:16]}.npz", "wb") as handle:
+        with atomic_open(
+            self.folder / f"chunk-{index:06d}-{hashlib.sha256(data).hexdigest()[:16]}.npz", "wb"
+        ) as handle:
             handle.write(data)
         self.saved += 1
 
@@ -241,7 +261,11 @@ def _check_same(path: Path, stored: dict, current: dict) -> None:
     """One line naming the first setting that differs (models, images, settings)."""
     if stored == current:
         return
-    what = {"members": "other models, weights, backends or TTA", "images": "other images", "format": "an older steelseg"}
+    what = {
+        "members": "other models, weights, backends or TTA",
+        "images": "other images",
+        "format": "an older steelseg",
+    }
     key = next((k for k in [*current, *stored] if stored.get(k) != current.get(k)), "format")
     raise ResumeError(
         f"{path.parent} holds the progress of a prediction with {what.get(key, f'another {key}')} "
@@ -254,7 +278,7 @@ def _record_earlier_skips(chunk: list[Path], skipped: dict[str, str], skip: Skip
         return
     paths = {p.name: p for p in chunk}
     if skip is None:
-        from steelseg.images import ImageError
+        from steelseg.files.images import ImageError
 
         name, reason = next(iter(skipped.items()))
         raise ImageError(f"{paths[name]}: {reason}")
@@ -268,8 +292,9 @@ def _skipped_in(chunk: list[Path], skip: SkippedImages | None) -> dict[str, str]
     return {p.name: skip.reasons[p.name] for p in chunk if p.name in skip}
 
 
-def _completed(stream: Iterable[tuple[str, R]], chunks: list[list[Path]],
-               skip: SkippedImages | None) -> Iterator[tuple[int, dict[str, R]]]:  # fmt: skip
+def _completed(
+    stream: Iterable[tuple[str, R]], chunks: list[list[Path]], skip: SkippedImages | None
+) -> Iterator[tuple[int, dict[str, R]]]:
     """Group a stream of (image id, record), in path order, into ``chunks``: yield (position,
     records) as soon as every image of a chunk has a record or was skipped."""
     skipped = skip if skip is not None else ()
@@ -325,11 +350,15 @@ class CandidateCodec:
         self._check(arrays, len(image_ids))
         heads, embedding = arrays.get("heads"), arrays.get("embedding")
         return {
-            image_id: Candidate(encoded[i], arrays["peaks"][i], None if heads is None else heads[i], arrays["scores"][i],
-                                None if embedding is None else embedding[i])
+            image_id: Candidate(
+                encoded[i],
+                arrays["peaks"][i],
+                None if heads is None else heads[i],
+                arrays["scores"][i],
+                None if embedding is None else embedding[i],
+            )
             for i, image_id in enumerate(image_ids)
-        }  # fmt: skip
-
+        }
 
     def _check(self, arrays: dict[str, np.ndarray], count: int) -> None:
         """Arrays a gate can take, or a ValueError: a part file is only as good as its contents."""
@@ -339,15 +368,20 @@ class CandidateCodec:
             array = arrays[name]  # a KeyError when missing
             rows = (count, self.num_classes) if name != "embedding" else (count,)
             if array.dtype.kind != "f" or array.shape[: len(rows)] != rows or array.ndim != 2:
-                raise ValueError(f"{name} of shape {array.shape} and dtype {array.dtype} for {count} images of "
-                                 f"{self.num_classes} classes")
+                raise ValueError(
+                    f"{name} of shape {array.shape} and dtype {array.dtype} for {count} images of "
+                    f"{self.num_classes} classes"
+                )
 
 
 def encode_strings(rows: list[list[str]], width: int) -> dict[str, np.ndarray]:
     """(n, width) strings -> their UTF-8 bytes joined and their (n, width) lengths: numpy's own
     string arrays would pad every run-length string to the longest."""
     lengths = np.array([[len(s) for s in row] for row in rows], dtype=np.int64).reshape(len(rows), width)
-    return {"text": np.frombuffer("".join(s for row in rows for s in row).encode("ascii"), np.uint8), "lengths": lengths}
+    return {
+        "text": np.frombuffer("".join(s for row in rows for s in row).encode("ascii"), np.uint8),
+        "lengths": lengths,
+    }
 
 
 def decode_strings(arrays: dict[str, np.ndarray], count: int, width: int) -> list[list[str]]:
@@ -359,18 +393,32 @@ def decode_strings(arrays: dict[str, np.ndarray], count: int, width: int) -> lis
     return [flat[i * width : (i + 1) * width] for i in range(count)]
 
 
-def predict_candidates(predictor, image_dir: str | os.PathLike, out: str | os.PathLike, *, progress: bool = True,
-                       budget=None, skip: SkippedImages | None = None, size: int = CHUNK,
-                       log: Callable[[str], None] | None = None) -> tuple[dict, WorkFolder]:  # fmt: skip
+def predict_candidates(
+    predictor,
+    image_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    progress: bool = True,
+    budget=None,
+    skip: SkippedImages | None = None,
+    size: int = CHUNK,
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict, WorkFolder]:
     """Every image's ``Candidate`` of ``image_dir`` in file order, resumed from and saved to
     ``out``'s work folder (module docstring); also that folder, to ``remove`` once ``out`` is
     written. ``skip``: as ``Predictor.iter_folder``."""
-    from steelseg.images import require_images
+    from steelseg.files.images import require_images
 
     paths = require_images(image_dir)
     codec = CandidateCodec(predictor.num_classes, predictor.has_heads, predictor.clusters is not None)
-    work = WorkFolder(parts_folder(out), {"command": "predict", **predictor.fingerprint()}, paths,
-                      chunk_size(size, predictor.batch_size), codec, log)  # fmt: skip
+    work = WorkFolder(
+        parts_folder(out),
+        {"command": "predict", **predictor.fingerprint()},
+        paths,
+        chunk_size(size, predictor.batch_size),
+        codec,
+        log,
+    )
 
     def compute(todo: list[Path]):
         return predictor.iter_candidates(image_dir, progress, paths=todo, budget=budget, skip=skip)

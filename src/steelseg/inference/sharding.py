@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from steelseg.images import require_images
+from steelseg.files.images import require_images
 
 
 def world() -> tuple[int, int] | None:
@@ -40,7 +40,9 @@ def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | 
     dist.init_process_group("gloo")
     try:
         rank, size = dist.get_rank(), dist.get_world_size()
-        mine = predictor.candidates_folder(image_dir, progress and rank == 0, shard=(rank, size), budget=budget, skip=skip)
+        mine = predictor.candidates_folder(
+            image_dir, progress and rank == 0, shard=(rank, size), budget=budget, skip=skip
+        )
         gathered = [None] * size if rank == 0 else None
         dist.gather_object((mine, dict(skip.reasons) if skip is not None else {}), gathered, dst=0)
         if rank != 0:

@@ -10,8 +10,8 @@ first one stops the command with its error; with it, each is one line on stderr 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def _stderr(line: str) -> None:

@@ -44,17 +44,26 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from steelseg import rundir
 from steelseg.config import Config, yaml_problem
+from steelseg.core.postprocess import PostProcess
+from steelseg.files import rundir
 from steelseg.inference.backends.onnx_backend import is_model_file, read_model_file
 from steelseg.inference.ensemble import EnsembleError, tta_views
-from steelseg.postprocess import PostProcess
 
 ENSEMBLE_SUFFIXES = (".yaml", ".yml")
 CONFINE_ENV = "STEELSEG_CONFINE_PATHS"
 # The files of a run that prediction may read: each must stay inside a confined ensemble's folder.
-_RUN_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.WEIGHTS_SHA256, rundir.POSTPROCESS, rundir.GATE, rundir.ONNX,
-              rundir.SUMMARY, rundir.OOF, rundir.STAGES_DIR)  # fmt: skip
+_RUN_FILES = (
+    rundir.CONFIG,
+    rundir.WEIGHTS,
+    rundir.WEIGHTS_SHA256,
+    rundir.POSTPROCESS,
+    rundir.GATE,
+    rundir.ONNX,
+    rundir.SUMMARY,
+    rundir.OOF,
+    rundir.STAGES_DIR,
+)
 
 
 class MemberSpec(BaseModel):
@@ -96,7 +105,9 @@ class EnsembleFile(BaseModel):
 class Network:
     """A run to load: its folder, config, and how the ensemble uses it."""
 
-    def __init__(self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path, config: Config | None = None):
+    def __init__(
+        self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path, config: Config | None = None
+    ):
         self.run_dir = run_dir  # or an exported model file
         self.member = member  # which source entry it came from (runs of one folder share it)
         self.source = source
@@ -109,8 +120,14 @@ class Resolved:
     """Sources resolved: the networks in order, the post-processing file to use (or None: the
     configs' defaults), and the cluster setting."""
 
-    def __init__(self, networks: list[Network], postprocess: Path | None, clusters: ClusterSpec | None, folder: Path | None,
-                 embedded: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        networks: list[Network],
+        postprocess: Path | None,
+        clusters: ClusterSpec | None,
+        folder: Path | None,
+        embedded: str | None = None,
+    ):
         self.networks = networks
         self.postprocess = postprocess
         self.clusters = clusters
@@ -239,7 +256,9 @@ def runs_in(path: Path) -> list[Path]:
         raise EnsembleError(f"{path}: not found (expected a run directory, a folder of runs or an ensemble .yaml)")
     runs = sorted(p for p in path.iterdir() if (p / rundir.CONFIG).is_file())
     if not runs:
-        raise EnsembleError(f"{path}: {rundir.CONFIG} not found: not a run directory, a folder of runs or an ensemble .yaml")
+        raise EnsembleError(
+            f"{path}: {rundir.CONFIG} not found: not a run directory, a folder of runs or an ensemble .yaml"
+        )
     return runs
 
 

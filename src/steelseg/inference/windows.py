@@ -15,9 +15,9 @@ No torch here: an ONNX-only deployment windows its strips too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 
@@ -112,7 +112,9 @@ def predict_windows(
     pixels = heads = None
     for first in range(0, len(crops), batch_size):
         part = crops[first : first + batch_size]
-        batch_pixels, batch_heads = predict(np.stack([images[i, :, start : start + windows.width] for i, start in part]))
+        batch_pixels, batch_heads = predict(
+            np.stack([images[i, :, start : start + windows.width] for i, start in part])
+        )
         if batch_pixels is not None:
             if pixels is None:
                 pixels = np.zeros((count, batch_pixels.shape[1], height, image_width), np.float32)

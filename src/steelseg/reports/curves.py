@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steelseg import rundir
+from steelseg.files import rundir
 from steelseg.reports import ReportError
 
 PER_CLASS_PREFIX = "val_dice_tuned_"  # metrics.csv's per-class columns: val_dice_tuned_<class name>
@@ -41,7 +41,7 @@ def read_metrics(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[s
         for k, cell in enumerate(row):
             values[r, k] = _number(cell, path, line, header[k])
     metrics = {name: values[:, k] for k, name in enumerate(header)}
-    names = [h[len(PER_CLASS_PREFIX):] for h in header if h.startswith(PER_CLASS_PREFIX) and h not in NOT_PER_CLASS]
+    names = [h[len(PER_CLASS_PREFIX) :] for h in header if h.startswith(PER_CLASS_PREFIX) and h not in NOT_PER_CLASS]
     return metrics, names
 
 
@@ -94,10 +94,16 @@ def _number(cell: str, path: Path, line: int, column: str) -> float:
 
 def add_parser(commands) -> None:
     """Register ``steelseg report-curves`` on the CLI's sub-command parsers."""
-    p = commands.add_parser("report-curves", help="draw the training curves (curves.png) of existing runs from their metrics.csv")
-    p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="a run directory, or a folder of runs (folds, per-class runs, stages): every metrics.csv beneath "
-                        "gets a curves.png beside it")  # fmt: skip
+    p = commands.add_parser(
+        "report-curves", help="draw the training curves (curves.png) of existing runs from their metrics.csv"
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="a run directory, or a folder of runs (folds, per-class runs, stages): every metrics.csv beneath "
+        "gets a curves.png beside it",
+    )
     p.set_defaults(run=_run)
 
 

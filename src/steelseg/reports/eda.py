@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from steelseg import rle
-from steelseg.datasets import SegmentationDataset, open_dataset
-from steelseg.images import read_label_map
+from steelseg.core import rle
+from steelseg.files.datasets import SegmentationDataset, open_dataset
+from steelseg.files.images import read_label_map
 from steelseg.reports import out_folder, whole_number
 from steelseg.reports.html import Page
 from steelseg.reports.stats import class_labels, classes_per_image, spread_pick
@@ -88,16 +88,31 @@ def write_eda(data: str | os.PathLike, out: str | os.PathLike, examples: int = D
 
     page.heading("Images per class")
     counts, total = stats.class_counts, max(len(stats.image_ids), 1)
-    page.table(["class", "images", "share of images"], [[label, int(n), float(n / total)] for label, n in zip(labels, counts)])
-    figures.count_bars(labels, counts, "class", "Images holding each class", figures_dir / "class-counts.png",
-                       colors=[figures.class_color(c) for c in range(len(labels))])  # fmt: skip
+    page.table(
+        ["class", "images", "share of images"], [[label, int(n), float(n / total)] for label, n in zip(labels, counts)]
+    )
+    figures.count_bars(
+        labels,
+        counts,
+        "class",
+        "Images holding each class",
+        figures_dir / "class-counts.png",
+        colors=[figures.class_color(c) for c in range(len(labels))],
+    )
     page.figure(figures_dir / "class-counts.png", "Images holding each class")
 
     page.heading("Classes per image")
     per_image = stats.classes_per_image
-    page.table(["classes in the image"] + [str(k) for k in range(len(per_image))], [["images"] + [int(n) for n in per_image]])
-    figures.count_bars([str(k) for k in range(len(per_image))], per_image, "classes in the image", "Classes per image",
-                       figures_dir / "classes-per-image.png")  # fmt: skip
+    page.table(
+        ["classes in the image"] + [str(k) for k in range(len(per_image))], [["images"] + [int(n) for n in per_image]]
+    )
+    figures.count_bars(
+        [str(k) for k in range(len(per_image))],
+        per_image,
+        "classes in the image",
+        "Classes per image",
+        figures_dir / "classes-per-image.png",
+    )
     page.figure(figures_dir / "classes-per-image.png", "How many images hold 0, 1, 2, ... classes")
 
     sections.areas(page, figures_dir, {"masks": stats.areas}, stats.class_names, title="Mask areas per class")
@@ -116,13 +131,17 @@ def _describe(dataset: SegmentationDataset, stats: DatasetStats, shapes: list[tu
     ]
 
 
-def _examples(page: Page, figures_dir: Path, dataset: SegmentationDataset, stats: DatasetStats, k: int, labels: list[str]) -> None:
-    from steelseg.overlay import label_bar, overlay, present_classes, save_png
+def _examples(
+    page: Page, figures_dir: Path, dataset: SegmentationDataset, stats: DatasetStats, k: int, labels: list[str]
+) -> None:
+    from steelseg.files.overlay import label_bar, overlay, present_classes, save_png
 
     if k == 0:
         return
     page.heading("Examples per class")
-    page.paragraph(f"Up to {k} images holding each class, spread over the file order; every class's mask in its colour.")
+    page.paragraph(
+        f"Up to {k} images holding each class, spread over the file order; every class's mask in its colour."
+    )
     for c, label in enumerate(labels):
         picked = spread_pick(list(np.flatnonzero(stats.presence[:, c])), k)
         if not picked:
@@ -131,7 +150,9 @@ def _examples(page: Page, figures_dir: Path, dataset: SegmentationDataset, stats
         panels = []
         for i in picked:
             image, masks = dataset.load(int(i))
-            panels.append(label_bar(overlay(image, masks), f"{stats.image_ids[i]}: {present_classes(masks, stats.class_names)}"))
+            panels.append(
+                label_bar(overlay(image, masks), f"{stats.image_ids[i]}: {present_classes(masks, stats.class_names)}")
+            )
         path = figures_dir / f"examples-class-{c + 1}.png"
         save_png(path, _stack(panels))
         page.figure(path, f"{label}: {len(picked)} of the {int(stats.class_counts[c])} images holding it")
@@ -149,11 +170,19 @@ def _stack(panels: list[np.ndarray]) -> np.ndarray:
 
 def add_parser(commands) -> None:
     """Register ``steelseg eda`` on the CLI's sub-command parsers."""
-    p = commands.add_parser("eda", help="an HTML page about a data set: class counts, classes per image, mask areas, examples")
+    p = commands.add_parser(
+        "eda", help="an HTML page about a data set: class counts, classes per image, mask areas, examples"
+    )
     p.add_argument("data", help="dataset folder (severstal or mask-folder layout), as for train")
-    p.add_argument("--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)")
-    p.add_argument("--examples", default=str(DEFAULT_EXAMPLES), metavar="K",
-                   help=f"example overlays per class (default {DEFAULT_EXAMPLES}; 0: none)")  # fmt: skip
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)"
+    )
+    p.add_argument(
+        "--examples",
+        default=str(DEFAULT_EXAMPLES),
+        metavar="K",
+        help=f"example overlays per class (default {DEFAULT_EXAMPLES}; 0: none)",
+    )
     p.set_defaults(run=_run)
 
 

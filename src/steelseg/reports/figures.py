@@ -13,8 +13,8 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from steelseg.atomic import atomic_path
-from steelseg.overlay import COLORS
+from steelseg.files.atomic import atomic_path
+from steelseg.files.overlay import COLORS
 from steelseg.reports.stats import area_bins
 
 DPI = 100
@@ -29,7 +29,9 @@ def class_color(index: int) -> tuple[float, float, float]:
     return tuple(rgb * min(1.0, 0.6 / luminance)) if luminance > 0.6 else tuple(rgb)
 
 
-def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, layout: str | None = "constrained") -> tuple[Figure, np.ndarray]:
+def new_figure(
+    width: float, height: float, rows: int = 1, cols: int = 1, layout: str | None = "constrained"
+) -> tuple[Figure, np.ndarray]:
     """A figure of ``width`` x ``height`` inches and its (rows, cols) axes; ``layout=None``
     leaves the margins to the caller (cheaper: training draws its curves every epoch)."""
     figure = Figure(figsize=(width, height), dpi=DPI, layout=layout)
@@ -56,7 +58,9 @@ def dice_bars(class_labels: list[str], class_dice: np.ndarray, mean_dice: float,
     save(figure, path)
 
 
-def area_histograms(class_labels: list[str], series: dict[str, list[np.ndarray]], path: str | os.PathLike, title: str) -> None:
+def area_histograms(
+    class_labels: list[str], series: dict[str, list[np.ndarray]], path: str | os.PathLike, title: str
+) -> None:
     """One panel per class: a histogram of defect areas (pixels, log-spaced bins) for each of
     ``series`` (name -> per-class areas): one filled in the class's colour, or two drawn as
     outlines so that they can overlap (the first, the truth, in black)."""
@@ -73,7 +77,12 @@ def area_histograms(class_labels: list[str], series: dict[str, list[np.ndarray]]
             if len(series) == 1:
                 style = dict(histtype="stepfilled", color=class_color(c), alpha=0.8)
             else:
-                style = dict(histtype="step", linewidth=1.6, color="black" if k == 0 else class_color(c), linestyle="-" if k == 0 else "--")
+                style = dict(
+                    histtype="step",
+                    linewidth=1.6,
+                    color="black" if k == 0 else class_color(c),
+                    linestyle="-" if k == 0 else "--",
+                )
             ax.hist(values, bins=bins, label=f"{name} ({len(values)})", **style)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -85,7 +94,7 @@ def area_histograms(class_labels: list[str], series: dict[str, list[np.ndarray]]
         ax.yaxis.get_major_locator().set_params(integer=True)  # counts of images
         ax.tick_params(labelsize=7)
         _legend(ax, fontsize=7)
-    for ax in list(axes.flat)[len(class_labels):]:
+    for ax in list(axes.flat)[len(class_labels) :]:
         ax.set_visible(False)
     figure.suptitle(title, fontsize=11)
     save(figure, path)
@@ -114,13 +123,20 @@ def tuning_curves(
     ax.set_ylabel("competition Dice")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    _legend(ax, fontsize=8, title="class (ring: in use)" if in_use is not None else "class", title_fontsize=8,
-            loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: never over a curve
+    _legend(
+        ax,
+        fontsize=8,
+        title="class (ring: in use)" if in_use is not None else "class",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )  # beside the plot: never over a curve
     save(figure, path)
 
 
-def count_bars(labels: list[str], counts: np.ndarray, xlabel: str, title: str, path: str | os.PathLike,
-               colors: list | None = None) -> None:  # fmt: skip
+def count_bars(
+    labels: list[str], counts: np.ndarray, xlabel: str, title: str, path: str | os.PathLike, colors: list | None = None
+) -> None:
     """Bars of image counts with the count written on each."""
     figure, axes = new_figure(max(4.0, 0.9 * len(labels) + 1.5), 3.0)
     ax = axes[0, 0]
@@ -135,7 +151,9 @@ def count_bars(labels: list[str], counts: np.ndarray, xlabel: str, title: str, p
     save(figure, path)
 
 
-def training_curves(metrics: dict[str, np.ndarray], class_names: list[str], path: str | os.PathLike, title: str) -> None:
+def training_curves(
+    metrics: dict[str, np.ndarray], class_names: list[str], path: str | os.PathLike, title: str
+) -> None:
     """Two panels against epoch: the losses, and the validation Dice (untuned, tuned, tuned per
     class), the best epoch (highest tuned Dice: the weights kept) marked by a dotted line."""
     epoch = metrics["epoch"]
@@ -147,14 +165,19 @@ def training_curves(metrics: dict[str, np.ndarray], class_names: list[str], path
             loss.plot(epoch, metrics[column], marker="o", markersize=3, label=column.replace("_", " "), **style)
     loss.set_title("Losses")
     loss.set_ylabel("loss")
-    for column, style in (("val_dice", dict(color="0.45", linestyle="--")), ("val_dice_tuned", dict(color="black", linewidth=2.2))):
+    for column, style in (
+        ("val_dice", dict(color="0.45", linestyle="--")),
+        ("val_dice_tuned", dict(color="black", linewidth=2.2)),
+    ):
         if column in metrics and np.isfinite(metrics[column]).any():
             label = "mean" + (", tuned post-processing" if column.endswith("tuned") else ", configured post-processing")
             dice.plot(epoch, metrics[column], marker="o", markersize=3, label=label, zorder=3, **style)
     for c, name in enumerate(class_names):
         values = metrics.get(f"val_dice_tuned_{name}")
         if values is not None and np.isfinite(values).any():
-            dice.plot(epoch, values, marker=".", linewidth=1, alpha=0.75, color=class_color(c), label=f"{c + 1} {name}, tuned")
+            dice.plot(
+                epoch, values, marker=".", linewidth=1, alpha=0.75, color=class_color(c), label=f"{c + 1} {name}, tuned"
+            )
     tuned = metrics.get("val_dice_tuned")
     best = ""
     if tuned is not None and np.isfinite(tuned).any():

@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from steelseg.annotations import Annotations, read_annotations
-from steelseg.datasets import CLASSES_FILE, _names_from_file
-from steelseg.evaluate import SEVERSTAL_NUM_CLASSES, ImageSet, check_prediction, read_image_set, resolve_image_set
-from steelseg.images import read_gray, read_shape
-from steelseg.metrics import DiceAccumulator, Scores
+from steelseg.core.metrics import DiceAccumulator, Scores
+from steelseg.files.annotations import Annotations, read_annotations
+from steelseg.files.datasets import CLASSES_FILE, _names_from_file
+from steelseg.files.images import read_gray, read_shape
+from steelseg.files.scoring import SEVERSTAL_NUM_CLASSES, ImageSet, check_prediction, read_image_set, resolve_image_set
 from steelseg.reports import ReportError, out_folder, whole_number
 from steelseg.reports.html import Page
 
 if TYPE_CHECKING:
-    from steelseg.reports.tuning import TuningCurves
+    from steelseg.reports.sweeps import TuningCurves
 
 # The CLI imports this module to build its parser: OpenCV (tune, overlay) and matplotlib are
 # imported inside the functions that need them.
@@ -53,8 +53,9 @@ class ReportInputs:
     warnings: list[str]
 
     @classmethod
-    def read(cls, pred: str | os.PathLike, truth: str | os.PathLike, images: str | os.PathLike,
-             allow_missing: bool = False) -> "ReportInputs":  # fmt: skip
+    def read(
+        cls, pred: str | os.PathLike, truth: str | os.PathLike, images: str | os.PathLike, allow_missing: bool = False
+    ) -> ReportInputs:
         """Read both tables and check them as ``steelseg score --images IMAGES`` does."""
         truth_table, pred_table = read_annotations(truth), read_annotations(pred)
         image_set = resolve_image_set(truth_table, pred_table, read_image_set(images_dir=images))
@@ -82,7 +83,7 @@ class Collected:
 def collect(inputs: ReportInputs, num_classes: int, min_areas: list[int] | None = None) -> Collected:
     """Decode every image's masks at its own size (read from the file header) and score them;
     ``min_areas``: the grid of the minimum-area curve (default training's)."""
-    from steelseg.reports.tuning import MIN_AREA_GRID, mask_min_area_curve, mask_search
+    from steelseg.reports.sweeps import MIN_AREA_GRID, mask_min_area_curve, mask_search
 
     min_areas = MIN_AREA_GRID if min_areas is None else min_areas
     ids = inputs.image_set.image_ids
@@ -144,13 +145,15 @@ def write_report(
     return page.write(PAGE)
 
 
-def model_curves(inputs: ReportInputs, predictor, num_classes: int, progress: bool = True) -> "TuningCurves":
+def model_curves(inputs: ReportInputs, predictor, num_classes: int, progress: bool = True) -> TuningCurves:
     """Dice against the pixel threshold and the minimum area from ``predictor``'s probabilities
     on the image set, through its post-processing in use (grids: ``tuning`` and the run's config)."""
-    from steelseg.reports.tuning import MIN_AREA_GRID, THRESHOLD_GRID, probability_curves
+    from steelseg.reports.sweeps import MIN_AREA_GRID, THRESHOLD_GRID, probability_curves
 
     if not getattr(predictor, "has_masks", True):
-        raise ReportError(f"--model: a {predictor.task} run gives class scores only; the curves need pixel probabilities")
+        raise ReportError(
+            f"--model: a {predictor.task} run gives class scores only; the curves need pixel probabilities"
+        )
     post, grid = predictor.postprocess, predictor.config.postprocess
 
     def pairs():
@@ -190,20 +193,37 @@ def _describe_inputs(inputs: ReportInputs, predictor) -> list[str]:
 
 def add_parser(commands) -> None:
     """Register ``steelseg report`` on the CLI's sub-command parsers."""
-    p = commands.add_parser("report", help="an HTML page on a submission against the truth: Dice, presence, curves, areas, worst images")
+    p = commands.add_parser(
+        "report", help="an HTML page on a submission against the truth: Dice, presence, curves, areas, worst images"
+    )
     p.add_argument("pred", help="submission CSV (either layout)")
     p.add_argument("truth", help="true masks CSV (either layout; an image without rows has no defect)")
     p.add_argument("images", help="folder of the images scored (the image set, as score --images)")
-    p.add_argument("--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)")
-    p.add_argument("--worst", default=str(DEFAULT_WORST), metavar="N",
-                   help=f"show the N images with the lowest mean Dice as overlays (default {DEFAULT_WORST}; 0: none)")
-    p.add_argument("--model", nargs="+", metavar="MODEL",
-                   help="run directories, folders of runs or an ensemble .yaml (as for predict): their probabilities on "
-                        "IMAGES give Dice against the pixel threshold and the minimum area; class names come from it")
-    p.add_argument("--num-classes", metavar="N",
-                   help="number of classes, ids 1..N, when neither --model nor a classes.json beside IMAGES names them (default 4)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)"
+    )
+    p.add_argument(
+        "--worst",
+        default=str(DEFAULT_WORST),
+        metavar="N",
+        help=f"show the N images with the lowest mean Dice as overlays (default {DEFAULT_WORST}; 0: none)",
+    )
+    p.add_argument(
+        "--model",
+        nargs="+",
+        metavar="MODEL",
+        help="run directories, folders of runs or an ensemble .yaml (as for predict): their probabilities on "
+        "IMAGES give Dice against the pixel threshold and the minimum area; class names come from it",
+    )
+    p.add_argument(
+        "--num-classes",
+        metavar="N",
+        help="number of classes, ids 1..N, when neither --model nor a classes.json beside IMAGES names them (default 4)",
+    )
     p.add_argument("--allow-missing", action="store_true", help="score images the prediction lacks as empty (warns)")
-    p.add_argument("--tta", choices=["none", "hflip", "vflip", "both"], help="with --model: flip TTA (default: each member's own)")
+    p.add_argument(
+        "--tta", choices=["none", "hflip", "vflip", "both"], help="with --model: flip TTA (default: each member's own)"
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"], help="with --model")
     p.add_argument("--device", default="auto", help="with --model: auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", default="4", metavar="N", help="with --model (default 4)")
@@ -220,7 +240,9 @@ def _run(args) -> None:
     if args.model:
         from steelseg.inference.predictor import Predictor
 
-        predictor = Predictor.load(args.model, backend=args.backend, device=args.device, batch_size=batch_size, tta=args.tta)
+        predictor = Predictor.load(
+            args.model, backend=args.backend, device=args.device, batch_size=batch_size, tta=args.tta
+        )
     class_names = report_class_names(args.images, predictor, num_classes)
     for warning in inputs.warnings:
         print(f"steelseg report: warning: {warning}", file=sys.stderr)

@@ -36,14 +36,14 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from steelseg import __version__
 from steelseg.errors import SteelsegError
-from steelseg.images import MAX_PIXELS, ImageError, TooManyPixelsError, decode_gray
+from steelseg.files.images import MAX_PIXELS, ImageError, TooManyPixelsError, decode_gray
+from steelseg.files.overlay import overlay
 from steelseg.inference.predictor import InputError, Predictor
-from steelseg.overlay import overlay
 from steelseg.service.batching import MicroBatcher, QueueFullError
 from steelseg.service.guard import API_KEY_HEADER, Guard
 from steelseg.service.results import color_hex, image_result
+from steelseg.version import __version__
 
 log = logging.getLogger("steelseg.service")
 
@@ -86,12 +86,23 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
 
     max_bytes = round(settings.max_upload_mb * 1e6)
 
-    @app.post("/predict", summary="Defects of one image", max_body_size=max_bytes, responses={
-        200: {"content": {"image/png": {}}, "description": "JSON by default; with overlay=1 the image with its masks, as PNG"},
-        400: {"description": "not a readable image"}, 401: {"description": "missing or wrong API key"},
-        413: {"description": "upload or pixel count over the limit"}, 415: {"description": "not an image type"},
-        422: {"description": "an image the model cannot take (size)"}, 503: {"description": "too many waiting requests"},
-    })  # fmt: skip
+    @app.post(
+        "/predict",
+        summary="Defects of one image",
+        max_body_size=max_bytes,
+        responses={
+            200: {
+                "content": {"image/png": {}},
+                "description": "JSON by default; with overlay=1 the image with its masks, as PNG",
+            },
+            400: {"description": "not a readable image"},
+            401: {"description": "missing or wrong API key"},
+            413: {"description": "upload or pixel count over the limit"},
+            415: {"description": "not an image type"},
+            422: {"description": "an image the model cannot take (size)"},
+            503: {"description": "too many waiting requests"},
+        },
+    )
     async def predict(
         request: Request,
         file: UploadFile | None = File(None, description="the image (PNG, JPEG, BMP, TIFF; gray or colour)"),
@@ -140,8 +151,14 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
             err = StarletteHTTPException(413, f"upload larger than the limit of {max_bytes / 1e6:g} MB")
         return await http_exception_handler(request, err)
 
-    app.add_middleware(Guard, api_key=settings.api_key, protected={"/predict", "/model"}, limited={"/predict"}, max_bytes=max_bytes,
-                       body_timeout=settings.body_timeout_s)  # fmt: skip
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        protected={"/predict", "/model"},
+        limited={"/predict"},
+        max_bytes=max_bytes,
+        body_timeout=settings.body_timeout_s,
+    )
     return app
 
 
@@ -183,10 +200,16 @@ def _model_info(predictor: Predictor, settings: ServiceSettings) -> dict:
     return {
         "task": predictor.task,
         "classes": [
-            {"id": c + 1, "name": name, "color": color_hex(c), "label_threshold": float(predictor.label_threshold[c]),
-             "pixel_threshold": float(post.pixel_threshold[c]), "min_area": int(post.min_area[c])}
+            {
+                "id": c + 1,
+                "name": name,
+                "color": color_hex(c),
+                "label_threshold": float(predictor.label_threshold[c]),
+                "pixel_threshold": float(post.pixel_threshold[c]),
+                "min_area": int(post.min_area[c]),
+            }
             for c, name in enumerate(predictor.class_names)
-        ],  # fmt: skip
+        ],
         "masks": predictor.has_masks,
         "postprocess": post.describe(predictor.class_names),
         "backend": predictor.describe(),
@@ -199,7 +222,12 @@ def _model_info(predictor: Predictor, settings: ServiceSettings) -> dict:
 
 def _versions() -> dict:
     """Versions of what is loaded; torch only if it was imported (an ONNX deployment has none)."""
-    versions = {"steelseg": __version__, "python": sys.version.split()[0], "numpy": np.__version__, "opencv": cv2.__version__}
+    versions = {
+        "steelseg": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
     for module in ("onnxruntime", "torch", "fastapi"):
         if module in sys.modules:
             versions[module] = getattr(sys.modules[module], "__version__", "unknown")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,9 @@ class MicroBatcher:
 
     ``run``: (N, H, W) uint8 -> something indexable by image (``gating.Outputs``)."""
 
-    def __init__(self, run: Callable[[np.ndarray], object], max_batch: int = 4, max_wait_ms: float = 5.0, max_queue: int = 64):
+    def __init__(
+        self, run: Callable[[np.ndarray], object], max_batch: int = 4, max_wait_ms: float = 5.0, max_queue: int = 64
+    ):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
         self.run = run

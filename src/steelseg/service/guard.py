@@ -21,7 +21,15 @@ class Guard:
     ``X-API-Key`` header get 401, and requests to ``limited`` paths that declare more than
     ``max_bytes`` get 413; neither goes further."""
 
-    def __init__(self, app, api_key: str | None, protected: set[str], limited: set[str], max_bytes: int, body_timeout: float = 30.0):
+    def __init__(
+        self,
+        app,
+        api_key: str | None,
+        protected: set[str],
+        limited: set[str],
+        max_bytes: int,
+        body_timeout: float = 30.0,
+    ):
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.protected = protected
@@ -65,8 +73,11 @@ class Guard:
 
 async def _refuse(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -6,9 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from steelseg import rle
-from steelseg.gating import Outputs
-from steelseg.overlay import COLORS
+from steelseg.core import rle
+from steelseg.core.outputs import Outputs
+from steelseg.files.overlay import COLORS
 
 
 def boxes(mask: np.ndarray) -> list[dict]:
@@ -22,7 +22,9 @@ def boxes(mask: np.ndarray) -> list[dict]:
     return sorted(found, key=lambda b: -b["area"])
 
 
-def image_result(outputs: Outputs, masks: np.ndarray | None, class_names: list[str], label_threshold: np.ndarray) -> list[dict]:
+def image_result(
+    outputs: Outputs, masks: np.ndarray | None, class_names: list[str], label_threshold: np.ndarray
+) -> list[dict]:
     """Per class: id (1-based, as in the submission), name, present, score (the class score:
     the mask's peak probability, or the class head's), threshold, area, rle and boxes.
 
@@ -33,15 +35,29 @@ def image_result(outputs: Outputs, masks: np.ndarray | None, class_names: list[s
     for c, name in enumerate(class_names):
         score = float(outputs.scores[c])
         if masks is None:
-            present, threshold, area, encoded, found = bool(score > label_threshold[c]), float(label_threshold[c]), None, None, []
+            present, threshold, area, encoded, found = (
+                bool(score > label_threshold[c]),
+                float(label_threshold[c]),
+                None,
+                None,
+                [],
+            )
         else:
             mask = masks[c]
             area = int(mask.sum())
             present, threshold, encoded, found = area > 0, None, rle.encode(mask), boxes(mask) if area else []
-        result.append({
-            "id": c + 1, "name": name, "present": present, "score": score, "threshold": threshold,
-            "area": area, "rle": encoded, "boxes": found,
-        })  # fmt: skip
+        result.append(
+            {
+                "id": c + 1,
+                "name": name,
+                "present": present,
+                "score": score,
+                "threshold": threshold,
+                "area": area,
+                "rle": encoded,
+                "boxes": found,
+            }
+        )
     return result
 
 

@@ -201,16 +201,32 @@ def _strict(cls: type) -> Factory:
 
 def _blur_sharpen(p: float, blur: Mapping[str, Any] | None = None, sharpen: Mapping[str, Any] | None = None) -> A.OneOf:
     """Gaussian blur or sharpen, one of the two; ``blur``/``sharpen``: their keyword arguments."""
-    return A.OneOf([A.GaussianBlur(p=1, strict=True, **(blur or {})), A.Sharpen(p=1, strict=True, **(sharpen or {}))], p=p)
+    return A.OneOf(
+        [A.GaussianBlur(p=1, strict=True, **(blur or {})), A.Sharpen(p=1, strict=True, **(sharpen or {}))], p=p
+    )
 
 
-DEFAULT_RANDAUGMENT_OPS = ("hflip", "vflip", "brightness_contrast", "gamma", "blur", "sharpen", "circular_shift", "crop_resize")
+DEFAULT_RANDAUGMENT_OPS = (
+    "hflip",
+    "vflip",
+    "brightness_contrast",
+    "gamma",
+    "blur",
+    "sharpen",
+    "circular_shift",
+    "crop_resize",
+)
 
 
-def _randaugment(p: float, n: int = 2, ops: Sequence[str | Mapping[str, Any]] = DEFAULT_RANDAUGMENT_OPS) -> RandomSomeOf:
+def _randaugment(
+    p: float, n: int = 2, ops: Sequence[str | Mapping[str, Any]] = DEFAULT_RANDAUGMENT_OPS
+) -> RandomSomeOf:
     """0..``n`` distinct ops drawn from ``ops`` (10th place), each applied for sure once drawn.
     An op is a name from this registry or ``{name, params}``."""
-    steps = [AugmentStep(name=op, p=1.0) if isinstance(op, str) else AugmentStep.model_validate({"p": 1.0, **op}) for op in ops]
+    steps = [
+        AugmentStep(name=op, p=1.0) if isinstance(op, str) else AugmentStep.model_validate({"p": 1.0, **op})
+        for op in ops
+    ]
     if any(step.name == "randaugment" for step in steps):
         raise ConfigError("randaugment ops cannot include randaugment")
     if not 0 <= n <= len(steps):
@@ -254,7 +270,10 @@ def train_transform(config: DataConfig) -> A.Compose:
         on_defect = config.defect_crop_fraction
         steps += [
             A.PadIfNeeded(height, width, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
-            A.OneOf([A.CropNonEmptyMaskIfExists(height, width, p=on_defect), A.RandomCrop(height, width, p=1 - on_defect)], p=1),
+            A.OneOf(
+                [A.CropNonEmptyMaskIfExists(height, width, p=on_defect), A.RandomCrop(height, width, p=1 - on_defect)],
+                p=1,
+            ),
         ]
     steps += [build_step(step) for step in config.augment]
     return A.Compose(steps)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steelseg import rundir
-from steelseg.atomic import leftovers, write_text
 from steelseg.config import Config, ConfigError, load_config
 from steelseg.errors import OutputExistsError
-from steelseg.folds import read_folds
-from steelseg.rundir import CV_TABLE, RunSummary
+from steelseg.files import rundir
+from steelseg.files.atomic import leftovers, write_text
+from steelseg.files.folds import read_folds
+from steelseg.files.rundir import CV_TABLE, RunSummary
 from steelseg.training.fit import continue_run, resume_point
 
 
@@ -25,7 +25,7 @@ def train_all_folds(config: Config, out: str | os.PathLike, progress: bool = Tru
     if not config.data.folds:
         raise ConfigError("--fold all needs data.folds: make one with `steelseg folds`")
     out = Path(out)
-    if (out / CV_TABLE).exists() or any(rundir.has_finished_epoch(run) for run in out.glob("fold-*")):
+    if (out / CV_TABLE).exists() or any(rundir.has_finished_epoch(run) for run in out.glob(rundir.FOLD_GLOB)):
         raise OutputExistsError(f"{out} already holds a --fold all run; choose another output folder (or --resume it)")
     _check_not_foreign(out / rundir.CV_CONFIG)
     write_text(out / rundir.CV_CONFIG, rundir.absolute_paths(config).to_yaml())
@@ -47,9 +47,11 @@ def cv_resume_point(out: str | os.PathLike) -> str:
     """Where ``resume_all_folds`` continues, in words; fails clearly when everything is done."""
     out, config = Path(out), _cv_config(out)
     for fold in _folds(config):
-        run = out / f"fold-{fold}"
+        run = rundir.fold_dir(out, fold)
         if not (run / rundir.FINISHED).exists():
-            where = resume_point(run) if rundir.has_finished_epoch(run) else f"starting at epoch 1 of {config.train.epochs}"
+            where = (
+                resume_point(run) if rundir.has_finished_epoch(run) else f"starting at epoch 1 of {config.train.epochs}"
+            )
             return f"fold {fold}: {where}"
     if not (out / CV_TABLE).exists():
         return "every fold has finished; writing the CV table"
@@ -63,7 +65,7 @@ def _all_folds(config: Config, out: Path, progress: bool) -> str:
     summaries = []
     for fold in folds:
         data = config.data.model_copy(update={"fold": fold})
-        summaries.append(continue_run(config.model_copy(update={"data": data}), out / f"fold-{fold}", progress))
+        summaries.append(continue_run(config.model_copy(update={"data": data}), rundir.fold_dir(out, fold), progress))
     header, rows = cv_rows(summaries, folds)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
@@ -93,7 +95,9 @@ def _check_not_foreign(path: Path) -> None:
         except ConfigError:
             ours = False
         if not ours:
-            raise OutputExistsError(f"{path} exists and is not a steelseg --fold all run's; choose another output folder")
+            raise OutputExistsError(
+                f"{path} exists and is not a steelseg --fold all run's; choose another output folder"
+            )
 
 
 def cv_rows(summaries: list[RunSummary], folds: list[int]) -> tuple[list[str], list[list]]:
@@ -102,7 +106,9 @@ def cv_rows(summaries: list[RunSummary], folds: list[int]) -> tuple[list[str], l
     classifier's IoU, the AUC of a fold without both kinds of image) is nan."""
     names = summaries[0].class_names
     header = ["fold", "epoch", "dice", "iou", "auc", *[f"dice_{n}" for n in names]]
-    values = np.array([[s.val_dice_tuned, _or_nan(s.val_iou), _mean_auc(s), *s.val_class_dice_tuned] for s in summaries])
+    values = np.array(
+        [[s.val_dice_tuned, _or_nan(s.val_iou), _mean_auc(s), *s.val_class_dice_tuned] for s in summaries]
+    )
     rows = [[fold, s.epoch, *v.round(4).tolist()] for fold, s, v in zip(folds, summaries, values)]
     rows.append(["mean", "", *values.mean(axis=0).round(4).tolist()])
     rows.append(["std", "", *values.std(axis=0).round(4).tolist()])

@@ -14,12 +14,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from steelseg.atomic import write_text
 from steelseg.config import Config, DataConfig, ModelConfig
-from steelseg.datasets import CombinedDataset, SegmentationDataset, skips_of
-
-SKIPPED = "skipped.txt"  # in a run directory trained with data.skip_bad: one left-out row or image a line
-from steelseg.preprocess import resize_image, resize_masks, to_input
+from steelseg.core.preprocess import resize_image, resize_masks, to_input
+from steelseg.files.atomic import write_text
+from steelseg.files.datasets import CombinedDataset, SegmentationDataset, skips_of
+from steelseg.files.rundir import SKIPPED
 from steelseg.training.augment import apply, seed_transform, train_transform
 from steelseg.training.sampling import EpochSampler, balanced_weights, decode
 
@@ -32,7 +31,13 @@ class TorchSegmentationData(Dataset):
     so that validation scores what prediction will deliver.
     """
 
-    def __init__(self, source: SegmentationDataset | CombinedDataset, model: ModelConfig, data: DataConfig | None = None, seed: int = 0):
+    def __init__(
+        self,
+        source: SegmentationDataset | CombinedDataset,
+        model: ModelConfig,
+        data: DataConfig | None = None,
+        seed: int = 0,
+    ):
         self.source = source
         self.model = model
         self.transform = train_transform(data) if data is not None else None
@@ -64,7 +69,9 @@ class SameShapeBatches(Sampler[list[int]]):
         groups: dict[tuple[int, int], list[int]] = {}
         for index, shape in enumerate(shapes):
             groups.setdefault(tuple(shape), []).append(index)
-        self.batches = [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+        self.batches = [
+            group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)
+        ]
 
     def __iter__(self):
         return iter(self.batches)
@@ -91,7 +98,9 @@ class PadToLargest:
         return xs, ys
 
 
-def loaders(config: Config, train_set: SegmentationDataset | CombinedDataset, val_set: SegmentationDataset) -> tuple[DataLoader, DataLoader]:
+def loaders(
+    config: Config, train_set: SegmentationDataset | CombinedDataset, val_set: SegmentationDataset
+) -> tuple[DataLoader, DataLoader]:
     """The training loader (epoch-seeded order, optional class balance) and the validation
     loader (whole images, batches of one size)."""
     data, model = config.data, config.model
@@ -101,9 +110,13 @@ def loaders(config: Config, train_set: SegmentationDataset | CombinedDataset, va
         weights = np.tile(balanced_weights(train_set.class_presence()), data.crops_per_image)
     sampler = EpochSampler(len(train_data), config.train.seed, weights)
     train_loader = DataLoader(
-        train_data, batch_size=data.batch_size, sampler=sampler, drop_last=len(train_data) > data.batch_size,
-        num_workers=data.num_workers, collate_fn=PadToLargest(-model.input_mean / model.input_std),
-    )  # fmt: skip
+        train_data,
+        batch_size=data.batch_size,
+        sampler=sampler,
+        drop_last=len(train_data) > data.batch_size,
+        num_workers=data.num_workers,
+        collate_fn=PadToLargest(-model.input_mean / model.input_std),
+    )
     # Every process validates the whole split: scores need every image, and it is small.
     batches = SameShapeBatches(val_set.image_shapes(), max(1, data.batch_size // 2))
     val_loader = DataLoader(TorchSegmentationData(val_set, model), batch_sampler=batches, num_workers=data.num_workers)
@@ -122,8 +135,10 @@ def warn_if_no_defects(datasets: list[SegmentationDataset], classes: list[int] |
     main = datasets[0]
     which = f" of class {', '.join(map(str, classes))}" if classes else ""
     pseudo = ", nor any of data.pseudo" if len(datasets) > 1 else ""
-    message = (f"{main.annotations.source}: no image of {main.root / 'train_images'} has a mask{which}{pseudo} "
-               f"({len(main)} images, all clean): the model can only learn that there is no defect")  # fmt: skip
+    message = (
+        f"{main.annotations.source}: no image of {main.root / 'train_images'} has a mask{which}{pseudo} "
+        f"({len(main)} images, all clean): the model can only learn that there is no defect"
+    )
     print(f"warning: {message}", file=sys.stderr, flush=True)
     return message
 

@@ -10,23 +10,22 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
-from steelseg import rundir
-from steelseg.atomic import atomic_path, leftovers, write_text
 from steelseg.config import Config, ConfigError, load_config, revalidate
-from steelseg.datasets import CombinedDataset, SegmentationDataset, open_configured, open_pseudo, split_indices
 from steelseg.errors import OutputExistsError
-from steelseg.folds import read_folds, split_by_fold
+from steelseg.files import rundir
+from steelseg.files.atomic import atomic_path, leftovers, write_text
+from steelseg.files.datasets import SegmentationDataset, open_configured, open_pseudo
+from steelseg.files.rundir import Averaged, RunSummary, ShapeRange
 from steelseg.hardware import cuda_available, resolve_precision
-from steelseg.rundir import Averaged, RunSummary, ShapeRange
+from steelseg.models.weights import read_checkpoint, read_weights, save_weights
 from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import loaders, warn_if_no_defects, write_skipped
 from steelseg.training.module import SegmentationModule
 from steelseg.training.oof import save_oof
+from steelseg.training.splits import train_val_sets
 from steelseg.training.writer import AtomicCheckpointIO, EpochProgressBar, RunDirWriter, epoch_of, save_thresholds
-from steelseg.weights import read_checkpoint, read_weights, save_weights
 
 
 def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> RunSummary:
@@ -43,7 +42,9 @@ def train(config: Config, run_dir: str | os.PathLike, progress: bool = True) -> 
     dataset = open_configured(config.data, progress)  # data.skip_bad: decodes every image, prints what it leaves out
     pseudo = []
     for _, stage in config.stage_configs():
-        pseudo += open_pseudo(stage.data, dataset, scan=False)  # a bad pseudo folder fails now, before the run folder exists
+        pseudo += open_pseudo(
+            stage.data, dataset, scan=False
+        )  # a bad pseudo folder fails now, before the run folder exists
     warn_if_no_defects([dataset, *pseudo], config.data.classes)
     # Names resolved once (a mask folder without names is scanned for them): later opens of
     # this run's data, on resume or in later stages, find them in the config.
@@ -69,15 +70,27 @@ def _check_not_foreign(run_dir: Path) -> None:
             except ConfigError:
                 written = False
             if not written:
-                raise OutputExistsError(f"{run_dir / name} exists and is not a steelseg run's; choose another output folder")
+                raise OutputExistsError(
+                    f"{run_dir / name} exists and is not a steelseg run's; choose another output folder"
+                )
 
 
 def _clear_unfinished(run_dir: Path) -> None:
     """Remove what an earlier attempt that never finished an epoch left behind: a first epoch
     killed after its validation but before its checkpoint leaves weights and a summary, which
     no resume can continue from."""
-    names = (rundir.CONFIG, rundir.RECIPE, rundir.METRICS, rundir.CURVES, rundir.POSTPROCESS, rundir.GATE,
-             rundir.WEIGHTS, rundir.WEIGHTS_SHA256, rundir.SUMMARY, rundir.OOF)  # fmt: skip
+    names = (
+        rundir.CONFIG,
+        rundir.RECIPE,
+        rundir.METRICS,
+        rundir.CURVES,
+        rundir.POSTPROCESS,
+        rundir.GATE,
+        rundir.WEIGHTS,
+        rundir.WEIGHTS_SHA256,
+        rundir.SUMMARY,
+        rundir.OOF,
+    )
     for name in names:
         (run_dir / name).unlink(missing_ok=True)
     for name in (rundir.STAGES_DIR, rundir.TOP_DIR, rundir.TENSORBOARD_DIR):
@@ -183,7 +196,9 @@ def continue_run(config: Config, run_dir: str | os.PathLike, progress: bool = Tr
     return train(config, run_dir, progress)
 
 
-def _fit(config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None) -> RunSummary:
+def _fit(
+    config: Config, dataset: SegmentationDataset, run_dir: Path, progress: bool, resume_from: Path | None
+) -> RunSummary:
     _quiet_lightning()
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     train_set, val_set = train_val_sets(config, dataset)
@@ -249,7 +264,9 @@ def _try_average(module: SegmentationModule, val_loader, run_dir: Path, accelera
     module.model.load_state_dict(average_state_dicts([read_weights(path / rundir.WEIGHTS) for path in top]))
     averaged = _validate(module, val_loader, accelerator, precision)
     used = averaged >= summary.val_dice_tuned
-    summary = summary.model_copy(update={"averaged": Averaged(epochs=[epoch_of(p) for p in top], val_dice_tuned=averaged, used=used)})
+    summary = summary.model_copy(
+        update={"averaged": Averaged(epochs=[epoch_of(p) for p in top], val_dice_tuned=averaged, used=used)}
+    )
     if used:
         save_weights(run_dir, module.model)
         save_thresholds(run_dir, module, module.config.train.tune_postprocess)
@@ -260,34 +277,21 @@ def _validate(module: SegmentationModule, val_loader, accelerator: str, precisio
     """The tuned validation Dice of the module's weights, computed in this process on one
     device (every training process validates the whole split, so one sees what all saw)."""
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, precision=precision, limit_val_batches=module.config.train.val_batches,
-        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-    )  # fmt: skip
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        limit_val_batches=module.config.train.val_batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
     trainer.validate(module, val_loader, verbose=False)
     return module.epoch_result.val_dice_tuned
 
 
-def train_val_sets(config: Config, dataset: SegmentationDataset) -> tuple[SegmentationDataset | CombinedDataset, SegmentationDataset]:
-    """The training and validation images of ``dataset`` (``data.root``) with ``data.classes``
-    selected: the random or fold split, then the ``data.pseudo`` folders added to the training
-    side only."""
-    if config.data.classes:
-        dataset = dataset.select_classes(config.data.classes)
-    train_index, val_index = _split(config, dataset)
-    train_set, val_set = dataset.subset(train_index), dataset.subset(val_index)
-    extras = open_pseudo(config.data, dataset)
-    return (CombinedDataset([train_set, *extras]) if extras else train_set), val_set
-
-
-def _split(config: Config, dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
-    data = config.data
-    if data.folds:
-        return split_by_fold(dataset.image_ids, read_folds(data.folds), data.fold, left_out=dataset.skipped_ids)
-    return split_indices(len(dataset), data.val_fraction, data.split_seed)
-
-
 def _accelerator(config: Config) -> str:
-    """"cpu" or "cuda": what the precision is resolved for and summary.json records."""
+    """ "cpu" or "cuda": what the precision is resolved for and summary.json records."""
     accelerator = config.train.accelerator
     if accelerator == "auto":
         return "cuda" if cuda_available() else "cpu"

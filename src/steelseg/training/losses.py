@@ -102,9 +102,7 @@ def _bce(
     _require(head, "sigmoid", "bce")
     if pos_weight is not None:
         if len(pos_weight) != num_classes:
-            raise ConfigError(
-                f"bce pos_weight has {len(pos_weight)} values but there are {num_classes} classes"
-            )
+            raise ConfigError(f"bce pos_weight has {len(pos_weight)} values but there are {num_classes} classes")
         # (C, 1, 1) broadcasts over the class axis of (N, C, H, W); a flat (C,) would hit W
         pos_weight = torch.tensor(pos_weight, dtype=torch.float32).view(-1, 1, 1)
     # smp's smooth_factor f makes targets y * (1 - 2f) + f, hence f = s / 2

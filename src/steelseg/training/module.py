@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from steelseg.config import Config
-from steelseg.gating import CLASSES, PIXELS, TASK_OUTPUTS, to_image
-from steelseg.metrics import DiceAccumulator
-from steelseg.model import build_model
-from steelseg.postprocess import PostProcess, per_class
-from steelseg.rundir import EpochResult
-from steelseg.screening import present, screening_report, tune_label_thresholds
+from steelseg.core.metrics import DiceAccumulator
+from steelseg.core.outputs import CLASSES, PIXELS, TASK_OUTPUTS, to_image
+from steelseg.core.postprocess import PostProcess, per_class
+from steelseg.core.screening import present, screening_report, tune_label_thresholds
+from steelseg.core.search import PostprocessSearch
+from steelseg.files.rundir import EpochResult
+from steelseg.models.registry import build_model
+from steelseg.models.weights import load_weights
 from steelseg.training.losses import build_loss
 from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
-from steelseg.tune import PostprocessSearch
-from steelseg.weights import load_weights
 
 
 def labels_of(masks: torch.Tensor) -> torch.Tensor:
@@ -60,8 +60,14 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         # Mask R-CNN brings its own losses (RPN, boxes, classes, masks).
-        self.loss = build_loss(config.train.loss, num_classes, config.model.head) if self.task in ("segment", "two_head") else None
-        self.class_loss = build_loss(config.train.class_loss, num_classes, "sigmoid") if CLASSES in self.outputs else None
+        self.loss = (
+            build_loss(config.train.loss, num_classes, config.model.head)
+            if self.task in ("segment", "two_head")
+            else None
+        )
+        self.class_loss = (
+            build_loss(config.train.class_loss, num_classes, "sigmoid") if CLASSES in self.outputs else None
+        )
         self.class_weight = 1.0 if self.task == "classify" else config.train.class_loss_weight
         post = config.postprocess
         self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)
@@ -123,7 +129,9 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         class_scores, labels = np.concatenate(self._class_scores), np.concatenate(self._labels)
         post = self.config.postprocess
-        thresholds, accuracy = tune_label_thresholds(class_scores, labels, post.label_threshold_grid, post.label_min_recall)
+        thresholds, accuracy = tune_label_thresholds(
+            class_scores, labels, post.label_threshold_grid, post.label_min_recall
+        )
         if PIXELS in self.outputs:
             scores = self._scores.result()
             self.tuned_postprocess, class_dice = self._search.best()

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from steelseg.atomic import atomic_path
-from steelseg.datasets import SegmentationDataset
+from steelseg.core.preprocess import resize_image, resize_masks
+from steelseg.files.atomic import atomic_path
+from steelseg.files.datasets import SegmentationDataset
+from steelseg.files.rundir import OOF, load_oof  # noqa: F401  (load_oof: read where it is written)
 from steelseg.inference.predictor import Predictor
-from steelseg.preprocess import resize_image, resize_masks
-from steelseg.rundir import OOF, load_oof  # noqa: F401  (load_oof: read where it is written)
 
 
 def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
@@ -47,7 +47,11 @@ def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress
         "backend": np.array(predictor.describe()),  # which backend and precision made them
     }
     if probs:
-        arrays.update(probs=_pad_stack(probs), masks=_pad_stack(masks), shapes=np.array([p.shape[1:] for p in probs], dtype=np.int64))
+        arrays.update(
+            probs=_pad_stack(probs),
+            masks=_pad_stack(masks),
+            shapes=np.array([p.shape[1:] for p in probs], dtype=np.int64),
+        )
     path = run_dir / OOF
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -72,9 +76,9 @@ def _pad_stack(arrays: list[np.ndarray]) -> np.ndarray:
 def write_run_oof(run_dir: str | os.PathLike, scale: float = 0.25, progress: bool = True) -> Path:
     """Out-of-fold probabilities of a finished run that has none (trained with
     ``train.oof_scale=null``): its validation images, split as its config says."""
-    from steelseg.datasets import open_configured
-    from steelseg.rundir import load_run_config
-    from steelseg.training.fit import train_val_sets
+    from steelseg.files.datasets import open_configured
+    from steelseg.files.rundir import load_run_config
+    from steelseg.training.splits import train_val_sets
 
     config = load_run_config(run_dir)
     return save_oof(Path(run_dir), train_val_sets(config, open_configured(config.data))[1], scale, progress)

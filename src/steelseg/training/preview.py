@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from steelseg.config import DataConfig
-from steelseg.datasets import SegmentationDataset
-from steelseg.overlay import label_bar, overlay, present_classes, save_png
+from steelseg.files.datasets import SegmentationDataset
+from steelseg.files.overlay import label_bar, overlay, present_classes, save_png
 from steelseg.training.augment import apply, seed_transform, train_transform
 
 GAP = 4  # white pixels between tiles

@@ -19,13 +19,13 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
-from steelseg import rundir
-from steelseg.atomic import atomic_path, write_text
 from steelseg.config import Config
+from steelseg.files import rundir
+from steelseg.files.atomic import atomic_path, write_text
+from steelseg.files.rundir import EpochResult, RunSummary
+from steelseg.models.weights import save_weights
 from steelseg.reports.curves import refresh_curves
-from steelseg.rundir import EpochResult, RunSummary
 from steelseg.training.module import SegmentationModule
-from steelseg.weights import save_weights
 
 METRIC_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss", "val_dice", "val_dice_tuned", "val_iou", "lr"]
 SCREENING_COLUMNS = ["val_auc", "screened_out"]  # mean AUC over classes with both labels; share of images
@@ -65,7 +65,11 @@ class RunDirWriter(L.Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:  # validate() after fit: no epoch
             return
         result = module.epoch_result.model_copy(
-            update={"seconds": round(time.monotonic() - self.start, 1), "global_step": trainer.global_step, "world_size": trainer.world_size}
+            update={
+                "seconds": round(time.monotonic() - self.start, 1),
+                "global_step": trainer.global_step,
+                "world_size": trainer.world_size,
+            }
         )
         self.rows.append(result)
         improved = self.best is None or result.val_dice_tuned > self.best.val_dice_tuned
@@ -127,7 +131,9 @@ class RunDirWriter(L.Callback):
             screening = row.screening
             aucs = [a for a in screening.auc if a is not None] if screening else []
             extra = [float(np.mean(aucs)) if aucs else None, screening.screened_out if screening else None]
-            writer.writerow([_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned + extra])
+            writer.writerow(
+                [_fmt(values[c]) for c in METRIC_COLUMNS] + [_fmt(v) for v in row.val_class_dice_tuned + extra]
+            )
         write_text(self.run_dir / rundir.METRICS, buffer.getvalue())
 
 

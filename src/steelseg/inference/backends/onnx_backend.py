@@ -19,16 +19,16 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from steelseg import rundir
 from steelseg.config import Config
-from steelseg.gating import PIXELS, TASK_OUTPUTS
+from steelseg.core.outputs import PIXELS, TASK_OUTPUTS
+from steelseg.files import rundir
 from steelseg.inference.backends import BackendError
 from steelseg.inference.backends.onnx_file import check_onnx_file
 
 INPUT = "image"
 # Keys of the ONNX file's metadata_props.
 META_CONFIG = "steelseg.config"  # config.yaml, as text
-META_POSTPROCESS = "steelseg.postprocess"  # postprocess.json, as text
+META_POSTPROCESS = "steelseg.core.postprocess"  # postprocess.json, as text
 META_CLASS_NAMES = "steelseg.class_names"  # JSON list
 META_WEIGHTS = "steelseg.weights_sha256"
 META_VERSION = "steelseg.version"
@@ -110,7 +110,9 @@ def read_model_file(path: Path) -> tuple[Config, str]:
     meta = _session(path, options, ["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     missing = [key for key in (META_CONFIG, META_POSTPROCESS, META_WEIGHTS) if key not in meta]
     if missing:
-        raise BackendError(f"{path}: not exported by steelseg (no {missing[0]} metadata); export it with `steelseg export RUN`")
+        raise BackendError(
+            f"{path}: not exported by steelseg (no {missing[0]} metadata); export it with `steelseg export RUN`"
+        )
     try:
         config = Config.model_validate(yaml.safe_load(meta[META_CONFIG]))
     except (yaml.YAMLError, ValidationError) as err:
@@ -128,9 +130,13 @@ def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
     backend = OnnxBackend(path, device)
     meta = backend.metadata
     if META_WEIGHTS not in meta:
-        raise BackendError(f"{path}: not exported by steelseg (no {META_WEIGHTS} metadata); run `steelseg export {run_dir}`")
+        raise BackendError(
+            f"{path}: not exported by steelseg (no {META_WEIGHTS} metadata); run `steelseg export {run_dir}`"
+        )
     if not alone and (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
-        raise BackendError(f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; run `steelseg export {run_dir}` again")
+        raise BackendError(
+            f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; run `steelseg export {run_dir}` again"
+        )
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:
         raise BackendError(f"{path}: classes {names} differ from the run's {config.output_class_names}")

@@ -79,7 +79,9 @@ def check_onnx_file(path: Path) -> None:
     limit = model_limit()
     size = path.stat().st_size
     if size > limit:
-        raise BackendError(f"{path}: {size:,} bytes, over the limit of {limit:,} for a model file (set {MAX_MODEL_ENV} to change it)")
+        raise BackendError(
+            f"{path}: {size:,} bytes, over the limit of {limit:,} for a model file (set {MAX_MODEL_ENV} to change it)"
+        )
     if size == 0:
         raise BackendError(f"{path}: onnxruntime cannot load it: an empty file")
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -105,8 +107,15 @@ def _check_external(path: Path, tensor: _Tensor) -> None:
     location = tensor.external.get("location", "")
     folder = path.parent.resolve()
     target = (folder / location).resolve()
-    if not location or Path(location).is_absolute() or ".." in Path(location).parts or not target.is_relative_to(folder):
-        raise BackendError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, outside the model's folder; refused")
+    if (
+        not location
+        or Path(location).is_absolute()
+        or ".." in Path(location).parts
+        or not target.is_relative_to(folder)
+    ):
+        raise BackendError(
+            f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, outside the model's folder; refused"
+        )
     if not target.is_file():
         raise BackendError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, which is not there")
     try:
@@ -161,7 +170,11 @@ def _node_tensors(data, start: int, end: int, tensors: list[_Tensor], depth: int
 
 
 def _sparse(data, start: int, end: int) -> list[_Tensor]:
-    return [_tensor(data, s, e) for number, s, e in _messages(data, start, end) if number in (_SPARSE_VALUES, _SPARSE_INDICES)]
+    return [
+        _tensor(data, s, e)
+        for number, s, e in _messages(data, start, end)
+        if number in (_SPARSE_VALUES, _SPARSE_INDICES)
+    ]
 
 
 def _tensor(data, start: int, end: int) -> _Tensor:

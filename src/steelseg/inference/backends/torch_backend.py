@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from steelseg.config import Config
-from steelseg.model import build_model, net_outputs
-from steelseg.weights import load_weights
+from steelseg.models.nets import net_outputs
+from steelseg.models.registry import build_model
+from steelseg.models.weights import load_weights
 
 
 class TorchBackend:
@@ -52,7 +53,9 @@ class TorchBackend:
         return features.float().mean(dim=(2, 3)).cpu().numpy()
 
     def describe(self) -> str:
-        precision = "fp32" if self.dtype is None else f"{str(self.dtype).removeprefix('torch.')} autocast, channels_last"
+        precision = (
+            "fp32" if self.dtype is None else f"{str(self.dtype).removeprefix('torch.')} autocast, channels_last"
+        )
         return f"{self.name} ({precision}, {self.device})"
 
 

@@ -1,0 +1,1 @@
+"""The command line: one module per command (parse, call one library function, print)."""

@@ -1,0 +1,1 @@
+"""Whole workflows across stages: the demo (and, next, fingerprint, plan and fit)."""

@@ -15,16 +15,31 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 # `sys.executable -m steelseg`, ddp_spawn workers) import this clone's src too.
 RUN := PYTHONPATH=$(CURDIR)/src NO_ALBUMENTATIONS_UPDATE=1 $(PY)
 
-.PHONY: demo test test-fast bench venv venv-path where clean
+.PHONY: demo test test-slow test-all lint format bench venv venv-path where clean
 
 demo: venv
 	$(RUN) -m steelseg demo --out $(DEMO_OUT)
 
+# `make test`: every test but the heavy ones (marked slow: crash matrix, recipe sweeps, "training
+# learns", DDP), on every core (pytest-xdist); under 5 minutes on 2 cores. CI runs both.
 test: venv
-	$(RUN) -m pytest
+	$(RUN) -m pytest -n auto -m "not slow"
 
-test-fast: venv
-	$(RUN) -m pytest -m "not slow"
+test-slow: venv
+	$(RUN) -m pytest -n auto -m slow
+
+test-all: test test-slow
+
+# Lint and format (ruff, one line length: 120) and the layers of the house (import-linter:
+# each package imports only the ones below it; see pyproject.toml and ARCHITECTURE.md).
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	PYTHONPATH=$(CURDIR)/src $(VENV)/bin/lint-imports --no-cache --no-logo
+
+format: venv
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: venv
 	$(RUN) benchmarks/rle_throughput.py

@@ -1,4 +1,5 @@
-"""Engine speed: an ensemble's end-to-end prediction against its members' raw forward, and the 1st place's ensemble projected onto Kaggle's test set.
+"""Engine speed: an ensemble's end-to-end prediction against its members' raw forward, and the 1st
+place's ensemble projected onto Kaggle's test set.
 
     python benchmarks/engine_speed.py [--data ../shared/data/severstal-mini] [--n 20] [--batch 4]
         [--members unet-resnet18 fpn-resnet18 cls-resnet18] [--tta hflip] [--backend auto]
@@ -256,7 +257,8 @@ def profile_table(stages: Stages, wall: float, n: int, raw: float) -> None:
         "'outside the stages': waiting for decoded strips, Python"
     )
     print(
-        f"backend calls in this pass vs the raw forward alone: {backend:.2f} s vs {raw:.2f} s ({backend / raw - 1:+.0%})"
+        f"backend calls in this pass vs the raw forward alone: {backend:.2f} s vs {raw:.2f} s "
+        f"({backend / raw - 1:+.0%})"
     )
 
 
@@ -271,7 +273,8 @@ def coverage(predictor: Predictor, images: np.ndarray) -> str:
     kept = post.gate(np.stack(peaks), outputs.heads)
     return (
         f"pixels over the threshold {thresholded.mean():.1%}, after components and min area {masks.mean():.1%}; "
-        f"{len(runs)} of {masks.shape[0] * masks.shape[1]} masks non-empty, {np.mean(runs) if runs else 0:.0f} runs each; "
+        f"{len(runs)} of {masks.shape[0] * masks.shape[1]} masks non-empty, "
+        f"{np.mean(runs) if runs else 0:.0f} runs each; "
         f"{kept.mean():.0%} of (strip, class) pass the gates"
     )
 
@@ -299,7 +302,8 @@ def load_ensemble(args, tmp: Path, device: str, images: np.ndarray) -> Predictor
         model = member.config.model
         arch = "classifier" if model.task == "classify" else model.arch
         print(
-            f"  {Path(member.name).name}: {arch} / {model.encoder_name}, {model.in_channels} channel(s), views {', '.join(member.views)}"
+            f"  {Path(member.name).name}: {arch} / {model.encoder_name}, {model.in_channels} channel(s), "
+            f"views {', '.join(member.views)}"
         )
     print("post-processing:\n" + predictor.postprocess.describe(predictor.class_names))
     print(f"masks ({args.batch} strips): {coverage(predictor, images[: args.batch])}")
@@ -385,7 +389,8 @@ def projection(args, tmp: Path, images: np.ndarray, device: str, ratio: float | 
             )
     n, views, passed = KAGGLE_TEST, FIRST_PLACE_VIEWS, 1 - args.screened
     print(
-        f"\n(2) 1st place's ensemble: 3 x cls-effb1 + cls-resnet34, {args.unets} x unet-effb3 + {args.fpns} x fpn-effb3, "
+        "\n(2) 1st place's ensemble: 3 x cls-effb1 + cls-resnet34, "
+        f"{args.unets} x unet-effb3 + {args.fpns} x fpn-effb3, "
         f"{views} TTA views, {n} strips of 256x1600, batch {len(images)}, on {device}"
     )
     names = [resolve_backend(b, device) for b in backends]
@@ -417,7 +422,8 @@ def projection(args, tmp: Path, images: np.ndarray, device: str, ratio: float | 
         print(f"{label:<44}" + "".join(f"{v:>12.0f}{(f'{v / ratio:.0f}' if ratio else '-'):>10}" for v in values))
     best = min(list(rows.values())[-1])
     print(
-        f"fastest projection: {best:.0f} min forward only = {best / KAGGLE_MINUTES:.1f}x the {KAGGLE_MINUTES}-minute limit"
+        f"fastest projection: {best:.0f} min forward only = {best / KAGGLE_MINUTES:.1f}x "
+        f"the {KAGGLE_MINUTES}-minute limit"
     )
 
 
@@ -436,7 +442,8 @@ def machine(device: str) -> str:
     )
     line = (
         f"CPU: {model}, {os.cpu_count()} logical CPUs, bf16 {'native' if hardware.cpu_has_bf16() else 'not native'}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
     )
     if device.startswith("cuda"):
         line += f"; GPU: {torch.cuda.get_device_name(torch.device(device))}"
@@ -444,7 +451,7 @@ def machine(device: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=20, help="strips in the folder (copies of the real ones beyond them)")
     parser.add_argument("--batch", type=int, default=4)
@@ -515,7 +522,8 @@ def run(args) -> None:
     device = resolve_device(args.device)
     print(machine(device))
     print(
-        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min; other processes disturb the timings)"
+        f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+        "(1, 5, 15 min; other processes disturb the timings)"
     )
     print(
         f"device {device}; backend {args.backend} -> {resolve_backend(args.backend, device)}; "

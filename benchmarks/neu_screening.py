@@ -127,7 +127,8 @@ def main() -> None:
         counts = make_crops(args.data, crops)
         print(f"wrote crops to {crops} in {time.monotonic() - start:.0f} s")
     print(
-        f"{counts['images']} NEU images -> {counts['defective']} defective and {counts['clean']} clean {CROP}x{CROP} crops "
+        f"{counts['images']} NEU images -> {counts['defective']} defective and {counts['clean']} clean "
+        f"{CROP}x{CROP} crops "
         f"({counts['no clean window']} images have no defect-free {CROP}x{CROP} window)"
     )
 

@@ -114,7 +114,8 @@ def main() -> None:
     import torch
 
     print(
-        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]} x {args.copies} copies per pass, batch {args.batch}, "
+        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]} x {args.copies} copies per pass, "
+        f"batch {args.batch}, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +160,8 @@ def main() -> None:
     print(
         f"\ndefault backend ({default}): end-to-end {rows[default][2]:.2f} images/s = "
         f"{rows[default][2] / fp32:.2f}x the fp32 eager forward; "
-        f"{5506 / rows[default][2] / 60:.0f} min for Kaggle's 5,506 test strips (fp32 eager: {5506 / rows['torch'][2] / 60:.0f} min)"
+        f"{5506 / rows[default][2] / 60:.0f} min for Kaggle's 5,506 test strips "
+        f"(fp32 eager: {5506 / rows['torch'][2] / 60:.0f} min)"
     )
 
 

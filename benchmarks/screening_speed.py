@@ -129,8 +129,10 @@ def main() -> None:
     default = resolve_backend("auto", "cpu")
     backends = [default, "onnx"]
     print(
-        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]}, batch {args.batch}, best of {args.trials}; "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; auto backend: {default}"
+        f"{len(paths)} real strips of {pictures.shape[1]}x{pictures.shape[2]}, batch {args.batch}, "
+        f"best of {args.trials}; "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"auto backend: {default}"
     )
     decode = decode_seconds(paths, args.trials)
     times: dict[tuple[str, str], float] = {}
@@ -154,17 +156,21 @@ def main() -> None:
             t = times[recipe, backend]
             ratio = t / times[SEGMENTER, backend]
             print(
-                f"{recipe:<26}{task:<10}{backend:<11}{1000 * t:>10.0f}{1 / t:>10.2f}{ratio:>12.2f}x  {details[recipe, backend]}"
+                f"{recipe:<26}{task:<10}{backend:<11}{1000 * t:>10.0f}{1 / t:>10.2f}{ratio:>12.2f}x  "
+                f"{details[recipe, backend]}"
             )
     print("segmenter: predict_proba + post-processing + RLE of 4 masks; classifiers: predict_scores")
 
     n, s = args.n, args.clean_share
     clean, defective = round(n * s), n - round(n * s)
     passed = clean * (1 - args.screened_clean) + defective * (1 - args.lost_defective)
+    rates = "defaults: the synthetic measurement"
+    if (args.screened_clean, args.lost_defective) != (SYNTH_SCREENED_CLEAN, SYNTH_LOST_DEFECTIVE):
+        rates = "given"
     print(
         f"\n(b) {n} strips, {s:.0%} clean ({clean} clean, {defective} defective); screening rates used: "
         f"{args.screened_clean:.1%} of clean strips screened out, {args.lost_defective:.1%} of defective strips lost "
-        f"({'defaults: the synthetic measurement' if (args.screened_clean, args.lost_defective) == (SYNTH_SCREENED_CLEAN, SYNTH_LOST_DEFECTIVE) else 'given'})"
+        f"({rates})"
     )
     print(
         f"segmented after screening: {passed:.0f} of {n} strips ({passed / n:.1%}); "
@@ -184,7 +190,8 @@ def main() -> None:
                 f"{break_even:>11.0%}"
             )
     print(
-        "break-even: the share of strips screening must skip to pay for classifying them all (classifier / segmenter time)"
+        "break-even: the share of strips screening must skip to pay for classifying them all "
+        "(classifier / segmenter time)"
     )
 
 

@@ -137,7 +137,10 @@ class Attacks:
             (
                 "slow body",
                 self.slow,
-                f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/png\r\nContent-Length: 9999\r\n\r\n".encode(),
+                (
+                    f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
+                    "Content-Type: image/png\r\nContent-Length: 9999\r\n\r\n"
+                ).encode(),
             ),
         ]
         return [
@@ -240,7 +243,8 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
     good = sum(statuses.values())
     p50, p99 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 99))
     print(
-        f"good requests: {good} of {args.requests} in {wall:.0f} s from {args.clients} clients ({good / wall:.1f} requests/s), "
+        f"good requests: {good} of {args.requests} in {wall:.0f} s from {args.clients} clients "
+        f"({good / wall:.1f} requests/s), "
         f"statuses {dict(statuses)}, latency p50 {1000 * p50:.0f} ms, p99 {1000 * p99:.0f} ms"
     )
     for kind, outcomes in attacks.results.items():

@@ -168,8 +168,10 @@ def main() -> None:
     rate, service = statistics.median(in_process), statistics.median(served)
     print(f"in-process Predictor.predict_folder: {rate:.2f} images/s (median of {args.rounds})")
     print(
-        f"service, {args.clients} concurrent clients on loopback, {args.requests} requests per round: {service:.2f} requests/s "
-        f"(median), latency p50 {1000 * percentile(latencies, 50):.0f} ms, p99 {1000 * percentile(latencies, 99):.0f} ms, "
+        f"service, {args.clients} concurrent clients on loopback, {args.requests} requests per round: "
+        f"{service:.2f} requests/s "
+        f"(median), latency p50 {1000 * percentile(latencies, 50):.0f} ms, "
+        f"p99 {1000 * percentile(latencies, 99):.0f} ms, "
         f"{statistics.mean(per_batch):.2f} images per network batch (max-wait {args.max_wait_ms:g} ms)"
     )
     print(f"service / in-process: {service / rate:.2f} (target >= 0.80)")

@@ -8,22 +8,44 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SEVERSTAL_MINI = Path(os.environ.get("STEELSEG_SEVERSTAL_MINI", SHARED_DATA / "severstal-mini"))
-NEU_SEG = Path(os.environ.get("STEELSEG_NEU_SEG", SHARED_DATA / "neu-seg"))
+# Under this variable (CI: .ci/run) a real data set that is missing fails the tests that need it.
+REQUIRE_SHARED = "STEELSEG_REQUIRE_SHARED"
+
+
+def shared_folder(variable: str, default: str, marker: str, what: str) -> Path:
+    """The folder named by the environment ``variable``, else ``SHARED_DATA / default``, if it
+    holds ``marker``. Else the test skips (real data is optional on a fresh clone), or fails
+    with one line naming the folder when STEELSEG_REQUIRE_SHARED is set: a data set gone
+    missing in CI must not pass as a few skipped tests."""
+    folder = Path(os.environ.get(variable, SHARED_DATA / default))
+    if (folder / marker).exists():
+        return folder
+    if os.environ.get(REQUIRE_SHARED, "") not in ("", "0"):
+        pytest.fail(f"{what} not found at {folder} (no {marker}) although {REQUIRE_SHARED} is set", pytrace=False)
+    pytest.skip(f"{what} not found at {folder}")
 
 
 @pytest.fixture
 def severstal_mini() -> Path:
-    if not (SEVERSTAL_MINI / "train.csv").is_file():
-        pytest.skip(f"real Severstal sample not found at {SEVERSTAL_MINI}")
-    return SEVERSTAL_MINI
+    return shared_folder("STEELSEG_SEVERSTAL_MINI", "severstal-mini", "train.csv", "real Severstal sample")
 
 
 @pytest.fixture
 def neu_seg() -> Path:
-    if not (NEU_SEG / "masks").is_dir():
-        pytest.skip(f"NEU-Seg not found at {NEU_SEG}")
-    return NEU_SEG
+    return shared_folder("STEELSEG_NEU_SEG", "neu-seg", "masks", "NEU-Seg")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Where the viewer's browser tests (tests/service/test_viewer_browser.py) skipped, one line
+    above the short summary on what to install: their skip says it, e.g. "chromium not found at
+    /usr/bin/chromium; install it with `apt-get install chromium chromium-driver`"."""
+    reasons = [
+        report.longrepr[2].removeprefix("Skipped: ")
+        for report in terminalreporter.stats.get("skipped", [])
+        if "test_viewer_browser" in report.nodeid and isinstance(report.longrepr, tuple)
+    ]
+    for reason in dict.fromkeys(reasons):
+        terminalreporter.write_line(f"browser tests skipped: {reason}", yellow=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

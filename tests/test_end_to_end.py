@@ -163,7 +163,10 @@ def test_average_of_the_best_epochs_is_validated_and_kept_only_if_not_worse(tmp_
 
 def test_second_stage_starts_from_the_first_stages_best_weights(tmp_path):
     synth.write_dataset(tmp_path / "data", 6, seed=2, height=64, width=256, progress=False)
-    stages = "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001, loss: [{name: bce, weight: 0.75}, {name: dice, weight: 0.25}]}}]"
+    stages = (
+        "stages=[{name: finetune, train: {epochs: 1, lr: 0.0001, "
+        "loss: [{name: bce, weight: 0.75}, {name: dice, weight: 0.25}]}}]"
+    )
     config = load_config(None, TINY + [f"data.root={tmp_path / 'data'}", "train.epochs=1", stages])
     summary = train(config, tmp_path / "run", progress=False)
     run = tmp_path / "run"

@@ -9,7 +9,7 @@ and ``rundir.save_config`` stores them absolute so that the run works from any f
 read by training only. Prediction, export and the service never follow a path from a run's
 config.yaml (the network is built without init_from and encoder_weights and gets the run's own
 checked weights), so a run directory from elsewhere cannot make them read or unpickle another
-file. Weights files named here are read without running pickled code (``weights.py``).
+file. Weights files named here are read without running pickled code (``models/weights.py``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    # What the network answers (gating.TASK_OUTPUTS names its outputs):
+    # What the network answers (core.outputs.TASK_OUTPUTS names its outputs):
     #   segment   where: pixel probabilities per class (an smp architecture)
     #   classify  whether: one probability per class for the whole image (1st place)
     #   two_head  both from one encoder: a segmentation decoder and a class head whose
@@ -188,23 +188,43 @@ class PostprocessConfig(_Strict):
 
     pixel_threshold: float | list[float] = 0.5
     min_area: int | list[int] = 0
-    # A class is present when its score is above this (gate.json when train.tune_postprocess
-    # is off; else the tuned one).
-    label_threshold: float | list[float] = 0.5
-    # Tuned label thresholds must keep at least this share of each class's positives (a
+    # Screening: a class is present when its score is above this (gate.json when
+    # train.tune_postprocess is off; else the tuned one).
+    screen_threshold: float | list[float] = 0.5
+    # Tuned screening thresholds must keep at least this share of each class's positives (a
     # screen before segmentation that may not lose defects); None: the most accurate ones.
-    label_min_recall: float | None = Field(None, ge=0, le=1)
+    screen_min_recall: float | None = Field(None, ge=0, le=1)
     threshold_grid: list[float] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     min_area_grid: list[int] = [0, 50, 100, 200, 400, 600, 900, 1200, 2000, 3000, 5000, 8000, 12000]
-    # Label thresholds tried on class scores (screening.py); 1.0, never present, is always added.
-    label_threshold_grid: list[float] = [round(0.05 * i, 2) for i in range(1, 20)]
+    # Screening thresholds tried on class scores (screening.py); 1.0, never present, is always added.
+    screen_threshold_grid: list[float] = [round(0.05 * i, 2) for i in range(1, 20)]
 
-    @field_validator("threshold_grid", "min_area_grid", "label_threshold_grid")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data):
+        # Configs written before the screening keys were named for what they screen: the old
+        # key is read as the new one (a stage's override under the old name wins over the base).
+        if isinstance(data, dict) and any(old in data for old in OLD_POSTPROCESS_KEYS):
+            data = dict(data)
+            for old, new in OLD_POSTPROCESS_KEYS.items():
+                if old in data:
+                    data[new] = data.pop(old)
+        return data
+
+    @field_validator("threshold_grid", "min_area_grid", "screen_threshold_grid")
     @classmethod
     def _non_empty(cls, grid: list) -> list:
         if not grid:
             raise ValueError("grid must not be empty")
         return grid
+
+
+# postprocess keys of configs written by earlier versions -> their names now
+OLD_POSTPROCESS_KEYS = {
+    "label_threshold": "screen_threshold",
+    "label_min_recall": "screen_min_recall",
+    "label_threshold_grid": "screen_threshold_grid",
+}
 
 
 class Config(_Strict):
@@ -235,7 +255,7 @@ class Config(_Strict):
             raise ValueError(f"data.classes {classes} must be ids within 1..{len(names)}")
         if names:  # known once the dataset was opened: training re-validates with them
             count = len(self.output_class_names)
-            for key in ("pixel_threshold", "min_area", "label_threshold"):
+            for key in ("pixel_threshold", "min_area", "screen_threshold"):
                 value = getattr(self.postprocess, key)
                 if isinstance(value, list) and len(value) != count:
                     raise ValueError(f"postprocess.{key} lists {len(value)} values; the model has {count} classes")

@@ -13,3 +13,7 @@ class SteelsegError(Exception):
 
 class OutputExistsError(SteelsegError, FileExistsError):
     """An output that would overwrite earlier work."""
+
+
+class UsageError(SteelsegError):
+    """Options that do not go together, or one missing: the message names them."""

@@ -1,6 +1,6 @@
 import pytest
 
-from steelseg.commands.cli import main
+from steelseg.commands.cli import COMMANDS, main
 
 
 def test_score_of_a_truth_file_against_itself_is_one(severstal_mini, capsys):
@@ -137,3 +137,80 @@ def test_augment_preview_command(tmp_path, capsys):
         == 0
     )
     assert out.read_bytes()[:4] == b"\x89PNG" and "wrote 2 augmented samples" in capsys.readouterr().out
+
+
+# --- the table of commands ---------------------------------------------------------------------
+
+ORDER = [
+    "synth",
+    "train",
+    "folds",
+    "augment-preview",
+    "predict",
+    "tune",
+    "export",
+    "score",
+    "demo",
+    "adversarial",
+    "pseudo",
+    "serve",
+    "report",
+    "eda",
+    "report-curves",
+]
+
+
+def test_the_table_lists_every_command_in_order_each_a_module_with_help_arguments_and_run():
+    assert list(COMMANDS) == ORDER
+    for name, module in COMMANDS.items():
+        assert module.__name__ == "steelseg.commands." + name.replace("-", "_")
+        assert isinstance(module.HELP, str) and module.HELP and "\n" not in module.HELP
+        assert callable(module.add_arguments) and callable(module.run)
+
+
+def test_the_top_level_help_lists_every_command_with_its_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    listed = "".join(capsys.readouterr().out.split())  # argparse wraps long lines, at hyphens too
+    for name, module in COMMANDS.items():
+        assert "".join(f"{name} {module.HELP}".split()) in listed
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_every_command_has_its_help_page(name, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([name, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: steelseg {name} ") and "--quiet" in out
+
+
+# --- user mistakes in options: one line, `steelseg CMD: error: MESSAGE`, exit code 1 ------------
+
+USAGE_ERRORS = [
+    # (name, argv, message)
+    ("train without --out", ["train", "data"], "--out RUN_DIR is required (or --resume RUN_DIR)"),
+    (
+        "train --resume with more",
+        ["train", "--resume", "run", "--epochs", "2"],
+        "--resume RUN_DIR takes nothing else: the run's config.yaml says it all",
+    ),
+    ("augment-preview without data", ["augment-preview"], "give a dataset folder (or data.root in the config)"),
+    (
+        "predict --drop-tta alone",
+        ["predict", "run", "images", "--out", "s.csv", "--drop-tta"],
+        "--drop-tta needs --time-budget MINUTES",
+    ),
+    ("serve --port 0", ["serve", "run", "--port", "0"], "--port 0 is not a port number (1-65535)"),
+    ("serve --batch-size 0", ["serve", "run", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    ("serve --window -1", ["serve", "run", "--window=-1"], "--window must be at least 0, got -1"),
+    ("serve --max-pixels 0", ["serve", "run", "--max-pixels", "0"], "--max-pixels must be at least 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", USAGE_ERRORS, ids=[case[0] for case in USAGE_ERRORS])
+def test_usage_errors_are_one_line_naming_the_command(tmp_path, monkeypatch, capsys, name, argv, message):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, wherever the relative paths point
+    assert _refusal(capsys, argv) == f"steelseg {argv[0]}: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

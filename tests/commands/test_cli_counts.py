@@ -2,7 +2,7 @@
 
 import pytest
 
-from steelseg.commands.cli import _parser, main
+from steelseg.commands.cli import build_parser, main
 
 CASES = [
     # (name, argv, option, message)
@@ -82,5 +82,5 @@ def test_bad_counts_are_refused_in_one_line_naming_the_option(capsys, name, argv
     ],
 )
 def test_the_smallest_allowed_counts_and_the_defaults_pass(argv, attribute, value):
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     assert getattr(args, attribute) == value and type(getattr(args, attribute)) is type(value)

@@ -114,6 +114,25 @@ def test_a_failing_command_still_does_not_import_torch(tmp_path):
     assert printed == [f"steelseg score: error: {missing}: annotation file not found"]
 
 
+def test_the_command_table_imports_no_library_module():
+    # every command imports its library inside run(): the table itself loads no numpy, let alone torch
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import steelseg.commands.cli
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("steelseg", "numpy", *json.loads(sys.argv[2])))
+        print("PROBE" + json.dumps({"code": 0, "heavy": loaded}))
+        """
+    )
+    loaded = _run([], code)["heavy"]
+    assert "steelseg.commands.cli" in loaded  # the probe saw the import
+    assert [m for m in loaded if not m.startswith("steelseg.commands")] == [
+        "steelseg",
+        "steelseg.errors",
+        "steelseg.version",
+    ]
+
+
 def test_predictor_is_importable_without_torch():
     code = textwrap.dedent(
         """
@@ -161,6 +180,8 @@ def _package_errors() -> dict[str, type | None]:
 
 
 def test_every_error_of_the_package_is_a_steelseg_error():
+    from steelseg.inference.predictor import InputError  # defined where the predictor's helpers live
+
     errors = _package_errors()
     # the walk must reach the modules it is meant to check (else this test passes on nothing)
     assert {
@@ -168,7 +189,9 @@ def test_every_error_of_the_package_is_a_steelseg_error():
         "steelseg.files.images.ImageError",
         "steelseg.files.datasets.DatasetError",
         "steelseg.files.rundir.RunDirError",
-        "steelseg.inference.predictor.InputError",
+        f"{InputError.__module__}.InputError",
+        "steelseg.errors.UsageError",
+        "steelseg.service.serve.ServiceError",
     } <= set(errors)
     strays = [
         name

@@ -132,9 +132,9 @@ def test_fill_holes(mask, expected):
     np.testing.assert_array_equal(PostProcess.uniform(1, 0.5, 0, fill_holes=False)(one_class(mask))[0], mask)
 
 
-# --- label gate ----------------------------------------------------------------------------------
+# --- head gate -----------------------------------------------------------------------------------
 
-LABEL_GATE = [
+HEAD_GATE = [
     pytest.param(0.6, 0.61, True, id="above-kept"),
     pytest.param(0.6, 0.6, False, id="exactly-at-threshold-dropped"),
     pytest.param(0.6, 0.3, False, id="below-dropped"),
@@ -144,24 +144,24 @@ LABEL_GATE = [
 ]
 
 
-@pytest.mark.parametrize("label_threshold, head, kept", LABEL_GATE)
-def test_label_gate(label_threshold, head, kept):
+@pytest.mark.parametrize("head_threshold, head, kept", HEAD_GATE)
+def test_head_gate(head_threshold, head, kept):
     probs = one_class(SQUARE)
-    post = PostProcess.uniform(1, 0.5, 0, label_threshold=label_threshold)
+    post = PostProcess.uniform(1, 0.5, 0, head_threshold=head_threshold)
     assert post(probs, np.array([head])).sum() == (9 if kept else 0)
     assert post.gate(np.array([0.9]), np.array([head]))[0] == kept
 
 
-def test_label_gate_is_per_class_and_an_off_class_ignores_its_nan_head():
+def test_head_gate_is_per_class_and_an_off_class_ignores_its_nan_head():
     probs = np.stack([one_class(SQUARE)[0]] * 3)
-    post = PostProcess.uniform(3, 0.5, 0, label_threshold=[0.5, 0.0, 0.5])
+    post = PostProcess.uniform(3, 0.5, 0, head_threshold=[0.5, 0.0, 0.5])
     masks = post(probs, np.array([0.7, np.nan, 0.4]))
     assert [int(m.sum()) for m in masks] == [9, 9, 0]
 
 
-def test_label_gate_without_heads_is_an_error_and_off_needs_none():
+def test_head_gate_without_heads_is_an_error_and_off_needs_none():
     with pytest.raises(ValueError, match="class head"):
-        PostProcess.uniform(1, 0.5, 0, label_threshold=0.5)(one_class(SQUARE))
+        PostProcess.uniform(1, 0.5, 0, head_threshold=0.5)(one_class(SQUARE))
     assert PostProcess.uniform(1, 0.5, 0)(one_class(SQUARE)).sum() == 9
 
 
@@ -284,7 +284,7 @@ EVERY_FIELD = {
     "min_area": [0, 600, 900, NEVER],
     "min_component": [0, 1, 150, 400],
     "fill_holes": [True, False, True, False],
-    "label_threshold": [0.0, 0.6, 0.7, 0.6],
+    "head_threshold": [0.0, 0.6, 0.7, 0.6],
     "peak_threshold": [0.5, 0.0, 0.6, 0.55],
     "peak": "top_k",
     "peak_top_k": 7,
@@ -317,7 +317,7 @@ def test_an_old_file_with_only_threshold_and_area_loads_with_the_gates_off():
         "min_area": [100, 0],
         "min_component": [0, 0],
         "fill_holes": [False, False],
-        "label_threshold": [0.0, 0.0],
+        "head_threshold": [0.0, 0.0],
         "peak_threshold": [0.0, 0.0],
         "peak": "max",
         "peak_top_k": 100,
@@ -342,12 +342,18 @@ def _file(**changes) -> str:
 BAD_FILES = [
     pytest.param(_file(min_size=[1, 2]), "unknown key 'min_size'", id="unknown-key"),
     pytest.param(_file(min_component=[0]), r"min_component must list one value per class \(2\)", id="short-list"),
-    pytest.param(_file(label_threshold=0.5), r"label_threshold must list one value per class", id="scalar-not-list"),
+    pytest.param(_file(head_threshold=0.5), r"head_threshold must list one value per class", id="scalar-not-list"),
     pytest.param(
         _file(pixel_threshold=[0.5, 1.5]), r"pixel_threshold\[1\] = 1.5 is not a probability", id="threshold-over-1"
     ),
     pytest.param(_file(peak_threshold=[0.5, "0.5"]), r"peak_threshold\[1\] = '0.5'", id="threshold-a-string"),
-    pytest.param(_file(label_threshold=[True, 0.5]), r"label_threshold\[0\] = True", id="threshold-a-bool"),
+    pytest.param(_file(head_threshold=[True, 0.5]), r"head_threshold\[0\] = True", id="threshold-a-bool"),
+    pytest.param(_file(label_threshold=[0.5, 1.5]), r"label_threshold\[1\] = 1.5", id="old-name-named-as-written"),
+    pytest.param(
+        _file(label_threshold=[0.5, 0.5], head_threshold=[0.5, 0.5]),
+        "old name of head_threshold",
+        id="old-and-new-name",
+    ),
     pytest.param(_file(min_area=[-1, 0]), r"min_area\[0\] = -1 is not a whole number", id="negative-area"),
     pytest.param(_file(min_area=[0, 10.5]), r"min_area\[1\] = 10.5", id="fractional-area"),
     pytest.param(_file(min_component=[True, 0]), r"min_component\[0\] = True", id="bool-size"),
@@ -376,7 +382,7 @@ def test_a_file_for_another_class_count_is_rejected():
 
 # --- override -------------------------------------------------------------------------------------------
 
-BASE = PostProcess.uniform(4, 0.5, 100, min_component=10, label_threshold=0.6)
+BASE = PostProcess.uniform(4, 0.5, 100, min_component=10, head_threshold=0.6)
 
 OVERRIDES = [
     pytest.param(["min_area=600"], {"min_area": [600] * 4}, id="scalar-for-every-class"),
@@ -388,7 +394,8 @@ OVERRIDES = [
     ),
     pytest.param(["min_area=1", "min_area=2"], {"min_area": [2] * 4}, id="the-last-wins"),
     pytest.param(["fill_holes=[true, false, true, false]"], {"fill_holes": [True, False, True, False]}, id="booleans"),
-    pytest.param(["label_threshold=0"], {"label_threshold": [0.0] * 4}, id="gate-off"),
+    pytest.param(["head_threshold=0"], {"head_threshold": [0.0] * 4}, id="gate-off"),
+    pytest.param(["label_threshold=0.7"], {"head_threshold": [0.7] * 4}, id="old-name-of-the-head-gate"),
     pytest.param(
         ["peak=top_k", "peak_top_k=5", "peak_threshold=0.7"],
         {"peak": "top_k", "peak_top_k": 5, "peak_threshold": [0.7] * 4},

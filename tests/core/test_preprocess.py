@@ -1,4 +1,6 @@
+import cv2
 import numpy as np
+import pytest
 
 from steelseg.core.preprocess import resize_image, resize_masks, to_input, upsample_probs
 
@@ -31,3 +33,15 @@ def test_masks_downscale_by_majority():
     small = resize_masks(masks, 0.5)
     np.testing.assert_array_equal(small[0], [[True, False], [False, False]])
     assert resize_image(np.zeros((5, 7), np.uint8), 1.0).shape == (5, 7)
+
+
+# n * c = 160, 128, 256, 129, 258: cv2.resize takes at most 128 channels a call (OpenCV 5)
+@pytest.mark.parametrize(("n", "c"), [(40, 4), (32, 4), (64, 4), (43, 3), (86, 3)])
+def test_upsample_probs_matches_each_plane_resized_alone(n, c):
+    probs = np.random.default_rng(n * c).random((n, c, 16, 24), np.float32)
+    full = upsample_probs(probs, (32, 48))
+    assert full.shape == (n, c, 32, 48) and full.dtype == np.float32
+    truth = np.array(
+        [[cv2.resize(probs[i, j], (48, 32), interpolation=cv2.INTER_LINEAR) for j in range(c)] for i in range(n)]
+    )
+    np.testing.assert_allclose(full, truth, rtol=0, atol=1e-6)

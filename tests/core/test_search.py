@@ -30,8 +30,8 @@ AREA_GRID = [0, 100, 120, 300]
 LABEL_GRID = [0.4, 0.6, 0.7, 0.85]
 PEAK_GRID = [0.6, 0.8, 0.97]
 PLANTED = [
-    {"pixel_threshold": 0.6, "min_component": 100, "min_area": 120, "label_threshold": OFF, "peak_threshold": 0.8},
-    {"pixel_threshold": 0.6, "min_component": 100, "min_area": 120, "label_threshold": 0.7, "peak_threshold": OFF},
+    {"pixel_threshold": 0.6, "min_component": 100, "min_area": 120, "head_threshold": OFF, "peak_threshold": 0.8},
+    {"pixel_threshold": 0.6, "min_component": 100, "min_area": 120, "head_threshold": 0.7, "peak_threshold": OFF},
 ]
 
 
@@ -94,7 +94,7 @@ def _search(images, factor=1.0, **grids) -> GatedSearch:
         "pixel_grid": PIXEL_GRID,
         "component_grid": COMPONENT_GRID,
         "area_grid": AREA_GRID,
-        "label_grid": LABEL_GRID,
+        "head_grid": LABEL_GRID,
         "peak_grid": PEAK_GRID,
         **grids,
     }
@@ -123,7 +123,7 @@ def direct_dice(post: PostProcess, images, c: int) -> float:
 
 
 def _one_class(post: PostProcess, c: int) -> PostProcess:
-    keys = ("pixel_threshold", "min_area", "min_component", "fill_holes", "label_threshold", "peak_threshold")
+    keys = ("pixel_threshold", "min_area", "min_component", "fill_holes", "head_threshold", "peak_threshold")
     return PostProcess(
         *(getattr(post, k)[c : c + 1] for k in keys),
         peak=post.peak,
@@ -133,7 +133,7 @@ def _one_class(post: PostProcess, c: int) -> PostProcess:
 
 
 def _chosen(post: PostProcess, c: int) -> dict:
-    keys = ("pixel_threshold", "min_component", "min_area", "label_threshold", "peak_threshold")
+    keys = ("pixel_threshold", "min_component", "min_area", "head_threshold", "peak_threshold")
     return {k: getattr(post, k)[c].item() for k in keys}
 
 
@@ -144,14 +144,14 @@ def test_the_planted_optimum_is_the_only_best_setting_of_the_grid(planted, c):
     scores = {}
     grid = itertools.product(PIXEL_GRID, COMPONENT_GRID, [*AREA_GRID, NEVER], labels, [*PEAK_GRID, OFF])
     for t, s, a, label, peak in grid:
-        post = PostProcess.uniform(1, t, a, min_component=s, label_threshold=label, peak_threshold=peak)
+        post = PostProcess.uniform(1, t, a, min_component=s, head_threshold=label, peak_threshold=peak)
         scores[(t, s, a, label, peak)] = direct_dice(post, planted, c)
     best = max(scores.values())
     winners = [key for key, score in scores.items() if score == best]
     p = PLANTED[c]
     assert best == 1.0
     assert winners == [
-        (p["pixel_threshold"], p["min_component"], p["min_area"], p["label_threshold"], p["peak_threshold"])
+        (p["pixel_threshold"], p["min_component"], p["min_area"], p["head_threshold"], p["peak_threshold"])
     ]
 
 
@@ -171,13 +171,13 @@ def test_search_finds_the_planted_optimum(planted):
                 "pixel_grid": [0.5, 0.8],
                 "component_grid": [0, 50],
                 "area_grid": [0, 100],
-                "label_grid": [],
+                "head_grid": [],
                 "peak_grid": [],
             },
             id="no-gates-coarse-grid",
         ),
-        pytest.param({"component_grid": [0], "area_grid": [0], "label_grid": [0.6], "peak_grid": [0.6]}, id="no-sizes"),
-        pytest.param({"pixel_grid": [0.5], "label_grid": [0.85], "peak_grid": [0.97]}, id="wrong-gates-only"),
+        pytest.param({"component_grid": [0], "area_grid": [0], "head_grid": [0.6], "peak_grid": [0.6]}, id="no-sizes"),
+        pytest.param({"pixel_grid": [0.5], "head_grid": [0.85], "peak_grid": [0.97]}, id="wrong-gates-only"),
     ],
 )
 def test_reported_dice_equals_a_direct_loop_when_the_optimum_is_out_of_reach(planted, grids):
@@ -193,7 +193,7 @@ def test_nan_heads_pass_no_label_gate(planted):
     # do not (5/9 + 1/9 for the noise image: 6/9).
     images = [(p, t, np.array([np.nan, np.nan])) for p, t, _ in planted]
     post, dices = _search(images).best()
-    assert post.label_threshold[1] == OFF
+    assert post.head_threshold[1] == OFF
     assert dices[1] == pytest.approx(6 / 9)
     expected = [direct_dice(_one_class(post, c), images, c) for c in range(2)]
     np.testing.assert_allclose(dices, expected, atol=1e-12)
@@ -227,7 +227,7 @@ SCALED = [
 @pytest.mark.parametrize("grids, key", SCALED)
 def test_sizes_at_reduced_scale_are_compared_in_full_size_pixels(grids, key):
     images = _half_scale_images()
-    grids = {"pixel_grid": [0.5], "label_grid": [], "peak_grid": [], **grids}
+    grids = {"pixel_grid": [0.5], "head_grid": [], "peak_grid": [], **grids}
     post, dices = _search(images, factor=4.0, **grids).best()
     assert getattr(post, key)[0] == 100 and dices[0] == 1.0
     # The same post-processing at full size (every stored pixel a 2 x 2 block): the same Dice.

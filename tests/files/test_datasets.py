@@ -126,3 +126,24 @@ def test_a_class_subset_loads_only_those_channels(tmp_path):
     assert only.subset([0]).class_names == ["c", "a"]
     with pytest.raises(DatasetError, match="class id 4 not in 1..3"):
         dataset.select_classes([4])
+
+
+def test_missing_masks_stop_the_opening_at_the_first_with_a_count_of_the_rest(tmp_path):
+    root = _mask_folder(tmp_path, [np.zeros((20, 30))] * 4)
+    for stem in ["001", "002", "003"]:
+        (root / "masks" / f"{stem}.png").unlink()
+    with pytest.raises(DatasetError) as caught:
+        open_dataset(root, class_names=["a"])
+    mask, image = root / "masks" / "001.png", root / "images" / "001.jpg"
+    assert str(caught.value) == f"{mask}: label mask not found for image {image} (and 2 more)"
+    skipped = open_dataset(root, class_names=["a"], skip_bad=True)
+    assert skipped.image_ids == ["000.jpg"] and sorted(skipped.skipped_ids) == ["001.jpg", "002.jpg", "003.jpg"]
+
+
+def test_names_that_moved_out_of_datasets_still_import_from_it():
+    # the mask-folder checks and Skip have modules of their own; older imports keep working
+    from steelseg.files import datasets, mask_folders, skips
+
+    assert datasets.Skip is skips.Skip
+    assert (datasets.MASK_NOT_FOUND, datasets.MAX_INFERRED_CLASSES) == ("label mask not found", 32)
+    assert datasets.MAX_INFERRED_CLASSES is mask_folders.MAX_INFERRED_CLASSES

@@ -187,7 +187,8 @@ BAD_IMAGES = [  # id, file name, writer, what the error says
         "far from the training size",
         "b-tall.png",
         lambda path, strip: Image.fromarray(np.tile(strip, (3, 1))[:160]).save(path),
-        r"image is 160x320 \(HxW\): its shorter side is more than 2x away from the training images' \(64 px\).*--any-size",
+        r"image is 160x320 \(HxW\): its shorter side is more than 2x away from the training images' "
+        r"\(64 px\).*--any-size",
     ),
     ("over the pixel cap", "b-wide.png", _over_the_cap, r"64x1280 \(HxW\), 81,920 pixels; the limit is 60,000"),
 ]
@@ -445,7 +446,7 @@ def test_a_bad_postprocess_file_is_one_line(inference_run, tmp_path, capsys, tex
         ("min_area=[1,2]", r"min_area must list one value per class \(4\), got \[1, 2\]"),
         ("peak=median", r"peak = 'median' is not one of max, top_k"),
         ("soft_gate=maybe", r"soft_gate = 'maybe' is not true or false"),
-        ("label_threshold=0.5", r"label_threshold or soft_gate for pits needs a member with a class head"),
+        ("label_threshold=0.5", r"head_threshold or soft_gate for pits needs a member with a class head"),
     ],
 )
 def test_a_bad_post_option_is_one_line(inference_run, tmp_path, capsys, assignment, message):

@@ -200,13 +200,13 @@ def test_member_weights_and_temperatures_must_be_positive(option, value):
         member(constant(0.5, 0.5), **{option: value})
 
 
-def test_every_class_needs_a_pixel_member_and_a_label_gate_needs_a_head():
+def test_every_class_needs_a_pixel_member_and_a_head_gate_needs_a_head():
     class_b = member(constant(0.8), "data.classes=[2]", channels=[1])
     with pytest.raises(EnsembleError, match="no member predicts the pixels of class 'a'"):
         Predictor([class_b], PostProcess.uniform(2, 0.5, 0), ["a", "b"])
     full = member(constant(0.2, 0.4))
-    with pytest.raises(EnsembleError, match="label_threshold or soft_gate for b needs a member with a class head"):
-        Predictor([full], PostProcess.uniform(2, 0.5, 0, label_threshold=[0, 0.5]), ["a", "b"])
+    with pytest.raises(EnsembleError, match="head_threshold or soft_gate for b needs a member with a class head"):
+        Predictor([full], PostProcess.uniform(2, 0.5, 0, head_threshold=[0, 0.5]), ["a", "b"])
 
 
 # --- the tiny trained run -----------------------------------------------------------------

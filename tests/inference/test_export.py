@@ -1,14 +1,17 @@
 """steelseg export: an ONNX graph that checks itself, and a backend that refuses stale files."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from steelseg.commands.cli import main
 from steelseg.files import rundir
+from steelseg.inference import export
 from steelseg.inference.backends import BackendError
 from steelseg.inference.export import ExportError, export_onnx
 from steelseg.inference.predictor import Predictor
@@ -47,10 +50,44 @@ def test_export_to_another_path(run, tmp_path):
     assert check.max_abs_diff < 1e-5 and check.mask_agreement == 1.0
 
 
-def test_a_failed_check_writes_nothing(run):
-    with pytest.raises(ExportError, match="disagrees with PyTorch"):
-        export_onnx(run, tolerance=0.0, min_agreement=1.01)  # nothing can pass
+def _planted_trace(offset: float):
+    """export's own tracing, then every pixel logit of the written graph moved by ``offset``
+    (the segmentation head's bias): a graph that really disagrees with the run's weights."""
+    real_trace = export._trace
+
+    def trace(net, example, path, outputs):
+        real_trace(net, example, path, outputs)
+        graph = onnx.load(str(path))
+        biases = [i for i in graph.graph.initializer if "segmentation_head" in i.name and i.name.endswith("bias")]
+        assert len(biases) == 1, [i.name for i in graph.graph.initializer]  # the plant must land
+        biases[0].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biases[0]) + offset, biases[0].name))
+        onnx.save(graph, str(path))
+
+    return trace
+
+
+def test_a_graph_that_disagrees_with_pytorch_is_refused_in_one_line_and_not_written(run, monkeypatch):
+    monkeypatch.setattr(export, "_trace", _planted_trace(8.0))  # logits + 8: most probabilities near 1
+    with pytest.raises(ExportError) as caught:
+        export_onnx(run)  # the defaults: tolerance 1e-4, min_agreement 0.9999
+    message = str(caught.value)
+    found = re.fullmatch(
+        rf"{re.escape(str(run))}: onnxruntime disagrees with PyTorch: max \|diff\| (\S+) \(tolerance 1e-04\), "
+        r"mask agreement (\S+)% \(needs 99\.99%\); model\.onnx was not written",
+        message,
+    )
+    assert found, message
+    diff, agreement = float(found[1]), float(found[2])
+    assert diff > 0.1 and agreement < 99  # far off, not a rounding matter
     assert not (run / rundir.ONNX).exists() and not list(run.glob(".model.onnx.*"))
+
+
+def test_a_plant_below_the_tolerance_passes(run, monkeypatch):
+    # the same plant, 1e-6 in the logits: well inside the tolerance, so the refusal above is
+    # the check at work and not the plant breaking the graph
+    monkeypatch.setattr(export, "_trace", _planted_trace(1e-6))
+    check = export_onnx(run)
+    assert check.max_abs_diff < 1e-5 and check.mask_agreement == 1.0
 
 
 def test_an_export_of_other_weights_is_refused(run):

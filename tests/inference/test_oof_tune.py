@@ -16,7 +16,7 @@ from steelseg.inference.sources import read_ensemble_file, resolve
 from steelseg.inference.tune import Entry, OofMember, TuneError, _load_members, fit_temperature, tune
 
 CLASSES = ["pits", "scratches"]
-GRIDS = {"label_grid": (), "peak_grid": (), "progress": False}  # segmentation members: no heads
+GRIDS = {"head_grid": (), "peak_grid": (), "progress": False}  # segmentation members: no heads
 
 
 def make_run(path: Path, ids, probs: np.ndarray, masks: np.ndarray, scale: int = 1, overrides=(), scores=None) -> Path:
@@ -237,10 +237,10 @@ def test_min_area_quantile_of_true_sizes_in_full_size_pixels(tmp_path, quantile,
     assert result.after[0] == pytest.approx(1.0 if expected <= 40 else 5 / 6)  # the 40-pixel mask under min_area
 
 
-def test_a_two_headed_members_class_head_is_tuned_as_a_label_gate(tmp_path):
+def test_a_two_headed_members_class_head_is_tuned_as_a_head_gate(tmp_path):
     """Class 1: the same 16-pixel blob at 0.9 on every image, true on 2 of 4; the class head
     (0.95 on the true ones, 0.2 on the others) is all that separates them. The config's
-    post-processing gates nothing: 2/4. Every label threshold of the grid separates: the most
+    post-processing gates nothing: 2/4. Every head threshold of the grid separates: the most
     cautious, 0.9, is chosen."""
     probs = np.full((4, 2, 8, 16), 0.05)
     masks = np.zeros(probs.shape, bool)
@@ -248,9 +248,9 @@ def test_a_two_headed_members_class_head_is_tuned_as_a_label_gate(tmp_path):
     masks[:2, 0, 2:6, 2:6] = True
     heads = np.array([[0.95, 0.1], [0.95, 0.1], [0.2, 0.1], [0.2, 0.1]])
     run = make_run(tmp_path / "run", list("abcd"), probs, masks, overrides=["model.task=two_head"], scores=heads)
-    result = tune([run], label_grid=(0.3, 0.6, 0.9), peak_grid=(), progress=False)
+    result = tune([run], head_grid=(0.3, 0.6, 0.9), peak_grid=(), progress=False)
     written = PostProcess.from_json((run / rundir.POSTPROCESS).read_text(), 2)
-    assert written.label_threshold.tolist() == [0.9, 0.9]  # class 2: nothing predicted either way, a gate wins ties
+    assert written.head_threshold.tolist() == [0.9, 0.9]  # class 2: nothing predicted either way, a gate wins ties
     np.testing.assert_array_equal(result.before, [0.5, 1.0])
     np.testing.assert_array_equal(result.after, [1.0, 1.0])
     stored = probs.astype(np.float16).astype(np.float32)

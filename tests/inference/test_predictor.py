@@ -67,7 +67,8 @@ def test_onnx_prediction_never_imports_torch(half_scale_run, tmp_path):
     out = tmp_path / "s.csv"
     code = (
         "import sys; from steelseg.commands.cli import main; "
-        f"rc = main(['predict', {str(run)!r}, {str(data / 'train_images')!r}, '--out', {str(out)!r}, '--backend', 'onnx', '--quiet']); "
+        f"rc = main(['predict', {str(run)!r}, {str(data / 'train_images')!r}, '--out', {str(out)!r}, "
+        "'--backend', 'onnx', '--quiet']); "
         "heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch', 'timm') if m in sys.modules]; "
         "print(rc, heavy)"
     )

@@ -2,18 +2,18 @@
 `run_pseudo` through a stand-in Predictor that plants the probabilities (the image's gray
 value / 255), written as a dataset that `open_dataset` reads back."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from steelseg.commands.cli import main
 from steelseg.core.outputs import Outputs
 from steelseg.errors import OutputExistsError
 from steelseg.files.datasets import open_dataset
 from steelseg.files.images import list_images, read_gray
-from steelseg.inference import pseudo
+from steelseg.inference.predictor import Predictor
 from steelseg.inference.pseudo import PseudoError, confident_share, first_place_rule, run_pseudo, tenth_place_rule
 
 # --- the 1st-place rule -------------------------------------------------------------------
@@ -332,12 +332,17 @@ def test_a_crash_midway_leaves_no_output(images, tmp_path):
 
 
 def test_the_command_parses_builds_the_predictor_and_prints_the_report(images, tmp_path, monkeypatch, capsys):
-    parser = argparse.ArgumentParser(prog="steelseg")
-    pseudo.add_parser(parser.add_subparsers(dest="command"))
     ranking = tmp_path / "adversarial.csv"
     rows = "".join(f"{name},test,{i / 10}\n" for i, name in enumerate(IMAGES)) + "a-sure.png,train,0.9\n"
     ranking.write_text("ImageId,Set,TestLikeness\n" + rows)  # a training image of the same name does not count
-    args = parser.parse_args(
+    built = []
+
+    def load(models, **load):
+        built.append((models, load))
+        return _Planted()
+
+    monkeypatch.setattr(Predictor, "load", staticmethod(load))
+    code = main(
         [
             "pseudo",
             "runs/model",
@@ -354,14 +359,11 @@ def test_the_command_parses_builds_the_predictor_and_prints_the_report(images, t
             "2",
             "--batch-size",
             "2",
+            "--quiet",
         ]
     )
-    built = []
-    monkeypatch.setattr(
-        pseudo, "_predictor", lambda a: built.append((a.models, a.backend, a.device, a.batch_size)) or _Planted()
-    )
-    args.run(args)
-    assert built == [(["runs/model"], "auto", "auto", 2)]
+    assert code == 0
+    assert built == [(["runs/model"], {"backend": "auto", "device": "auto", "batch_size": 2, "tta": None})]
     assert sorted(open_dataset(tmp_path / "pseudo").image_ids) == ["b-clean.png", "d-blurry.png"]  # ranks 1, 3
     info = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
     assert info["thresholds"] == {
@@ -374,3 +376,13 @@ def test_the_command_parses_builds_the_predictor_and_prints_the_report(images, t
     }
     assert info["rank_file"] == str(ranking.resolve()) and info["max_images"] == 2
     assert f"--set data.pseudo=[{tmp_path / 'pseudo'}]" in capsys.readouterr().out
+
+
+def test_the_command_refuses_a_bad_ranking_before_the_model_loads(images, tmp_path, monkeypatch, capsys):
+    built = []
+    monkeypatch.setattr(Predictor, "load", staticmethod(lambda models, **load: built.append(models) or _Planted()))
+    missing = tmp_path / "adversarial.csv"
+    assert main(["pseudo", "runs/model", str(images), "--out", str(tmp_path / "pseudo"), "--rank", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"steelseg pseudo: error: {missing}") and err.count("\n") == 1
+    assert built == [] and not (tmp_path / "pseudo").exists()

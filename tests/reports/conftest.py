@@ -1,12 +1,10 @@
-"""Tiny hand-made inputs for the report pages, and the CLI with the report commands on it."""
+"""Tiny hand-made inputs for the report pages."""
 
-import argparse
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
-import pytest
 from PIL import Image
 
 # 8x16 strips (H x W). Run lengths count down each column first, from pixel 1: column j is
@@ -54,32 +52,3 @@ def assert_figures_exist(page: Path) -> list[str]:
         )
         assert (page.parent / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return sources
-
-
-@pytest.fixture
-def steelseg_main(monkeypatch):
-    """``steelseg.commands.cli.main`` with the report commands on its parser: the real one once cli.py
-    registers them, until then its parser plus theirs."""
-    from steelseg.commands import cli
-    from steelseg.reports import curves, eda, report
-
-    build = cli._parser
-
-    def parser() -> argparse.ArgumentParser:
-        built = build()
-        commands = next(a for a in built._actions if isinstance(a, argparse._SubParsersAction))
-        missing = [
-            m
-            for m, name in ((report, "report"), (eda, "eda"), (curves, "report-curves"))
-            if name not in commands.choices
-        ]
-        for module in missing:
-            module.add_parser(commands)
-        for name in ("report", "eda", "report-curves"):
-            sub = commands.choices[name]
-            if not any("--quiet" in a.option_strings for a in sub._actions):
-                sub.add_argument("--quiet", action="store_true")
-        return built
-
-    monkeypatch.setattr(cli, "_parser", parser)
-    return cli.main

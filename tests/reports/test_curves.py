@@ -3,14 +3,17 @@
 import numpy as np
 import pytest
 
+from steelseg.commands.cli import main
 from steelseg.files import rundir
 from steelseg.reports import ReportError
 from steelseg.reports.curves import read_metrics, refresh_curves, runs_with_metrics, write_curves
 
-METRICS = """epoch,seconds,train_loss,val_loss,val_dice,val_dice_tuned,val_iou,lr,val_dice_tuned_pits,val_dice_tuned_crazing,val_auc,screened_out
-1,10.5,0.9,0.8,0.5,0.55,0.3,0.001,0.6,0.5,,
-2,21,0.6,,0.6,0.7,0.4,0.0005,0.8,0.6,0.9,0.25
-"""
+METRICS = (
+    "epoch,seconds,train_loss,val_loss,val_dice,val_dice_tuned,val_iou,lr,"
+    "val_dice_tuned_pits,val_dice_tuned_crazing,val_auc,screened_out\n"
+    "1,10.5,0.9,0.8,0.5,0.55,0.3,0.001,0.6,0.5,,\n"
+    "2,21,0.6,,0.6,0.7,0.4,0.0005,0.8,0.6,0.9,0.25\n"
+)
 
 
 def _run(folder, text=METRICS):
@@ -56,16 +59,16 @@ def test_refresh_warns_instead_of_failing(tmp_path):
         refresh_curves(tmp_path)  # no metrics.csv: a warning, never an exception
 
 
-def test_every_run_beneath_a_folder_gets_its_curves(tmp_path, steelseg_main, capsys):
+def test_every_run_beneath_a_folder_gets_its_curves(tmp_path, capsys):
     for fold in ("fold-0", "fold-1"):
         _run(tmp_path / "cv" / fold)
     assert runs_with_metrics(tmp_path / "cv") == [tmp_path / "cv" / "fold-0", tmp_path / "cv" / "fold-1"]
-    assert steelseg_main(["report-curves", str(tmp_path / "cv")]) == 0
+    assert main(["report-curves", str(tmp_path / "cv")]) == 0
     assert capsys.readouterr().out.count("wrote") == 2
     assert all((tmp_path / "cv" / fold / "curves.png").is_file() for fold in ("fold-0", "fold-1"))
 
 
-def test_a_folder_without_runs_is_one_line(tmp_path, steelseg_main, capsys):
-    assert steelseg_main(["report-curves", str(tmp_path)]) == 1
+def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
+    assert main(["report-curves", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no metrics.csv" in err and str(tmp_path) in err

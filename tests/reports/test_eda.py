@@ -6,6 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from steelseg.commands.cli import main
 from steelseg.files import synth
 from steelseg.files.datasets import open_dataset
 from steelseg.reports.eda import dataset_stats, write_eda
@@ -59,10 +60,10 @@ def test_page_shows_the_counts_and_existing_figures(tmp_path):
     assert "<td>1 pits</td><td>2</td><td>0.5000</td>" in text  # 2 of 4 images
 
 
-def test_synthetic_data_set_through_the_cli(tmp_path, steelseg_main, capsys):
+def test_synthetic_data_set_through_the_cli(tmp_path, capsys):
     data = synth.write_dataset(tmp_path / "synth", 6, seed=4, height=64, width=320, progress=False)
     out = tmp_path / "eda"
-    assert steelseg_main(["eda", str(data), "--out", str(out), "--examples", "1"]) == 0
+    assert main(["eda", str(data), "--out", str(out), "--examples", "1"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out / 'index.html'}"
     with open(data / "train.csv") as handle:  # counted independently of steelseg's reader
         rows = [row for row in csv.DictReader(handle) if row["EncodedPixels"]]
@@ -72,11 +73,11 @@ def test_synthetic_data_set_through_the_cli(tmp_path, steelseg_main, capsys):
     assert_figures_exist(out / "index.html")
 
 
-def test_bad_examples_value_and_missing_folder_are_one_line(tmp_path, steelseg_main, capsys):
+def test_bad_examples_value_and_missing_folder_are_one_line(tmp_path, capsys):
     data = _severstal(tmp_path / "data")
-    assert steelseg_main(["eda", str(data), "--out", str(tmp_path / "out"), "--examples", "two"]) == 1
+    assert main(["eda", str(data), "--out", str(tmp_path / "out"), "--examples", "two"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--examples" in err and "'two'" in err
-    assert steelseg_main(["eda", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 1
+    assert main(["eda", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "nothing" in err and "not found" in err

@@ -16,7 +16,7 @@ def test_cli_and_prediction_modules_do_not_import_matplotlib():
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in MODULES)
-        + "import steelseg.commands.cli as cli\ncli._parser()\n"
+        + "import steelseg.commands.cli as cli\ncli.build_parser()\n"
         + "from steelseg.reports import curves, eda, report\n"
         + "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from steelseg.commands.cli import main
 from steelseg.reports.report import ReportInputs, collect, report_class_names, write_report
 from steelseg.reports.stats import defect_areas, presence_confusion, worst_images
 
@@ -115,12 +116,10 @@ def test_user_strings_are_escaped(tmp_path):
     assert_figures_exist(page)
 
 
-def test_cli_writes_the_page(inputs, tmp_path, steelseg_main, capsys):
+def test_cli_writes_the_page(inputs, tmp_path, capsys):
     pred, truth, images = inputs
     out = tmp_path / "cli"
-    assert (
-        steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--worst", "1", "--quiet"]) == 0
-    )
+    assert main(["report", str(pred), str(truth), str(images), "--out", str(out), "--worst", "1", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out / 'index.html'}"
     assert [src for src in assert_figures_exist(out / "index.html") if "worst" in src] == ["figures/worst-01.png"]
 
@@ -137,7 +136,7 @@ def test_cli_writes_the_page(inputs, tmp_path, steelseg_main, capsys):
         ({"--model": "no-such-run"}, ["no-such-run"]),
     ],
 )
-def test_bad_input_is_one_line_naming_it(inputs, tmp_path, steelseg_main, capsys, change, names):
+def test_bad_input_is_one_line_naming_it(inputs, tmp_path, capsys, change, names):
     pred, truth, images = inputs
     argv = {"pred": str(pred), "truth": str(truth), "images": str(images)}
     options = ["--out", str(tmp_path / "out")]
@@ -146,31 +145,28 @@ def test_bad_input_is_one_line_naming_it(inputs, tmp_path, steelseg_main, capsys
             options += [key, str(tmp_path / value) if key == "--model" else value]
         else:
             argv[key] = str(tmp_path / value)
-    assert steelseg_main(["report", argv["pred"], argv["truth"], argv["images"], *options]) == 1
+    assert main(["report", argv["pred"], argv["truth"], argv["images"], *options]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("steelseg report: error: ") and all(name in err for name in names)
     assert not (tmp_path / "out" / "index.html").exists()
 
 
-def test_a_prediction_of_other_images_is_refused(inputs, tmp_path, steelseg_main, capsys):
+def test_a_prediction_of_other_images_is_refused(inputs, tmp_path, capsys):
     _, truth, images = inputs
     pred = write_long_csv(tmp_path / "other.csv", [("a.png", 1, "1 4"), ("zzz.png", 1, "1 4")])
-    assert steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(tmp_path / "out")]) == 1
+    assert main(["report", str(pred), str(truth), str(images), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "zzz.png" in err and str(pred) in err
 
 
-def test_a_prediction_lacking_images_is_scored_empty_with_allow_missing(inputs, tmp_path, steelseg_main, capsys):
+def test_a_prediction_lacking_images_is_scored_empty_with_allow_missing(inputs, tmp_path, capsys):
     _, truth, images = inputs
     pred = write_long_csv(tmp_path / "partial.csv", [("a.png", 1, "1 8")])
     out = tmp_path / "out"
-    assert steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out)]) == 1
+    assert main(["report", str(pred), str(truth), str(images), "--out", str(out)]) == 1
     assert "lacks 2 of the 3 images" in capsys.readouterr().err
-    assert (
-        steelseg_main(["report", str(pred), str(truth), str(images), "--out", str(out), "--allow-missing", "--quiet"])
-        == 0
-    )
+    assert main(["report", str(pred), str(truth), str(images), "--out", str(out), "--allow-missing", "--quiet"]) == 0
     assert "warning" in capsys.readouterr().err
     # class 1: a 1, b 0 (truth, no prediction), c 1
     assert "<td>0.6667</td>" in (out / "index.html").read_text()

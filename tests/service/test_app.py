@@ -248,7 +248,7 @@ def test_classifier_only_model_answers_presence_by_score():
         [Member("cls", config, Scores(), [0, 1, 2])],
         PostProcess.uniform(3, 0.5, 0),
         CLASS_NAMES,
-        label_threshold=np.array([0.5, 0.5, 0.7]),
+        screen_threshold=np.array([0.5, 0.5, 0.7]),
     )
     image, _ = planted()
     answer = client(predictor).post("/predict", files={"file": ("a.png", png_bytes(image), "image/png")}).json()

@@ -153,9 +153,9 @@ def test_serve_command_errors_are_one_line(tiny_export, tmp_path, args, says):
     done = subprocess.run(
         [sys.executable, "-m", "steelseg", "serve", *args], capture_output=True, text=True, timeout=60
     )
-    assert done.returncode != 0
-    assert says in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.returncode == 1
+    assert done.stderr.startswith("steelseg serve: error: ") and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_port_in_use_is_one_line(tiny_export):
@@ -170,5 +170,5 @@ def test_port_in_use_is_one_line(tiny_export):
             text=True,
             timeout=60,
         )
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert f"127.0.0.1:{port}" in done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"steelseg serve: error: cannot listen on 127.0.0.1:{port} "), done.stderr

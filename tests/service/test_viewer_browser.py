@@ -51,7 +51,8 @@ def browser(tmp_path_factory):
         if not os.access(path, os.X_OK):
             if os.environ.get("STEELSEG_REQUIRE_BROWSER"):  # CI (.ci/run) installed it: a skip would hide a failure
                 pytest.fail(f"{what} not found at {path} although STEELSEG_REQUIRE_BROWSER is set: {INSTALL}")
-            pytest.skip(f"{what} not found at {path}: {INSTALL}")
+            # tests/conftest.py repeats this at the end of the run
+            pytest.skip(f"{what} not found at {path}; install it with `{INSTALL}`")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)  # with both paths given, Selenium Manager never downloads
     for flag in FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
@@ -76,7 +77,8 @@ def wait_for(browser, selector: str, timeout: float = 10) -> None:
         WebDriverWait(browser, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
     except TimeoutException:
         state = browser.execute_script(
-            "return [document.body.dataset.state, document.body.dataset.model, document.getElementById('error').textContent]"
+            "return [document.body.dataset.state, document.body.dataset.model,"
+            " document.getElementById('error').textContent]"
         )
         console = [entry["message"] for entry in browser.get_log("browser")]
         pytest.fail(f"the page never matched {selector!r}: state, model, error = {state}; console: {console}")
@@ -106,7 +108,8 @@ def screen_pixels(
     canvas = browser.find_element(By.ID, "image-canvas")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
     left, top, width, height, ratio = browser.execute_script(
-        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height, window.devicePixelRatio]",
+        "const r = arguments[0].getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height, window.devicePixelRatio]",
         canvas,
     )
     png = browser.get_screenshot_as_png()

@@ -1,7 +1,6 @@
 """Adversarial validation on planted data: dark training strips, bright test strips, a few bright
 training strips that must come out as the most test-like, and names shared by both folders."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -11,21 +10,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from steelseg.commands.cli import COMMANDS, build_parser, main
 from steelseg.core import rle
 from steelseg.errors import OutputExistsError, SteelsegError
 from steelseg.files.datasets import open_dataset
 from steelseg.files.folds import read_folds, split_by_fold
 from steelseg.files.images import ImageError
+from steelseg.files.likeness import AdversarialError, read_test_likeness, write_likeness
 from steelseg.training.adversarial import (
-    AdversarialError,
-    add_parser,
     adversarial_config,
     assign_folds,
     most_test_like,
-    read_test_likeness,
     run_adversarial,
     whole_image_rle,
-    write_likeness,
 )
 
 DARK, BRIGHT = 50, 190
@@ -189,11 +186,7 @@ def test_too_few_images_for_k_folds_fails_before_writing(tmp_path):
 
 
 def test_command_line_parses_and_reports_errors_in_one_line(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="steelseg")
-    commands = parser.add_subparsers(dest="command")
-    add_parser(commands)
-    for sub in commands.choices.values():  # as cli._parser does after registering every command
-        sub.add_argument("--quiet", action="store_true")
+    parser = build_parser()
     args = parser.parse_args(
         [
             "adversarial",
@@ -214,7 +207,10 @@ def test_command_line_parses_and_reports_errors_in_one_line(tmp_path, capsys):
     )
     assert (args.k, args.val_fraction, args.minutes, args.set, args.config) == (4, 0.1, 30.0, ["train.epochs=1"], None)
     with pytest.raises(SteelsegError, match=f"^{tmp_path / 'nope'}: image folder not found$"):
-        args.run(args)
+        COMMANDS[args.command].run(args)
+    assert main(["adversarial", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == f"steelseg adversarial: error: {tmp_path / 'nope'}: image folder not found\n"
+    assert not (tmp_path / "o").exists()
     for bad in (["--val-fraction", "1"], ["--k", "1"], ["--minutes", "0"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["adversarial", "a", "b", "--out", "o", *bad])
@@ -223,10 +219,8 @@ def test_command_line_parses_and_reports_errors_in_one_line(tmp_path, capsys):
 
 def test_command_line_runs_and_prints_the_report(planted, tmp_path, capsys):
     root, _ = planted
-    parser = argparse.ArgumentParser(prog="steelseg")
-    add_parser(parser.add_subparsers(dest="command"))
     sets = [arg for override in [*TINY, "train.epochs=1"] for arg in ("--set", override)]
-    args = parser.parse_args(
+    code = main(
         [
             "adversarial",
             str(root / "train" / "train_images"),
@@ -238,9 +232,10 @@ def test_command_line_runs_and_prints_the_report(planted, tmp_path, capsys):
             "--val-fraction",
             "0.5",
             *sets,
+            "--quiet",
         ]
     )
-    args.run(args)
+    assert code == 0
     printed = capsys.readouterr().out
     assert "over 18 training and 9 test images" in printed and "the 9 most test-like training images" in printed
     assert sorted(set(read_folds(tmp_path / "out" / "folds.csv").values())) == [0, 1]

@@ -159,7 +159,10 @@ def test_two_headed_run_gates_its_masks_with_its_class_head(strips, tmp_path, ca
 
 def test_instance_run_trains_resumes_and_predicts_probability_maps(strips, tmp_path, capsys):
     run = tmp_path / "instance"
-    small = "model.arch_params={rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 20, box_detections_per_img: 5}"
+    small = (
+        "model.arch_params={rpn_pre_nms_top_n_train: 50, rpn_post_nms_top_n_train: 20, "
+        "rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 20, box_detections_per_img: 5}"
+    )
     overrides = [
         "--set",
         "model.task=instance",

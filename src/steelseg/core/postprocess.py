@@ -4,7 +4,7 @@ Per class, in this order (the 1st place's post-processing, with the 4th and 5th 
 gates as options):
 
 1. soft gate (optional): pixel probabilities times the class heads' probability (4th place);
-2. gates, each off at 0: the class heads' probability must be above ``label_threshold``
+2. gates, each off at 0: the class heads' probability must be above ``head_threshold``
    (1st place classifier: 0.6), and the class's peak, the max or top-K mean of its pixel
    probabilities, above ``peak_threshold`` (1st place: 0.7/0.7/0.6/0.6; 5th: 0.6/0.6/0.5/0.5);
 3. pixel threshold: a pixel is a defect when its probability >= ``pixel_threshold``;
@@ -17,6 +17,11 @@ gates as options):
 Gates decide whole classes from a few numbers per image, so ``candidates`` (steps 1, 3-6, and
 the peaks) and ``gate`` (step 2) can run apart: the Predictor gates after every image is
 seen, when class scores may be shared within clusters of near-duplicate images.
+
+``head_threshold`` is the post-processing's gate on the class heads. It is not the screening
+threshold of ``core.screening`` (``screen_threshold``, gate.json), which says whether a class
+is present from its class score without making masks. Files written before the rename call
+``head_threshold`` ``label_threshold``; ``from_json`` and ``override`` accept that name too.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class PostProcess:
     # (C,) int: connected components of fewer pixels are removed (0, 1: none)
     min_component: np.ndarray = _zeros(np.int64)
     fill_holes: np.ndarray = _zeros(bool)  # (C,) bool
-    label_threshold: np.ndarray = _zeros(float)  # (C,) class kept only if its heads' score > this; 0: no gate
+    head_threshold: np.ndarray = _zeros(float)  # (C,) class kept only if its heads' score > this; 0: no gate
     peak_threshold: np.ndarray = _zeros(float)  # (C,) class kept only if its peak > this; 0: no gate
     peak: str = "max"  # "max" pixel probability, or "top_k": the mean of the peak_top_k largest
     peak_top_k: int = 100
@@ -55,7 +60,7 @@ class PostProcess:
         defaults = {
             "min_component": (0, np.int64),
             "fill_holes": (False, bool),
-            "label_threshold": (0.0, float),
+            "head_threshold": (0.0, float),
             "peak_threshold": (0.0, float),
         }
         for name, (default, kind) in defaults.items():
@@ -87,8 +92,8 @@ class PostProcess:
 
     @property
     def uses_heads(self) -> bool:
-        """True when a class head's probability is needed: a label gate or soft gating."""
-        return self.soft_gate or bool((self.label_threshold > 0).any())
+        """True when a class head's probability is needed: a head gate or soft gating."""
+        return self.soft_gate or bool((self.head_threshold > 0).any())
 
     def __call__(self, probs: np.ndarray, heads: np.ndarray | None = None) -> np.ndarray:
         """(C, H, W) float probabilities and, when the model has class heads, their (C,)
@@ -123,13 +128,13 @@ class PostProcess:
     def gate(self, peaks: np.ndarray, heads: np.ndarray | None = None) -> np.ndarray:
         """Step 2: (..., C) peaks and class-head scores -> (..., C) bool, the classes kept."""
         keep = (self.peak_threshold <= 0) | (peaks > self.peak_threshold)
-        if (self.label_threshold > 0).any():
-            keep &= (self.label_threshold <= 0) | (self._heads(heads) > self.label_threshold)
+        if (self.head_threshold > 0).any():
+            keep &= (self.head_threshold <= 0) | (self._heads(heads) > self.head_threshold)
         return keep
 
     def _heads(self, heads: np.ndarray | None) -> np.ndarray:
         if heads is None:
-            raise ValueError("label_threshold and soft_gate need a class head (a classifier or two-headed member)")
+            raise ValueError("head_threshold and soft_gate need a class head (a classifier or two-headed member)")
         return heads
 
     def to_json(self) -> str:
@@ -142,7 +147,8 @@ class PostProcess:
         """Parse and check ``to_json``'s text: one value per class (``num_classes`` when given),
         thresholds in [0, 1], sizes whole numbers >= 0. Only pixel_threshold and min_area are
         required (a run's post-processing before the gates existed). A ValueError says what is
-        wrong. ``defaults``: values for keys the file lacks."""
+        wrong. ``defaults``: values for keys the file lacks. A file of an earlier version names
+        ``head_threshold`` ``label_threshold`` (``OLD_KEYS``); its errors name the key it has."""
         try:
             data = json.loads(text)
             data = {**(defaults or {}), **data}
@@ -150,14 +156,14 @@ class PostProcess:
             data["min_area"]
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"not a post-processing file ({type(err).__name__}: {err})") from None
-        unknown = sorted(set(data) - set(FIELDS))
+        unknown = sorted(set(data) - set(FIELDS) - set(OLD_KEYS))
         if unknown:
             raise ValueError(f"unknown key {unknown[0]!r}; the keys are {', '.join(FIELDS)}")
         count = len(thresholds) if num_classes is None and isinstance(thresholds, list) else num_classes
-        for name in ("pixel_threshold", "min_area", *PER_CLASS):
+        for name in ("pixel_threshold", "min_area", *PER_CLASS, *OLD_KEYS):
             if name in data and (not isinstance(data[name], list) or len(data[name]) != count):
                 raise ValueError(f"{name} must list one value per class ({count}), got {data[name]!r}")
-        return cls.uniform(count, **_checked(data))
+        return cls.uniform(count, **_new_names(_checked(data)))
 
     def override(self, assignments: list[str]) -> PostProcess:
         """``KEY=VALUE`` strings (VALUE in YAML: a scalar for every class or a per-class list),
@@ -167,7 +173,7 @@ class PostProcess:
         data = json.loads(self.to_json())
         for assignment in assignments:
             key, sep, text = assignment.partition("=")
-            key = key.strip()
+            key = OLD_KEYS.get(key.strip(), key.strip())
             if not sep or key not in FIELDS:
                 raise ValueError(f"{assignment!r}: expected KEY=VALUE with KEY one of {', '.join(FIELDS)}")
             try:
@@ -191,8 +197,8 @@ class PostProcess:
                 parts.append(f"components >= {self.min_component[c]}")
             if self.fill_holes[c]:
                 parts.append("holes filled")
-            if self.label_threshold[c] > 0:
-                parts.append(f"class head > {self.label_threshold[c]:g}")
+            if self.head_threshold[c] > 0:
+                parts.append(f"class head > {self.head_threshold[c]:g}")
             if self.peak_threshold[c] > 0:
                 peak = "max" if self.peak == "max" else f"top-{self.peak_top_k} mean"
                 parts.append(f"{peak} > {self.peak_threshold[c]:g}")
@@ -202,8 +208,9 @@ class PostProcess:
         return "\n".join(lines)
 
 
-PER_CLASS = {"min_component": int, "fill_holes": bool, "label_threshold": float, "peak_threshold": float}
+PER_CLASS = {"min_component": int, "fill_holes": bool, "head_threshold": float, "peak_threshold": float}
 FIELDS = tuple(f.name for f in fields(PostProcess))
+OLD_KEYS = {"label_threshold": "head_threshold"}  # postprocess.json keys of earlier versions -> the fields
 
 
 def max_score(probs: np.ndarray) -> np.ndarray:
@@ -231,7 +238,7 @@ def _area(value) -> str:
 
 def _checked(data: dict) -> dict:
     """The JSON values, checked: a ValueError names the first bad one."""
-    for name in ("pixel_threshold", "label_threshold", "peak_threshold"):
+    for name in ("pixel_threshold", "head_threshold", "peak_threshold", *OLD_KEYS):
         check_probabilities(name, data.get(name, []))
     for name in ("min_area", "min_component"):
         for i, value in enumerate(data.get(name, [])):
@@ -247,6 +254,17 @@ def _checked(data: dict) -> dict:
     top_k = data.get("peak_top_k", 1)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"peak_top_k = {top_k!r} is not a whole number >= 1")
+    return data
+
+
+def _new_names(data: dict) -> dict:
+    """Keys of an earlier version's file renamed to the fields; a ValueError when a file has both."""
+    for old, new in OLD_KEYS.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"{old} is the old name of {new}: give one of them")
+            data = {**data, new: data[old]}
+            del data[old]
     return data
 
 

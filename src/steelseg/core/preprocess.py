@@ -41,14 +41,14 @@ def upsample_probs(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     n, c, h, w = probs.shape
     stacked = probs.reshape(n * c, h, w).transpose(1, 2, 0)
     out = np.empty((shape[0], shape[1], n * c), np.float32)
-    # cv2 handles at most 512 channels per call
-    for start in range(0, n * c, 512):
+    # cv2 handles at most 128 channels per call (OpenCV 5; 4.x took 512)
+    for start in range(0, n * c, 128):
         part = cv2.resize(
-            np.ascontiguousarray(stacked[..., start : start + 512]),
+            np.ascontiguousarray(stacked[..., start : start + 128]),
             (shape[1], shape[0]),
             interpolation=cv2.INTER_LINEAR,
         )
-        out[..., start : start + 512] = part.reshape(shape[0], shape[1], -1)
+        out[..., start : start + 128] = part.reshape(shape[0], shape[1], -1)
     return out.transpose(2, 0, 1).reshape(n, c, *shape)
 
 

@@ -1,7 +1,9 @@
-"""Screening: per-class label thresholds on class scores, tuned and reported. Pure numpy.
+"""Screening: per-class screening thresholds on class scores, tuned and reported. Pure numpy.
 
-A class is *present* in an image when its score is strictly above the class's label
-threshold; an image with no class present is *screened out* (segmentation need not run).
+A class is *present* in an image when its score is strictly above the class's screening
+threshold (``screen_threshold``, stored in a run's gate.json; not the post-processing's
+``head_threshold``, which gates masks on the class heads); an image with no class present is
+*screened out* (segmentation need not run).
 Thresholds are tuned for presence accuracy, which is the competition's mean Dice for an
 (image, class) pair if every mask let through were perfect: a clean pair scores 1 when
 screened, a defective pair 0. Ties go to the highest threshold, the most cautious; 1.0 (never
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from steelseg.core.postprocess import check_probabilities
 
@@ -25,7 +27,9 @@ class ScreeningReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label_threshold: list[float] | None  # None: decisions read from a file, thresholds unknown
+    # None: decisions read from a file, thresholds unknown. Reports written before the rename
+    # (summary.json) call it label_threshold.
+    screen_threshold: list[float] | None = Field(validation_alias=AliasChoices("screen_threshold", "label_threshold"))
     auc: list[float | None]  # ROC AUC; None when a class has no positives or no negatives
     precision: list[float | None]  # None when nothing is flagged
     recall: list[float | None]  # None when the class has no positives
@@ -37,21 +41,28 @@ class ScreeningReport(BaseModel):
     defective_screened_out: float | None = None  # ... of the images with a defect: lost to screening
 
 
+# gate.json's key; files written by earlier versions use OLD_GATE_KEY
+GATE_KEY = "screen_threshold"
+OLD_GATE_KEY = "label_threshold"
+
+
 def thresholds_to_json(thresholds: np.ndarray) -> str:
-    """gate.json's text: ``{"label_threshold": [one per class]}``."""
-    return json.dumps({"label_threshold": [float(t) for t in thresholds]}, indent=2)
+    """gate.json's text: ``{"screen_threshold": [one per class]}``."""
+    return json.dumps({GATE_KEY: [float(t) for t in thresholds]}, indent=2)
 
 
 def thresholds_from_json(text: str, num_classes: int) -> np.ndarray:
-    """Parse and check gate.json: one threshold in [0, 1] per class; a ValueError says what
-    is wrong."""
+    """Parse and check gate.json (its key the old ``label_threshold`` too): one threshold in
+    [0, 1] per class; a ValueError says what is wrong."""
     try:
-        values = json.loads(text)["label_threshold"]
+        data = json.loads(text)
+        key = OLD_GATE_KEY if isinstance(data, dict) and OLD_GATE_KEY in data and GATE_KEY not in data else GATE_KEY
+        values = data[key]
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"not a label-threshold file ({type(err).__name__}: {err})") from None
+        raise ValueError(f"not a screening-threshold file ({type(err).__name__}: {err})") from None
     if not isinstance(values, list) or len(values) != num_classes:
-        raise ValueError(f"label_threshold must list one value per class ({num_classes}), got {values!r}")
-    check_probabilities("label_threshold", values)
+        raise ValueError(f"{key} must list one value per class ({num_classes}), got {values!r}")
+    check_probabilities(key, values)
     return np.asarray(values, np.float64)
 
 
@@ -79,7 +90,7 @@ def candidate_thresholds(grid: list[float]) -> np.ndarray:
     return np.unique(np.append(np.asarray(grid, np.float64), NEVER))[::-1]
 
 
-def tune_label_thresholds(
+def tune_screen_thresholds(
     scores: np.ndarray, labels: np.ndarray, grid: list[float], min_recall: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, C) scores and (N, C) bool labels -> per-class thresholds (C,) maximising presence
@@ -110,14 +121,14 @@ def screening_report(
     presence ``flags``), and the share of images screened out."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
     if (thresholds is None) == (flags is None):
-        raise ValueError("give the label thresholds or the presence flags, one of the two")
+        raise ValueError("give the screening thresholds or the presence flags, one of the two")
     flags = present(scores, thresholds) if flags is None else np.asarray(flags, bool)
     true_pos = (flags & labels).sum(axis=0)
     flagged, positives = flags.sum(axis=0), labels.sum(axis=0)
     screened = ~flags.any(axis=1)
     clean = ~labels.any(axis=1)
     return ScreeningReport(
-        label_threshold=None if thresholds is None else [float(t) for t in thresholds],
+        screen_threshold=None if thresholds is None else [float(t) for t in thresholds],
         auc=[roc_auc(scores[:, c], labels[:, c]) for c in range(scores.shape[1])],
         precision=[_share(tp, n) for tp, n in zip(true_pos, flagged)],
         recall=[_share(tp, n) for tp, n in zip(true_pos, positives)],
@@ -133,7 +144,7 @@ def screening_report(
 def format_report(report: ScreeningReport, class_names: list[str]) -> str:
     """The report as a table for people, one row per class, then the screened shares."""
     lines = [f"{'class':<12}{'positives':>10}{'AUC':>8}{'threshold':>11}{'precision':>11}{'recall':>8}{'accuracy':>10}"]
-    thresholds = report.label_threshold or [None] * len(class_names)
+    thresholds = report.screen_threshold or [None] * len(class_names)
     for i, name in enumerate(class_names):
         threshold = "-" if thresholds[i] is None else f"{thresholds[i]:.2f}"
         lines.append(
@@ -142,7 +153,8 @@ def format_report(report: ScreeningReport, class_names: list[str]) -> str:
         )
     lines.append(
         f"screened out (no class present): {_percent(report.screened_out)} of {report.images} images; "
-        f"clean images: {_percent(report.clean_screened_out)}; defective images (lost): {_percent(report.defective_screened_out)}"
+        f"clean images: {_percent(report.clean_screened_out)}; "
+        f"defective images (lost): {_percent(report.defective_screened_out)}"
     )
     return "\n".join(lines)
 

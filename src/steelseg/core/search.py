@@ -1,10 +1,11 @@
 """Search each class's post-processing for the best competition Dice. Pure numpy + OpenCV.
 
 ``PostprocessSearch`` (training's validation: pixel threshold and minimum area) and
-``GatedSearch`` (``steelseg tune`` on out-of-fold files: also component size and the
-gates). Streaming: ``update`` takes one image's probabilities and true masks and keeps
-only pixel counts per (threshold, image, class), so a whole validation set never sits in
-memory. Classes are independent under the mean Dice, so each is tuned on its own.
+``GatedSearch`` (``steelseg tune``, ``inference.tune``, on out-of-fold files: also component
+size and the gates on the class heads and on the peaks). Streaming: ``update`` takes one
+image's probabilities and true masks and keeps only pixel counts per (threshold, image,
+class), so a whole validation set never sits in memory. Classes are independent under the
+mean Dice, so each is tuned on its own.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ OFF = 0.0
 
 class GatedSearch:
     """The gated post-processing (``PostProcess``) with the best competition Dice per class,
-    over a grid of pixel thresholds x component sizes x minimum areas x label thresholds (on
+    over a grid of pixel thresholds x component sizes x minimum areas x head thresholds (on
     the class heads) x peak thresholds. Streaming like ``PostprocessSearch``: ``update`` keeps,
     per image, pixel counts per (threshold, component size, class) and the gate scores.
 
@@ -83,7 +84,7 @@ class GatedSearch:
         pixel_grid,
         component_grid,
         area_grid,
-        label_grid,
+        head_grid,
         peak_grid,
         has_heads=None,
         fill_holes=None,
@@ -98,7 +99,7 @@ class GatedSearch:
         finite = np.sort(np.asarray(area_grid, dtype=np.int64))[::-1]
         self.areas = np.append(finite[finite < NEVER], NEVER)
         gates = lambda grid: np.append(np.sort(np.asarray([g for g in grid if g > OFF], dtype=float))[::-1], OFF)  # noqa: E731
-        self.label_grid, self.peak_grid = gates(label_grid), gates(peak_grid)
+        self.head_grid, self.peak_grid = gates(head_grid), gates(peak_grid)
         self.has_heads = np.zeros(num_classes, bool) if has_heads is None else np.asarray(has_heads, bool)
         self.fill = np.zeros(num_classes, bool) if fill_holes is None else np.asarray(fill_holes, bool)
         self.fixed_min_area = None if fixed_min_area is None else np.asarray(fixed_min_area, dtype=np.int64)
@@ -156,7 +157,7 @@ class GatedSearch:
         truths = np.stack(self._truths, axis=-1)  # (C, N)
         factors = np.asarray(self._factors)
         peaks, heads = np.stack(self._peaks, axis=-1), np.stack(self._heads, axis=-1)  # (C, N)
-        chosen = {k: [] for k in ("pixel_threshold", "min_component", "min_area", "label_threshold", "peak_threshold")}
+        chosen = {k: [] for k in ("pixel_threshold", "min_component", "min_area", "head_threshold", "peak_threshold")}
         dices = []
         for c in range(self.num_classes):
             setting, dice = self._best_class(areas[:, :, c], inters[:, :, c], truths[c], factors, peaks[c], heads[c], c)
@@ -181,10 +182,10 @@ class GatedSearch:
         empty = (truths == 0).astype(float)  # the Dice of predicting nothing
         area_grid = self.areas if self.fixed_min_area is None else self.fixed_min_area[c : c + 1]
         big = full[:, :, None, :] >= area_grid[None, None, :, None]  # (T, S, A, N)
-        labels = self.label_grid if self.has_heads[c] else np.array([OFF])
+        head_grid = self.head_grid if self.has_heads[c] else np.array([OFF])
         best, best_setting = -1.0, None
-        for label in labels:
-            passed = (label <= OFF) | (heads > label)
+        for head in head_grid:
+            passed = (head <= OFF) | (heads > head)
             for peak in self.peak_grid:
                 gate = passed & ((peak <= OFF) | (peaks > peak))
                 scores = np.where(big & gate, dice[:, :, None, :], empty).mean(axis=-1)  # (T, S, A)
@@ -196,7 +197,7 @@ class GatedSearch:
                         self.thresholds[t],
                         int(self.components[s]),
                         int(area_grid[a]),
-                        float(label),
+                        float(head),
                         float(peak),
                     )
         return best_setting, best

@@ -168,7 +168,8 @@ def _text(path: Path) -> str:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise AnnotationError(
-            f"{path}:{line}: not {encoding.split('-sig')[0].upper()} text (byte 0x{data[err.start]:02x}: {err.reason}); "
+            f"{path}:{line}: not {encoding.split('-sig')[0].upper()} text "
+            f"(byte 0x{data[err.start]:02x}: {err.reason}); "
             "is it a CSV table?"
         ) from None
 

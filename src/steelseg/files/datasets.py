@@ -30,26 +30,17 @@ from steelseg.errors import SteelsegError
 from steelseg.files.annotations import AnnotationError, Annotations, read_annotations
 from steelseg.files.atomic import write_text
 from steelseg.files.images import read_gray, read_label_map, read_shape, require_images
+from steelseg.files.mask_folders import MASK_NOT_FOUND as MASK_NOT_FOUND  # re-exported: they lived here
+from steelseg.files.mask_folders import MAX_INFERRED_CLASSES as MAX_INFERRED_CLASSES
+from steelseg.files.mask_folders import first_problem, mask_path, top_label, unpaired
+from steelseg.files.skips import Skip
 
 CLASSES_FILE = "classes.json"
 LAYOUTS = ("severstal", "mask_folder")
-# Without classes.json a mask folder's labels give the class count; a label above this is far
-# likelier a 0/255 binary mask than a 255-class data set.
-MAX_INFERRED_CLASSES = 32
-MASK_NOT_FOUND = "label mask not found"
 
 
 class DatasetError(SteelsegError, ValueError):
     """A dataset folder that does not hold what its layout promises."""
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A bad row or image that ``skip_bad`` left out: the message names the file (and row) and
-    says why; ``image_id`` is the image left out (None when a row names no image of the set)."""
-
-    message: str
-    image_id: str | None = None
 
 
 @dataclass
@@ -108,11 +99,11 @@ class SegmentationDataset:
         if self.annotations is not None:
             masks = self.annotations.masks(path.name, len(self.all_class_names), image.shape)
         else:
-            labels = read_label_map(self.mask_dir / f"{path.stem}.png", image.shape)
+            labels = read_label_map(mask_path(path, self.mask_dir), image.shape)
             count = len(self.all_class_names)
             if labels.max(initial=0) > count:
                 raise DatasetError(
-                    f"{self.mask_dir / (path.stem + '.png')}: unknown class id {labels.max()} "
+                    f"{mask_path(path, self.mask_dir)}: unknown class id {labels.max()} "
                     f"(this dataset has {count} classes: {', '.join(self.all_class_names)})"
                 )
             masks = labels[None] == np.arange(1, count + 1)[:, None, None]
@@ -130,7 +121,7 @@ class SegmentationDataset:
                     presence[row[image_id], class_id - 1] = True
         else:
             for i, path in enumerate(self.image_paths):
-                present = np.unique(read_label_map(self.mask_dir / f"{path.stem}.png"))
+                present = np.unique(read_label_map(mask_path(path, self.mask_dir)))
                 presence[i, present[(present > 0) & (present <= count)] - 1] = True
         return presence[:, self._channels]
 
@@ -355,16 +346,15 @@ def _open_severstal(root: Path, csv_name: str, class_names, image_shape, skip_ba
 def _open_mask_folder(root: Path, class_names, image_shape, skip_bad: bool) -> SegmentationDataset:
     image_paths = require_images(root / "images")
     mask_dir = root / "masks"
-    problems = _unpaired(image_paths, mask_dir)
+    problems = unpaired(image_paths, mask_dir)
     if not class_names:
         # No names given: the labels themselves say how many classes there are.
-        top, unreadable = _top_label(image_paths, mask_dir, {skip.image_id for skip in problems})
+        left_out = {skip.image_id for skip in problems}
+        top, unreadable = top_label(image_paths, mask_dir, left_out, root / CLASSES_FILE)
         problems += unreadable
         class_names = [str(c) for c in range(1, max(top, 1) + 1)]
     if problems and not skip_bad:
-        missing = sum(MASK_NOT_FOUND in skip.message for skip in problems)
-        more = f" (and {missing - 1} more)" if MASK_NOT_FOUND in problems[0].message and missing > 1 else ""
-        raise DatasetError(problems[0].message + more)
+        raise DatasetError(first_problem(problems))
     bad = {skip.image_id for skip in problems}
     return SegmentationDataset(
         root,
@@ -375,56 +365,6 @@ def _open_mask_folder(root: Path, class_names, image_shape, skip_bad: bool) -> S
         image_shape=image_shape,
         skipped=tuple(problems),
     )
-
-
-def _unpaired(image_paths: list[Path], mask_dir: Path) -> list[Skip]:
-    """Images without a mask, images that would share one (a.jpg and a.png: masks are found by
-    stem) and masks without an image (labelled data whose image is lost, as a train.csv row
-    naming no image), in that order."""
-    problems, by_stem = [], {}
-    for path in image_paths:
-        mask = mask_dir / f"{path.stem}.png"
-        if path.stem in by_stem:
-            other = by_stem[path.stem]
-            shared = f"{path}: images {other.name} and {path.name} would share the label mask {mask}; rename one"
-            problems.append(Skip(shared, path.name))
-            problems.append(Skip(f"{other}: shares the label mask {mask} with {path.name}", other.name))
-        elif not mask.is_file():
-            problems.append(Skip(f"{mask}: {MASK_NOT_FOUND} for image {path}", path.name))
-        by_stem.setdefault(path.stem, path)
-    for mask in sorted(mask_dir.glob("*.png")) if mask_dir.is_dir() else []:
-        if mask.stem not in by_stem:
-            problems.append(
-                Skip(f"{mask}: label mask without an image in {image_paths[0].parent} (looked for {mask.stem}.*)")
-            )
-    return problems
-
-
-def _top_label(image_paths: list[Path], mask_dir: Path, left_out: set[str]) -> tuple[int, list[Skip]]:
-    """The highest label of the masks, and the masks that cannot give one: unreadable, or with a
-    label above MAX_INFERRED_CLASSES."""
-    top, bad = 0, []
-    for path in image_paths:
-        mask = mask_dir / f"{path.stem}.png"
-        if path.name in left_out:
-            continue
-        try:
-            label = int(read_label_map(mask).max(initial=0))
-        except SteelsegError as err:
-            bad.append(Skip(str(err), path.name))
-            continue
-        if label > MAX_INFERRED_CLASSES:
-            bad.append(
-                Skip(
-                    f"{mask}: label value {label}, and no {mask_dir.parent / CLASSES_FILE} says how many classes there are "
-                    f"(a 0/255 binary mask?): label masks hold class ids 1..N; write {CLASSES_FILE} for more than "
-                    f"{MAX_INFERRED_CLASSES} classes",
-                    path.name,
-                )
-            )
-            continue
-        top = max(top, label)
-    return top, bad
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

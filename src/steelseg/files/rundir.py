@@ -7,7 +7,7 @@
                         match are refused. Runs made before it existed load unchecked.
     postprocess.json    per-class pixel threshold and minimum area, tuned on validation
                         (runs with pixel outputs)
-    gate.json           per-class label threshold on the class scores, tuned on validation
+    gate.json           per-class screening threshold on the class scores, tuned on validation
     metrics.csv         one row per epoch (epochs counted from 1)
     curves.png          losses and validation Dice against epoch, redrawn from metrics.csv
                         after every validation (``steelseg report-curves`` draws it again)
@@ -17,7 +17,7 @@
     oof.npz             out-of-fold probabilities of the validation images
 
 No torch here: the Predictor, ``score`` and an ONNX-only deployment read run directories
-without it (weights are read and written by ``weights.py``, through ``writing_weights`` and
+without it (weights are read and written by ``models/weights.py``, through ``writing_weights`` and
 ``verify_weights`` here).
 """
 
@@ -29,6 +29,8 @@ import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +114,14 @@ class EpochResult(_Typed):
     train_loss: float
     val_loss: float | None = None  # None: Mask R-CNN reports no loss in evaluation
     # Competition mean Dice with the configured post-processing; for a classifier, the
-    # presence accuracy at postprocess.label_threshold (the Dice if every mask let through
+    # presence accuracy at postprocess.screen_threshold (the Dice if every mask let through
     # were perfect).
     val_dice: float
-    val_dice_tuned: float  # ... with the post-processing (label thresholds) tuned on this validation
+    val_dice_tuned: float  # ... with the post-processing (screening thresholds) tuned on this validation
     val_class_dice_tuned: list[float]
     val_iou: float | None = None  # None for a classifier
     lr: float
-    screening: ScreeningReport | None = None  # class scores at the tuned label thresholds
+    screening: ScreeningReport | None = None  # class scores at the tuned screening thresholds
 
 
 class Averaged(_Typed):
@@ -189,11 +191,16 @@ def load_postprocess(run_dir: str | os.PathLike, config: Config) -> PostProcess:
     return read_postprocess(path if path.is_file() else None, config, len(config.output_class_names))
 
 
+def postprocess_defaults(config: Config) -> dict:
+    """Values for the keys a post-processing file may lack: the peak (max or top-K) is the
+    config's class score."""
+    return {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
+
+
 def read_postprocess(path: Path | None, config: Config, num_classes: int) -> PostProcess:
     """The post-processing file at ``path`` (a run's, or an ensemble's from ``steelseg tune``),
-    or ``config``'s defaults when None; the peak (max or top-K) of a file that does not say is
-    the config's class score."""
-    defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
+    or ``config``'s defaults when None (``postprocess_defaults`` for the keys a file lacks)."""
+    defaults = postprocess_defaults(config)
     if path is None:
         post = config.postprocess
         return PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area, **defaults)
@@ -204,20 +211,58 @@ def read_postprocess(path: Path | None, config: Config, num_classes: int) -> Pos
 
 
 def save_gate(run_dir: str | os.PathLike, thresholds) -> None:
+    """Write gate.json: the per-class screening thresholds (C,) on the class scores."""
     write_text(Path(run_dir) / GATE, thresholds_to_json(thresholds) + "\n")
 
 
 def load_gate(run_dir: str | os.PathLike, config: Config) -> np.ndarray:
-    """The run's tuned label thresholds (C,), or the config's for a run made before they were
-    tuned (as ``load_postprocess``)."""
+    """The run's tuned screening thresholds (C,), or the config's for a run made before they
+    were tuned (as ``load_postprocess``)."""
     path = Path(run_dir) / GATE
-    num_classes = len(config.output_class_names)
     if not path.is_file():
-        return per_class(config.postprocess.label_threshold, num_classes, "label_threshold")
+        return default_gate(config)
     try:
-        return thresholds_from_json(path.read_text(), num_classes)
+        return thresholds_from_json(path.read_text(), len(config.output_class_names))
     except (OSError, ValueError) as err:
         raise RunDirError(f"{path}: {err}") from None
+
+
+def default_gate(config: Config) -> np.ndarray:
+    """The config's screening thresholds (C,): ``postprocess.screen_threshold`` per class."""
+    return per_class(config.postprocess.screen_threshold, len(config.output_class_names), "screen_threshold")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as prediction reads it, each file read at most once: its config,
+    summary (None for a run without summary.json), post-processing and screening thresholds
+    (the config's defaults where the run has no file).
+
+    ``postprocess`` and ``gate`` are read when first asked for: an ensemble uses its own
+    post-processing and no member's gate, and a member's files it does not use (a per-class
+    run's, say) are never parsed, so they cannot stop it."""
+
+    path: Path
+    config: Config
+    summary: RunSummary | None
+
+    @cached_property
+    def postprocess(self) -> PostProcess:
+        return load_postprocess(self.path, self.config)
+
+    @cached_property
+    def gate(self) -> np.ndarray:
+        """(C,) screening thresholds."""
+        return load_gate(self.path, self.config)
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    """Read the run in ``run_dir``: config.yaml and summary.json now, postprocess.json and
+    gate.json when first used."""
+    path = Path(run_dir)
+    config = load_run_config(path)
+    summary = load_summary(path) if (path / SUMMARY).is_file() else None
+    return Run(path, config, summary)
 
 
 def load_oof(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:

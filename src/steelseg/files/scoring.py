@@ -162,7 +162,10 @@ def format_scores(scores: Scores, class_names: list[str], baseline: Scores | Non
         header += f"{'all-empty':>11}"
     lines = [header]
     for i, name in enumerate(class_names):
-        line = f"{f'{i + 1} {name}'.strip():<14}{scores.class_dice[i]:>8.4f}{scores.dataset_dice[i]:>10.4f}{scores.dataset_iou[i]:>9.4f}"
+        line = (
+            f"{f'{i + 1} {name}'.strip():<14}{scores.class_dice[i]:>8.4f}"
+            f"{scores.dataset_dice[i]:>10.4f}{scores.dataset_iou[i]:>9.4f}"
+        )
         if baseline is not None:
             line += f"{baseline.class_dice[i]:>11.4f}"
         lines.append(line)

@@ -3,7 +3,7 @@
 A ``Member`` is one network (one run directory) with its backend, the ensemble classes its
 output channels stand for (a per-class binary run covers one), a weight, its TTA views and a
 temperature. ``Member.outputs`` runs one batch of decoded gray images through every view:
-each view flips the images, the network runs, ``gating.to_image`` brings its outputs to the
+each view flips the images, the network runs, ``core.outputs.to_image`` brings its outputs to the
 image size, and the pixel probabilities are flipped back; views are averaged, then the
 temperature rescales the member's logits. ``combine`` averages members per class, each class
 over the members that predict it, by weight.
@@ -67,7 +67,7 @@ class Member:
     weight: float = 1.0
     views: tuple[str, ...] = ("none",)
     temperature: float = 1.0
-    limits: object | None = None  # predictor.SizeLimits, or None to predict any size
+    limits: object | None = None  # sizes.SizeLimits, or None to predict any size
     outputs_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):

@@ -135,13 +135,13 @@ def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, t
     the graph was not traced at."""
     images = _check_images(config)
     gate = rundir.load_gate(run_dir, config)
-    torch_side = Predictor.single(config, postprocess, TorchBackend(net, "cpu"), label_threshold=gate)
+    torch_side = Predictor.single(config, postprocess, TorchBackend(net, "cpu"), screen_threshold=gate)
     reference = torch_side.predict_outputs(images)
     exported = Predictor.single(config, postprocess, OnnxBackend(path, "cpu")).predict_outputs(images)
     diff = float(np.abs(reference.scores - exported.scores).max())
     if reference.pixels is not None:
         diff = max(diff, float(np.abs(reference.pixels - exported.pixels).max()))
-    agreement = _agreement(reference, exported, postprocess, torch_side.label_threshold)
+    agreement = _agreement(reference, exported, postprocess, torch_side.presence_threshold)
     if not diff <= tolerance or agreement < min_agreement:
         raise ExportError(
             f"{run_dir}: onnxruntime disagrees with PyTorch: max |diff| {diff:.2e} (tolerance {tolerance:.0e}), "

@@ -1,27 +1,17 @@
 """Pseudo-labels: unlabelled images a model is sure about, written as training data.
 
-Two rules pick the images, both pure numpy (below); a picked image's labels are its
-post-processed masks. The output folder has the competition's training layout, so the next
-round trains on it with ``--set data.pseudo=[OUT]``: its images join the training split only,
-never validation, where the model would be graded on its own answers.
-
-- ``first``: 1st place. Every class score is above ``hi`` (0.95) or below ``lo`` (0.05), and
-  the masks agree: a class scored above ``hi`` has a mask, one scored below ``lo`` has none
-  (1,135 of 5,506 test images in their second round).
-- ``tenth``: 10th place. Nearly every pixel of every class is confident (probability below
-  ``low`` 0.2 or above ``high`` 0.8), where the uncertain rim that every predicted defect has
-  (label borders are arbitrary) is forgiven: confident defect regions are grown by ``border``
-  px before counting.
-- ``both``: an image must pass both.
+The rules that pick the images (``first``, ``tenth``, ``both``) are pure numpy in
+``pseudo_rules``; a picked image's labels are its post-processed masks. The output folder has the
+competition's training layout, so the next round trains on it with ``--set data.pseudo=[OUT]``:
+its images join the training split only, never validation, where the model would be graded on
+its own answers.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,106 +20,32 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from steelseg.core import rle
-from steelseg.errors import OutputExistsError, SteelsegError
+from steelseg.errors import OutputExistsError
 from steelseg.files.annotations import Annotations
 from steelseg.files.atomic import current_umask, write_text
 from steelseg.files.datasets import write_class_names
 from steelseg.files.images import list_images, require_images
 from steelseg.files.submission import write_submission
+from steelseg.inference.pseudo_rules import (
+    BORDER,
+    HI,
+    HIGH,
+    LO,
+    LOW,
+    MIN_CONFIDENT_SHARE,
+    RULES,
+    PseudoError,
+    check_settings,
+    confident_share,
+    first_place_rule,
+    tenth_place_rule,
+)
 
 if TYPE_CHECKING:
     from steelseg.inference.skipped import SkippedImages
 
-RULES = ("first", "tenth", "both")
-HI, LO = 0.95, 0.05  # 1st place's class-score thresholds
-LOW, HIGH = 0.2, 0.8  # 10th place's confident-pixel thresholds
-BORDER = 3  # px of uncertain rim forgiven around a confident defect region
-# At least this share of each class's pixels must be confident: on a 256x1600 strip 0.995
-# leaves 2,048 uncertain pixels, about the smallest defect the 1st place kept for class 4
-# (min area 2,000 px). An uncertain patch as large as a defect worth keeping is a real doubt.
-MIN_CONFIDENT_SHARE = 0.995
 INFO_FILE = "pseudo.json"
 CHUNK = 256  # images per resumable part file (``inference.resume.CHUNK``; imported there only when predicting)
-
-
-class PseudoError(SteelsegError, ValueError):
-    """Pseudo-labels that cannot be made: a model without masks, bad thresholds, an image
-    missing from the ranking."""
-
-
-# --- the rules (pure numpy) ---------------------------------------------------------------
-
-
-def first_place_rule(scores: np.ndarray, mask_present: np.ndarray, hi: float = HI, lo: float = LO) -> np.ndarray:
-    """(N, C) float class scores and (N, C) bool "the post-processed mask is not empty" ->
-    (N,) bool: every class is sure (score > ``hi`` or < ``lo``; the bounds themselves are not)
-    and its mask agrees (present above ``hi``, absent below ``lo``)."""
-    _check_pair("hi", hi, "lo", lo)
-    scores = np.asarray(scores, dtype=np.float64)
-    mask_present = np.asarray(mask_present, dtype=bool)
-    if scores.ndim != 2 or scores.shape != mask_present.shape:
-        raise ValueError(
-            f"expected (N, C) scores and mask presence of one shape, got {scores.shape} and {mask_present.shape}"
-        )
-    sure_defect, sure_clean = scores > hi, scores < lo
-    agrees = np.where(sure_defect, mask_present, sure_clean & ~mask_present)
-    return agrees.all(axis=1)
-
-
-def confident_share(pixels: np.ndarray, low: float = LOW, high: float = HIGH, border: int = BORDER) -> np.ndarray:
-    """(C, H, W) float probabilities -> (C,) float64: each class's share of confident pixels.
-
-    A pixel is confident below ``low`` or above ``high``, or when it lies within ``border`` px
-    (a square: rows, columns and diagonals) of a pixel above ``high``. Only defect regions are
-    grown: growing the confident background as well would forgive every uncertain structure
-    thinner than 2 x ``border`` px, such as a faint crack nobody is sure of."""
-    _check_pair("high", high, "low", low)
-    _check_border(border)
-    pixels = np.asarray(pixels)
-    if pixels.ndim != 3:
-        raise ValueError(f"expected (C, H, W) probabilities, got shape {pixels.shape}")
-    sure_defect = pixels > high
-    confident = sure_defect | (pixels < low)
-    if border > 0:
-        import cv2  # here, not at the top: the CLI imports this module to build its parser
-
-        kernel = np.ones((2 * border + 1, 2 * border + 1), np.uint8)
-        for c in range(len(pixels)):
-            confident[c] |= cv2.dilate(sure_defect[c].view(np.uint8), kernel).view(bool)
-    return confident.reshape(len(pixels), -1).mean(axis=1, dtype=np.float64)
-
-
-def tenth_place_rule(shares: np.ndarray, min_share: float = MIN_CONFIDENT_SHARE) -> np.ndarray:
-    """(N, C) ``confident_share`` of each image -> (N,) bool: every class at least ``min_share``."""
-    _check_share(min_share)
-    shares = np.asarray(shares, dtype=np.float64)
-    if shares.ndim != 2:
-        raise ValueError(f"expected (N, C) confident shares, got shape {shares.shape}")
-    return (shares >= min_share).all(axis=1)
-
-
-def _check_pair(upper_name: str, upper: float, lower_name: str, lower: float) -> None:
-    if not 0 <= lower < upper <= 1:
-        raise PseudoError(
-            f"need 0 <= {lower_name} < {upper_name} <= 1, got {lower_name} {lower} and {upper_name} {upper}"
-        )
-
-
-def _check_border(border: int) -> None:
-    if isinstance(border, bool) or not isinstance(border, (int, np.integer)) or border < 0:
-        raise PseudoError(f"border must be a whole number of px >= 0, got {border!r}")
-
-
-def _check_share(min_share: float) -> None:
-    if not 0 < min_share <= 1:
-        raise PseudoError(f"the confident share must be in (0, 1], got {min_share}")
-
-
-def _check_settings(hi: float, lo: float, low: float, high: float, border: int, min_share: float) -> None:
-    _check_pair("hi", hi, "lo", lo)
-    _check_pair("high", high, "low", low)
-    _check_border(border)
-    _check_share(min_share)
 
 
 # --- a folder of images -> a pseudo-labelled dataset ----------------------------------------
@@ -181,6 +97,36 @@ class PseudoResult:
         return "\n".join(lines)
 
 
+def pseudo_labels(
+    models: list[str | os.PathLike],
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    load: dict | None = None,
+    rank_file: str | os.PathLike | None = None,
+    skip_bad: bool = False,
+    **settings,
+) -> PseudoResult:
+    """``run_pseudo`` with the Predictor of ``models`` (runs, folders of runs, ensemble files;
+    ``load``: the other keywords of ``Predictor.load``), ranked by the test likeness of
+    ``rank_file`` (``adversarial.csv``; a bad file fails before the model loads); ``skip_bad``:
+    log bad images and leave them out. ``settings``: the other keywords of ``run_pseudo``."""
+    from steelseg.files.likeness import read_test_likeness
+    from steelseg.hardware import keep_freed_memory
+    from steelseg.inference.predictor import Predictor
+    from steelseg.inference.skipped import SkippedImages
+
+    rank = read_test_likeness(rank_file) if rank_file else None
+    keep_freed_memory()  # as predict: fewer page faults per forward
+    predictor = Predictor.load(models, **(load or {}))
+    made_with = {
+        "model": [str(Path(m).resolve()) for m in models],
+        "rank_file": str(Path(rank_file).resolve()) if rank_file else None,
+    }
+    skip = SkippedImages() if skip_bad else None
+    return run_pseudo(predictor, images, out, rank=rank, made_with=made_with, skip=skip, **settings)
+
+
 def run_pseudo(
     predictor,
     images: str | os.PathLike,
@@ -212,13 +158,57 @@ def run_pseudo(
     bad is a PseudoError. Each image's verdict is kept in ``out.parts/``, ``chunk_size`` images a
     file, until ``out`` is written: a killed run started again with the same arguments judges
     only the rest (``inference.resume``; ``log`` receives its notes, default stderr)."""
+    settings = dict(hi=hi, lo=lo, low=low, high=high, border=border, min_share=min_share)
+    uses = _check_request(predictor, Path(images), Path(out), rule, settings, rank, max_images)
+    images, out = Path(images), Path(out)
+    paths = require_images(images)
+    work = _work_folder(predictor, out, paths, rule, uses, settings, chunk_size, log)
+    verdicts = work.run(lambda todo: _judge(predictor, images, todo, uses, settings, progress, skip), skip)
+    candidates, seen, passed = _selected(verdicts, paths, uses)
+    if not candidates:
+        work.remove()  # finished: a run with other settings starts afresh anyway
+        raise _nothing_selected(len(paths), seen, images, out, rule)
+    if rank is not None:
+        candidates.sort(key=lambda c: -rank[c.path.name])  # stable: ties stay in name order
+    kept = candidates[:max_images]
+    result = _result(out, images, rule, list(predictor.class_names), seen, passed, len(candidates), kept, rank, skip)
+    _write(out, kept, result.class_names, _info(result, _thresholds(uses, **settings), max_images, made_with))
+    work.remove()
+    return result
+
+
+def _result(out, images, rule, class_names, seen, passed, selected, kept, rank, skip) -> PseudoResult:
+    return PseudoResult(
+        out=out,
+        source=images,
+        rule=rule,
+        class_names=class_names,
+        images=seen,
+        passed=passed,
+        selected=selected,
+        kept=len(kept),
+        ranked=rank is not None,
+        class_images=[sum(bool(c.encoded[i]) for c in kept) for i in range(len(class_names))],
+        skipped=len(skip or ()),
+    )
+
+
+def _nothing_selected(images_found: int, seen: int, images: Path, out: Path, rule: str) -> PseudoError:
+    if not seen:
+        return PseudoError(
+            f"every one of the {images_found} images of {images} was skipped as bad (each listed above); "
+            f"nothing written to {out}"
+        )
+    return PseudoError(f"none of the {seen} images of {images} passed rule {rule}; nothing written to {out}")
+
+
+def _check_request(predictor, images: Path, out: Path, rule: str, settings: dict, rank, max_images) -> list[str]:
+    """Everything that can be wrong before predicting, not after; the rules in use."""
     if rule not in RULES:
         raise PseudoError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     if max_images is not None and max_images < 1:
         raise PseudoError(f"max images must be at least 1, got {max_images}")
-    uses = ["first", "tenth"] if rule == "both" else [rule]
-    _check_settings(hi, lo, low, high, border, min_share)  # before predicting, not after
-    images, out = Path(images), Path(out)
+    check_settings(**settings)
     _check_out(out)
     if rank is not None:
         _check_ranked(images, rank)
@@ -226,17 +216,20 @@ def run_pseudo(
         raise PseudoError(
             f"pseudo-labels need masks: a {getattr(predictor, 'task', 'classify')} run gives class scores only"
         )
-    settings = dict(hi=hi, lo=lo, low=low, high=high, border=border, min_share=min_share)
+    return ["first", "tenth"] if rule == "both" else [rule]
+
+
+def _work_folder(predictor, out: Path, paths: list[Path], rule: str, uses, settings: dict, chunk_size: int, log):
+    """The verdicts' resumable work folder ``out.parts/``, for this model, these images and settings."""
     from steelseg.inference import resume
 
-    paths = require_images(images)
     manifest = {
         "command": "pseudo",
         **predictor.fingerprint(),
         "rule": rule,
         "thresholds": _thresholds(uses, **settings),
     }
-    work = resume.WorkFolder(
+    return resume.WorkFolder(
         resume.parts_folder(out),
         manifest,
         paths,
@@ -244,54 +237,28 @@ def run_pseudo(
         _VerdictCodec(len(uses), len(predictor.class_names)),
         log,
     )
-    verdicts = work.run(lambda todo: _judge(predictor, images, todo, uses, settings, progress, skip), skip)
-    candidates, seen, passed = _selected(verdicts, paths, uses)
-    if not candidates:
-        work.remove()  # finished: a run with other settings starts afresh anyway
-        if not seen:
-            raise PseudoError(
-                f"every one of the {len(paths)} images of {images} was skipped as bad (each listed above); "
-                f"nothing written to {out}"
-            )
-        raise PseudoError(f"none of the {seen} images of {images} passed rule {rule}; nothing written to {out}")
-    if rank is not None:
-        candidates.sort(key=lambda c: -rank[c.path.name])  # stable: ties stay in name order
-    kept = candidates[:max_images]
-    class_names = list(predictor.class_names)
-    result = PseudoResult(
-        out=out,
-        source=images,
-        rule=rule,
-        class_names=class_names,
-        images=seen,
-        passed=passed,
-        selected=len(candidates),
-        kept=len(kept),
-        ranked=rank is not None,
-        class_images=[sum(bool(c.encoded[i]) for c in kept) for i in range(len(class_names))],
-        skipped=len(skip or ()),
-    )
-    info = {
+
+
+def _info(result: PseudoResult, thresholds: dict, max_images: int | None, made_with: dict | None) -> dict:
+    """``pseudo.json``: how the pseudo-labels were made."""
+    return {
         "train_only": True,  # data.pseudo adds these images to the training split, never to validation
-        "rule": rule,
-        "thresholds": _thresholds(uses, **settings),
-        "source": str(images.resolve()),
-        "class_names": class_names,
+        "rule": result.rule,
+        "thresholds": thresholds,
+        "source": str(result.source.resolve()),
+        "class_names": result.class_names,
         "counts": {
-            "images": seen,
-            "passed": passed,
-            "selected": len(candidates),
-            "kept": len(kept),
-            "class_images": dict(zip(class_names, result.class_images)),
-            "skipped_bad": len(skip or ()),
+            "images": result.images,
+            "passed": result.passed,
+            "selected": result.selected,
+            "kept": result.kept,
+            "class_images": dict(zip(result.class_names, result.class_images)),
+            "skipped_bad": result.skipped,
         },
-        "ranked_by_test_likeness": rank is not None,
+        "ranked_by_test_likeness": result.ranked,
         "max_images": max_images,
         **(made_with or {}),
     }
-    _write(out, kept, class_names, info)
-    work.remove()
-    return result
 
 
 def _judge(predictor, images: Path, paths: list[Path], uses: list[str], settings: dict, progress: bool, skip):
@@ -409,106 +376,3 @@ def _write(out: Path, kept: list[_Candidate], class_names: list[str], info: dict
             ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_parser(commands) -> None:
-    """Register ``steelseg pseudo`` on the CLI's sub-command parsers."""
-    p = commands.add_parser("pseudo", help="pseudo-labels: the images a model is sure about, as a training dataset")
-    p.add_argument(
-        "models",
-        nargs="+",
-        metavar="MODEL",
-        help="the model that labels the images: run directories, folders of runs or an ensemble .yaml, as for predict",
-    )
-    p.add_argument("images", help="folder of unlabelled images (e.g. the test set)")
-    p.add_argument("--out", required=True, help="folder to create: train_images/, train.csv, classes.json, pseudo.json")
-    p.add_argument(
-        "--rule",
-        choices=RULES,
-        default="first",
-        help="first (default): every class score > --hi or < --lo and the masks agree; tenth: the "
-        "share of confident pixels is at least --confident-share; both",
-    )
-    p.add_argument(
-        "--hi", type=float, default=HI, help=f"rule first: a class is surely present above this (default {HI})"
-    )
-    p.add_argument(
-        "--lo", type=float, default=LO, help=f"rule first: a class is surely absent below this (default {LO})"
-    )
-    p.add_argument(
-        "--confident-share",
-        type=float,
-        default=MIN_CONFIDENT_SHARE,
-        help=f"rule tenth: least share of confident pixels in every class (default {MIN_CONFIDENT_SHARE})",
-    )
-    p.add_argument(
-        "--rank",
-        metavar="ADVERSARIAL_CSV",
-        help="order the selected images by their test likeness (adversarial.csv of `steelseg adversarial`: "
-        "ImageId,Set,TestLikeness), most test-like first",
-    )
-    p.add_argument("--max", type=int, dest="max_images", help="keep at most this many of the selected images")
-    p.add_argument(
-        "--tta",
-        choices=["none", "hflip", "vflip", "both"],
-        help="flip TTA for every member (default: each member's own)",
-    )
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"])
-    p.add_argument("--device", default="auto", help="auto (default: a GPU if visible), cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="leave out images that cannot be read or are of a size the model is not trusted on, each printed "
-        "(skipped FILE: reason) with the count at the end, instead of stopping at the first",
-    )
-    p.add_argument("--chunk-size", type=int, default=CHUNK, help=argparse.SUPPRESS)  # images per resumable part
-    p.epilog = (
-        "A killed run resumes: each image's verdict is kept in OUT.parts/ (one file per finished 256 images) and "
-        "the same command started again judges only the rest; the folder is removed once OUT is written. "
-        "Another model or other images or settings are refused: delete OUT.parts/ to start afresh."
-    )
-    p.set_defaults(run=_run)
-
-
-def _predictor(args):
-    """The model that labels: a run or an ensemble, as ``predict`` loads it."""
-    from steelseg.hardware import keep_freed_memory
-    from steelseg.inference.predictor import Predictor
-
-    keep_freed_memory()  # as predict: fewer page faults per forward
-    return Predictor.load(
-        args.models, backend=args.backend, device=args.device, batch_size=args.batch_size, tta=args.tta
-    )
-
-
-def _run(args) -> None:
-    from steelseg.files.likeness import read_test_likeness
-    from steelseg.inference.skipped import SkippedImages
-
-    rank = read_test_likeness(args.rank) if args.rank else None  # a bad file fails before the model loads
-    predictor = _predictor(args)
-    made_with = {
-        "model": [str(Path(m).resolve()) for m in args.models],
-        "rank_file": str(Path(args.rank).resolve()) if args.rank else None,
-    }
-    result = run_pseudo(
-        predictor,
-        args.images,
-        args.out,
-        rule=args.rule,
-        hi=args.hi,
-        lo=args.lo,
-        min_share=args.confident_share,
-        rank=rank,
-        max_images=args.max_images,
-        progress=not getattr(args, "quiet", False),
-        made_with=made_with,
-        skip=SkippedImages() if args.skip_bad else None,
-        chunk_size=args.chunk_size,
-        log=lambda line: print(f"steelseg pseudo: {line}", file=sys.stderr, flush=True),
-    )
-    print(result.report())

@@ -2,7 +2,7 @@
 
 An image is bad when it cannot be read (truncated, zero bytes, not an image behind an image
 suffix, channels no decoder takes, float values out of range, over the pixel cap) or when the
-model cannot be trusted on its size (``predictor.SizeLimits``). Without ``--skip-bad`` the
+model cannot be trusted on its size (``inference.sizes.SizeLimits``). Without ``--skip-bad`` the
 first one stops the command with its error; with it, each is one line on stderr as it is found
 (``skipped FILE: reason``) and the command ends with the count (``summary``).
 """

@@ -33,7 +33,7 @@ folder. Two policies:
   out is refused in one line naming the file, the entry and where it leads.
 
 The paths inside a run's own config.yaml (data.root, model.init_from, ...) are never read
-here: prediction builds the network with the run's own weights (``torch_backend.load_net``).
+here: prediction builds the network with the run's own weights (``inference.backends.torch_backend.load_net``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class EnsembleFile(BaseModel):
 
 
 class Network:
-    """A run to load: its folder, config, and how the ensemble uses it."""
+    """A run to load: its folder, its files (``rundir.Run``, read once; None for an exported
+    model file, whose ``config`` is given), and how the ensemble uses it."""
 
     def __init__(
         self, run_dir: Path, spec: MemberSpec, share: int, member: int, source: Path, config: Config | None = None
@@ -111,7 +112,8 @@ class Network:
         self.run_dir = run_dir  # or an exported model file
         self.member = member  # which source entry it came from (runs of one folder share it)
         self.source = source
-        self.config = config if config is not None else rundir.load_run_config(run_dir)
+        self.run = rundir.load_run(run_dir) if config is None else None
+        self.config = config if config is not None else self.run.config
         self.spec = spec
         self.weight = spec.weight / share
 
@@ -137,12 +139,16 @@ class Resolved:
     def read_postprocess(self, config: Config, num_classes: int, path: Path | None = None) -> PostProcess:
         """``path`` (``--postprocess``) if given, else the sources' post-processing."""
         if path is None and self.embedded is not None:
-            defaults = {"peak": config.model.score, "peak_top_k": config.model.score_top_k}
             try:
-                return PostProcess.from_json(self.embedded, num_classes, defaults=defaults)
+                return PostProcess.from_json(self.embedded, num_classes, defaults=rundir.postprocess_defaults(config))
             except ValueError as err:
                 raise EnsembleError(f"{self.networks[0].run_dir}: its post-processing metadata: {err}") from None
-        return rundir.read_postprocess(path or self.postprocess, config, num_classes)
+        path = path or self.postprocess
+        first = self.networks[0].run
+        own = first is not None and path == first.path / rundir.POSTPROCESS
+        if own and first.postprocess.num_classes == num_classes:
+            return first.postprocess  # read already, with the run
+        return rundir.read_postprocess(path, config, num_classes)
 
 
 def confined() -> bool:

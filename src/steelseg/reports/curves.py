@@ -87,27 +87,3 @@ def _number(cell: str, path: Path, line: int, column: str) -> float:
         return float(cell)
     except ValueError:
         raise ReportError(f"{path}:{line}: column {column}: {cell!r} is not a number") from None
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_parser(commands) -> None:
-    """Register ``steelseg report-curves`` on the CLI's sub-command parsers."""
-    p = commands.add_parser(
-        "report-curves", help="draw the training curves (curves.png) of existing runs from their metrics.csv"
-    )
-    p.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="a run directory, or a folder of runs (folds, per-class runs, stages): every metrics.csv beneath "
-        "gets a curves.png beside it",
-    )
-    p.set_defaults(run=_run)
-
-
-def _run(args) -> None:
-    runs = [run for folder in args.runs for run in runs_with_metrics(folder)]  # every folder checked before drawing
-    for run in runs:
-        print(f"wrote {write_curves(run)}")

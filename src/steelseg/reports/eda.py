@@ -17,7 +17,7 @@ import numpy as np
 from steelseg.core import rle
 from steelseg.files.datasets import SegmentationDataset, open_dataset
 from steelseg.files.images import read_label_map
-from steelseg.reports import out_folder, whole_number
+from steelseg.reports import out_folder
 from steelseg.reports.html import Page
 from steelseg.reports.stats import class_labels, classes_per_image, spread_pick
 
@@ -163,29 +163,3 @@ def _stack(panels: list[np.ndarray]) -> np.ndarray:
     width = max(p.shape[1] for p in panels)
     padded = [np.pad(p, ((0, 4), (0, width - p.shape[1]), (0, 0)), constant_values=255) for p in panels]
     return np.concatenate(padded, axis=0)
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_parser(commands) -> None:
-    """Register ``steelseg eda`` on the CLI's sub-command parsers."""
-    p = commands.add_parser(
-        "eda", help="an HTML page about a data set: class counts, classes per image, mask areas, examples"
-    )
-    p.add_argument("data", help="dataset folder (severstal or mask-folder layout), as for train")
-    p.add_argument(
-        "--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)"
-    )
-    p.add_argument(
-        "--examples",
-        default=str(DEFAULT_EXAMPLES),
-        metavar="K",
-        help=f"example overlays per class (default {DEFAULT_EXAMPLES}; 0: none)",
-    )
-    p.set_defaults(run=_run)
-
-
-def _run(args) -> None:
-    examples = whole_number("--examples", args.examples, 0)
-    print(f"wrote {write_eda(args.data, args.out, examples)}")

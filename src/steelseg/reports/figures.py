@@ -100,7 +100,7 @@ def area_histograms(
     save(figure, path)
 
 
-def tuning_curves(
+def sweep_curves(
     x: np.ndarray,
     dice: np.ndarray,
     class_labels: list[str],

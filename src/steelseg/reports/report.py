@@ -16,7 +16,6 @@ minimum-area curve is drawn from the submission's masks.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +27,11 @@ from steelseg.files.annotations import Annotations, read_annotations
 from steelseg.files.datasets import CLASSES_FILE, _names_from_file
 from steelseg.files.images import read_gray, read_shape
 from steelseg.files.scoring import SEVERSTAL_NUM_CLASSES, ImageSet, check_prediction, read_image_set, resolve_image_set
-from steelseg.reports import ReportError, out_folder, whole_number
+from steelseg.reports import ReportError, out_folder
 from steelseg.reports.html import Page
 
 if TYPE_CHECKING:
-    from steelseg.reports.sweeps import TuningCurves
+    from steelseg.reports.sweeps import DiceSweeps
 
 # The CLI imports this module to build its parser: OpenCV (tune, overlay) and matplotlib are
 # imported inside the functions that need them.
@@ -77,7 +76,7 @@ class Collected:
     image_dice: np.ndarray
     truth_area: np.ndarray
     pred_area: np.ndarray
-    min_area_curve: TuningCurves
+    min_area_curve: DiceSweeps
 
 
 def collect(inputs: ReportInputs, num_classes: int, min_areas: list[int] | None = None) -> Collected:
@@ -138,14 +137,14 @@ def write_report(
     page.items(_describe_inputs(inputs, predictor))
     sections.dice(page, figures_dir, collected.scores, collected.truth_area, collected.pred_area, class_names)
     sections.presence(page, collected.truth_area, collected.pred_area, class_names)
-    sections.tuning(page, figures_dir, collected.min_area_curve, curves, predictor, class_names)
+    sections.sweeps(page, figures_dir, collected.min_area_curve, curves, predictor, class_names)
     sections.areas(page, figures_dir, {"truth": collected.truth_area, "prediction": collected.pred_area}, class_names)
     overlays = _overlay_source(inputs, num_classes)
     sections.worst(page, figures_dir, collected.image_dice, collected.image_ids, worst, overlays, class_names)
     return page.write(PAGE)
 
 
-def model_curves(inputs: ReportInputs, predictor, num_classes: int, progress: bool = True) -> TuningCurves:
+def model_curves(inputs: ReportInputs, predictor, num_classes: int, progress: bool = True) -> DiceSweeps:
     """Dice against the pixel threshold and the minimum area from ``predictor``'s probabilities
     on the image set, through its post-processing in use (grids: ``tuning`` and the run's config)."""
     from steelseg.reports.sweeps import MIN_AREA_GRID, THRESHOLD_GRID, probability_curves
@@ -186,65 +185,3 @@ def _describe_inputs(inputs: ReportInputs, predictor) -> list[str]:
         runs = ", ".join(member.name for member in predictor.members)
         lines.append(f"model, for the post-processing curves only: {runs} ({predictor.describe()})")
     return lines + [f"warning: {w}" for w in inputs.warnings]
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def add_parser(commands) -> None:
-    """Register ``steelseg report`` on the CLI's sub-command parsers."""
-    p = commands.add_parser(
-        "report", help="an HTML page on a submission against the truth: Dice, presence, curves, areas, worst images"
-    )
-    p.add_argument("pred", help="submission CSV (either layout)")
-    p.add_argument("truth", help="true masks CSV (either layout; an image without rows has no defect)")
-    p.add_argument("images", help="folder of the images scored (the image set, as score --images)")
-    p.add_argument(
-        "--out", required=True, metavar="DIR", help=f"folder for {PAGE} and {FIGURES_DIR}/ (files in it are replaced)"
-    )
-    p.add_argument(
-        "--worst",
-        default=str(DEFAULT_WORST),
-        metavar="N",
-        help=f"show the N images with the lowest mean Dice as overlays (default {DEFAULT_WORST}; 0: none)",
-    )
-    p.add_argument(
-        "--model",
-        nargs="+",
-        metavar="MODEL",
-        help="run directories, folders of runs or an ensemble .yaml (as for predict): their probabilities on "
-        "IMAGES give Dice against the pixel threshold and the minimum area; class names come from it",
-    )
-    p.add_argument(
-        "--num-classes",
-        metavar="N",
-        help="number of classes, ids 1..N, when neither --model nor a classes.json beside IMAGES names them (default 4)",
-    )
-    p.add_argument("--allow-missing", action="store_true", help="score images the prediction lacks as empty (warns)")
-    p.add_argument(
-        "--tta", choices=["none", "hflip", "vflip", "both"], help="with --model: flip TTA (default: each member's own)"
-    )
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"], help="with --model")
-    p.add_argument("--device", default="auto", help="with --model: auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", default="4", metavar="N", help="with --model (default 4)")
-    p.set_defaults(run=_run)
-
-
-def _run(args) -> None:
-    # Every option and input is checked before a model loads or a file is written.
-    worst = whole_number("--worst", args.worst, 0)
-    num_classes = whole_number("--num-classes", args.num_classes, 1) if args.num_classes is not None else None
-    batch_size = whole_number("--batch-size", args.batch_size, 1)
-    inputs = ReportInputs.read(args.pred, args.truth, args.images, args.allow_missing)
-    predictor = None
-    if args.model:
-        from steelseg.inference.predictor import Predictor
-
-        predictor = Predictor.load(
-            args.model, backend=args.backend, device=args.device, batch_size=batch_size, tta=args.tta
-        )
-    class_names = report_class_names(args.images, predictor, num_classes)
-    for warning in inputs.warnings:
-        print(f"steelseg report: warning: {warning}", file=sys.stderr)
-    path = write_report(inputs, args.out, class_names, worst, predictor, progress=not getattr(args, "quiet", False))
-    print(f"wrote {path}")

@@ -15,7 +15,7 @@ from steelseg.core.metrics import Scores
 from steelseg.files.overlay import save_png, truth_vs_prediction
 from steelseg.reports.html import Page
 from steelseg.reports.stats import class_labels, defect_areas, presence_confusion, worst_images
-from steelseg.reports.sweeps import TuningCurves
+from steelseg.reports.sweeps import DiceSweeps
 
 
 def dice(
@@ -71,11 +71,11 @@ def presence(page: Page, truth_area: np.ndarray, pred_area: np.ndarray, class_na
     page.table(["class", "TP", "FP", "FN", "TN", "accuracy"], rows)
 
 
-def tuning(
+def sweeps(
     page: Page,
     figures_dir: Path,
-    mask_curve: TuningCurves,
-    model_curves: TuningCurves | None,
+    mask_curve: DiceSweeps,
+    model_curves: DiceSweeps | None,
     predictor,
     class_names: list[str],
 ) -> None:
@@ -84,7 +84,7 @@ def tuning(
     labels = class_labels(class_names)
     page.heading("Dice against the post-processing")
     path = figures_dir / "min-area-submission.png"
-    figures.tuning_curves(
+    figures.sweep_curves(
         mask_curve.min_areas,
         mask_curve.by_min_area,
         labels,
@@ -105,6 +105,12 @@ def tuning(
             note=True,
         )
         return
+    _model_sweeps(page, figures_dir, model_curves, predictor, labels)
+
+
+def _model_sweeps(page: Page, figures_dir: Path, model_curves: DiceSweeps, predictor, labels: list[str]) -> None:
+    from steelseg.reports import figures
+
     page.paragraph(
         "From the model's probabilities on these images, not from the submission: the curves vary "
         "one value of the post-processing in use, and rings mark the value in use of each class."
@@ -127,14 +133,14 @@ def tuning(
     ):
         other = "minimum area" if name == "threshold" else "pixel threshold"
         path = figures_dir / f"{name}-model.png"
-        figures.tuning_curves(
+        figures.sweep_curves(
             x, y, labels, in_use, xlabel, f"Model: Dice against the {xlabel}, at each class's {other} in use", path
         )
         page.figure(path, f"Dice against the {xlabel}, each class at its {other} in use")
     page.paragraph(_post_note(predictor, model_curves, labels), note=True)
 
 
-def _post_note(predictor, curves: TuningCurves, labels: list[str]) -> str:
+def _post_note(predictor, curves: DiceSweeps, labels: list[str]) -> str:
     post = predictor.postprocess
     in_use = "; ".join(
         f"{label}: threshold {t:g}, " + ("class off" if np.isnan(a) else f"min area {int(a)}")

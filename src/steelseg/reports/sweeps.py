@@ -28,7 +28,7 @@ MIN_AREA_GRID = PostprocessConfig.model_fields["min_area_grid"].default  # train
 
 
 @dataclass(frozen=True)
-class TuningCurves:
+class DiceSweeps:
     """Mean competition Dice over the images, per class. ``by_threshold`` is None without
     probabilities. Grids ascending; a class switched off (min area NEVER) has NaN in
     ``min_area_in_use`` and its ``by_threshold`` column is the Dice of predicting nothing."""
@@ -48,7 +48,7 @@ def probability_curves(
     min_area_in_use: np.ndarray,
     thresholds: list[float] = THRESHOLD_GRID,
     min_areas: list[int] = MIN_AREA_GRID,
-) -> TuningCurves:
+) -> DiceSweeps:
     """Both slices from (probabilities (C, H, W) float, true masks (C, H, W) bool) per image,
     through each class's ``threshold_in_use`` and ``min_area_in_use`` (C,) (added to the grids)."""
     threshold_in_use = np.asarray(threshold_in_use, dtype=float)
@@ -65,7 +65,7 @@ def probability_curves(
     by_threshold = np.stack([scores[:, a_at[c], c] for c in range(num_classes)], axis=1)[::-1]
     by_min_area = np.stack([scores[t_at[c], :, c] for c in range(num_classes)], axis=1)
     finite = search.min_areas < NEVER
-    return TuningCurves(
+    return DiceSweeps(
         min_areas=search.min_areas[finite][::-1],
         by_min_area=by_min_area[finite][::-1],
         min_area_in_use=np.where(min_area_in_use < NEVER, min_area_in_use, np.nan),
@@ -81,11 +81,11 @@ def mask_search(num_classes: int, min_areas: list[int] = MIN_AREA_GRID) -> Postp
     return PostprocessSearch(num_classes, [0.5], sorted(set(min_areas) | {0}))
 
 
-def mask_min_area_curve(search: PostprocessSearch) -> TuningCurves:
+def mask_min_area_curve(search: PostprocessSearch) -> DiceSweeps:
     """The minimum-area slice of a ``mask_search``; the submission as it is (A = 0) is the value in use."""
     scores = search.scores()[0]  # (A, C)
     finite = search.min_areas < NEVER
-    return TuningCurves(
+    return DiceSweeps(
         min_areas=search.min_areas[finite][::-1],
         by_min_area=scores[finite][::-1],
         min_area_in_use=np.zeros(search.num_classes),

@@ -26,7 +26,6 @@ import logging
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
@@ -37,12 +36,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steelseg.errors import SteelsegError
-from steelseg.files.images import MAX_PIXELS, ImageError, TooManyPixelsError, decode_gray
+from steelseg.files.images import ImageError, TooManyPixelsError, decode_gray
 from steelseg.files.overlay import overlay
 from steelseg.inference.predictor import InputError, Predictor
 from steelseg.service.batching import MicroBatcher, QueueFullError
 from steelseg.service.guard import API_KEY_HEADER, Guard
 from steelseg.service.results import color_hex, image_result
+from steelseg.service.settings import ServiceSettings
 from steelseg.version import __version__
 
 log = logging.getLogger("steelseg.service")
@@ -50,24 +50,24 @@ log = logging.getLogger("steelseg.service")
 IMAGE_TYPES = ("image/", "application/octet-stream")  # declared types taken as images
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    api_key: str | None = None  # None: no key needed
-    max_upload_mb: float = 20.0
-    max_pixels: int = MAX_PIXELS  # images' own cap (four 256 x 16,000 strips); serve applies STEELSEG_MAX_PIXELS
-    max_batch: int = 4
-    max_wait_ms: float = 5.0
-    max_queue: int = 64
-    body_timeout_s: float = 30.0  # a request's body must arrive within this (408)
-    header_timeout_s: float = 10.0  # and its headers within this (the connection is closed; ``protocol``)
-
-    def public(self) -> dict:
-        settings = asdict(self)
-        settings["api_key"] = self.api_key is not None  # whether one is needed, never the key
-        return settings
+# /predict's answers besides 200 JSON, for the OpenAPI page
+PREDICT_RESPONSES = {
+    200: {
+        "content": {"image/png": {}},
+        "description": "JSON by default; with overlay=1 the image with its masks, as PNG",
+    },
+    400: {"description": "not a readable image"},
+    401: {"description": "missing or wrong API key"},
+    413: {"description": "upload or pixel count over the limit"},
+    415: {"description": "not an image type"},
+    422: {"description": "an image the model cannot take (size)"},
+    503: {"description": "too many waiting requests"},
+}
 
 
-def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings()) -> FastAPI:
+def create_app(predictor: Predictor, settings: ServiceSettings | None = None) -> FastAPI:
+    """The service of ``predictor`` under ``settings`` (None: the defaults): the routes of the module docstring."""
+    settings = settings or ServiceSettings()
     batcher = MicroBatcher(predictor.predict_outputs, settings.max_batch, settings.max_wait_ms, settings.max_queue)
 
     @asynccontextmanager
@@ -82,27 +82,25 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
         lifespan=lifespan,
     )
     app.state.predictor, app.state.batcher, app.state.settings = predictor, batcher, settings
-    model_info = _model_info(predictor, settings)
-
     max_bytes = round(settings.max_upload_mb * 1e6)
-
-    @app.post(
-        "/predict",
-        summary="Defects of one image",
-        max_body_size=max_bytes,
-        responses={
-            200: {
-                "content": {"image/png": {}},
-                "description": "JSON by default; with overlay=1 the image with its masks, as PNG",
-            },
-            400: {"description": "not a readable image"},
-            401: {"description": "missing or wrong API key"},
-            413: {"description": "upload or pixel count over the limit"},
-            415: {"description": "not an image type"},
-            422: {"description": "an image the model cannot take (size)"},
-            503: {"description": "too many waiting requests"},
-        },
+    _add_predict(app, predictor, batcher, settings, max_bytes)
+    _add_pages(app, _model_info(predictor, settings), batcher)
+    _add_error_handlers(app, max_bytes)
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        protected={"/predict", "/model"},
+        limited={"/predict"},
+        max_bytes=max_bytes,
+        body_timeout=settings.body_timeout_s,
     )
+    return app
+
+
+def _add_predict(
+    app: FastAPI, predictor: Predictor, batcher: MicroBatcher, settings: ServiceSettings, max_bytes: int
+) -> None:
+    @app.post("/predict", summary="Defects of one image", max_body_size=max_bytes, responses=PREDICT_RESPONSES)
     async def predict(
         request: Request,
         file: UploadFile | None = File(None, description="the image (PNG, JPEG, BMP, TIFF; gray or colour)"),
@@ -129,6 +127,8 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
             "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
         }
 
+
+def _add_pages(app: FastAPI, model_info: dict, batcher: MicroBatcher) -> None:
     @app.get("/model", summary="The model: classes, thresholds, post-processing, backend, versions")
     async def model():
         return model_info
@@ -141,6 +141,8 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
     async def page():
         return HTMLResponse(_viewer_html())
 
+
+def _add_error_handlers(app: FastAPI, max_bytes: int) -> None:
     @app.exception_handler(SteelsegError)
     async def _user_error(request: Request, err: SteelsegError):
         return JSONResponse({"detail": str(err)}, status_code=400)
@@ -150,16 +152,6 @@ def create_app(predictor: Predictor, settings: ServiceSettings = ServiceSettings
         if err.status_code == 413 and err.detail == "Content Too Large":  # the body limit's own words: say which
             err = StarletteHTTPException(413, f"upload larger than the limit of {max_bytes / 1e6:g} MB")
         return await http_exception_handler(request, err)
-
-    app.add_middleware(
-        Guard,
-        api_key=settings.api_key,
-        protected={"/predict", "/model"},
-        limited={"/predict"},
-        max_bytes=max_bytes,
-        body_timeout=settings.body_timeout_s,
-    )
-    return app
 
 
 async def _upload(request: Request, file: UploadFile | None) -> tuple[bytes, str, str]:
@@ -186,7 +178,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
 
 def _result(predictor: Predictor, outputs) -> list[dict]:
     masks = predictor.masks(outputs) if predictor.has_masks else None
-    return image_result(outputs, masks, predictor.class_names, predictor.label_threshold)
+    return image_result(outputs, masks, predictor.class_names, predictor.presence_threshold)
 
 
 def _overlay_png(predictor: Predictor, image: np.ndarray, outputs) -> bytes:
@@ -204,7 +196,7 @@ def _model_info(predictor: Predictor, settings: ServiceSettings) -> dict:
                 "id": c + 1,
                 "name": name,
                 "color": color_hex(c),
-                "label_threshold": float(predictor.label_threshold[c]),
+                "label_threshold": float(predictor.presence_threshold[c]),
                 "pixel_threshold": float(post.pixel_threshold[c]),
                 "min_area": int(post.min_area[c]),
             }

@@ -92,7 +92,8 @@ class AdversarialResult(BaseModel):
                 f"(the 2019 Severstal competition's was about {COMPETITION_AUC})",
                 f"test-likeness of every image: {self.likeness_csv}",
                 f"validation fold 0 = the {self.holdout_images} most test-like training images: {self.folds_csv}",
-                f"  steelseg train {shlex.quote(self.train_data or 'TRAIN_DATA')} --folds {shlex.quote(self.folds_csv)} --fold 0 --out RUN_DIR",
+                f"  steelseg train {shlex.quote(self.train_data or 'TRAIN_DATA')} "
+                f"--folds {shlex.quote(self.folds_csv)} --fold 0 --out RUN_DIR",
             ]
         )
 
@@ -254,7 +255,7 @@ def adversarial_config(
     postprocess = loaded.postprocess.model_copy(
         update={
             key: type(loaded.postprocess).model_fields[key].default
-            for key in ("pixel_threshold", "min_area", "label_threshold")
+            for key in ("pixel_threshold", "min_area", "screen_threshold")
             if isinstance(getattr(loaded.postprocess, key), list)
         }
     )
@@ -336,58 +337,3 @@ def write_holdout_folds(path: str | os.PathLike, image_ids: list[str], holdout: 
         path,
         FoldTable(list(image_ids), folds, np.arange(n), np.zeros((n, 1), bool), np.zeros(n, np.uint64), [CLASS_NAME]),
     )
-
-
-# --- command line (wired into cli.py by its owner) ----------------------------------------
-
-
-def add_parser(commands) -> None:
-    """Register ``steelseg adversarial`` on the subparsers object of ``cli._parser``."""
-    from steelseg.commands.cli import _at_least
-
-    p = commands.add_parser(
-        "adversarial", help="adversarial validation: how test-like is each image; a test-like validation fold"
-    )
-    p.add_argument("train_images", help="folder of training images")
-    p.add_argument("test_images", help="folder of test images")
-    p.add_argument("--out", required=True, help="output folder (gets adversarial.csv, folds.csv, data/, runs/)")
-    p.add_argument("--k", type=_at_least(2), default=3, help="folds of the train-vs-test classifier (default 3)")
-    p.add_argument(
-        "--val-fraction",
-        type=_fraction,
-        default=0.2,
-        help="share of the training images in the test-like fold 0 of folds.csv (default 0.2)",
-    )
-    p.add_argument("--minutes", type=_at_least(0, float, strict=True), help="rough training budget, all folds together")
-    p.add_argument("--config", help="YAML file or bundled recipe (default: a small resnet18 on quarter-size images)")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the classifier's folds")
-    p.set_defaults(run=_run)
-
-
-def _fraction(text: str) -> float:
-    import argparse
-
-    value = float(text)  # a ValueError here is argparse's "invalid float value"
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-_fraction.__name__ = "float"
-
-
-def _run(args) -> None:
-    result = run_adversarial(
-        args.train_images,
-        args.test_images,
-        args.out,
-        config=args.config,
-        overrides=list(args.set or []),
-        k=args.k,
-        val_fraction=args.val_fraction,
-        minutes=args.minutes,
-        seed=args.seed,
-        progress=not getattr(args, "quiet", False),
-    )
-    print(result.report())

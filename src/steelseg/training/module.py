@@ -12,7 +12,7 @@ from steelseg.config import Config
 from steelseg.core.metrics import DiceAccumulator
 from steelseg.core.outputs import CLASSES, PIXELS, TASK_OUTPUTS, to_image
 from steelseg.core.postprocess import PostProcess, per_class
-from steelseg.core.screening import present, screening_report, tune_label_thresholds
+from steelseg.core.screening import present, screening_report, tune_screen_thresholds
 from steelseg.core.search import PostprocessSearch
 from steelseg.files.rundir import EpochResult
 from steelseg.models.registry import build_model
@@ -32,17 +32,17 @@ class SegmentationModule(L.LightningModule):
     """Validation scores full images. Pixel outputs get the competition metric twice: with the
     configured post-processing and with the best one found on this epoch's predictions. Class
     scores (a class head's, or the max / top-K pixel probability) get the screening report at
-    label thresholds tuned on them. After each validation, ``epoch_result`` holds the scores,
+    screening thresholds tuned on them. After each validation, ``epoch_result`` holds the scores,
     ``tuned_postprocess`` the tuned post-processing (None without pixel outputs); the
-    screening report, with the tuned label thresholds, is ``epoch_result.screening``.
+    screening report, with the tuned screening thresholds, is ``epoch_result.screening``.
 
     A classifier has no masks to score: its ``val_dice`` is the presence accuracy at the
-    configured ``postprocess.label_threshold`` and ``val_dice_tuned`` at the tuned thresholds,
+    configured ``postprocess.screen_threshold`` and ``val_dice_tuned`` at the tuned thresholds,
     which is the competition's mean Dice if every mask let through were perfect (see
     screening.py), so the best epoch is chosen as for the other tasks.
 
     Validation computes outputs exactly as the Predictor does: the network's activation at its
-    resolution, then ``gating.to_image`` at the image's size, so the thresholds tuned here are
+    resolution, then ``core.outputs.to_image`` at the image's size, so the thresholds tuned here are
     applied to the same numbers at prediction."""
 
     def __init__(self, config: Config):
@@ -71,7 +71,7 @@ class SegmentationModule(L.LightningModule):
         self.class_weight = 1.0 if self.task == "classify" else config.train.class_loss_weight
         post = config.postprocess
         self.default_postprocess = PostProcess.uniform(num_classes, post.pixel_threshold, post.min_area)
-        self.default_label_threshold = per_class(post.label_threshold, num_classes, "label_threshold")
+        self.default_screen_threshold = per_class(post.screen_threshold, num_classes, "screen_threshold")
         self.epoch_result: EpochResult | None = None
         self.tuned_postprocess: PostProcess | None = None
         self._train_losses: list[float] = []
@@ -129,8 +129,8 @@ class SegmentationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         class_scores, labels = np.concatenate(self._class_scores), np.concatenate(self._labels)
         post = self.config.postprocess
-        thresholds, accuracy = tune_label_thresholds(
-            class_scores, labels, post.label_threshold_grid, post.label_min_recall
+        thresholds, accuracy = tune_screen_thresholds(
+            class_scores, labels, post.screen_threshold_grid, post.screen_min_recall
         )
         if PIXELS in self.outputs:
             scores = self._scores.result()
@@ -138,7 +138,7 @@ class SegmentationModule(L.LightningModule):
             dice, iou = scores.mean_dice, scores.mean_iou
         else:  # presence accuracy: see the class docstring
             class_dice, iou = accuracy, None
-            dice = float((present(class_scores, self.default_label_threshold) == labels).mean())
+            dice = float((present(class_scores, self.default_screen_threshold) == labels).mean())
         self.epoch_result = EpochResult(
             epoch=self.current_epoch + 1,
             train_loss=float(np.mean(self._train_losses)) if self._train_losses else float("nan"),

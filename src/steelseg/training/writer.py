@@ -159,7 +159,7 @@ def save_thresholds(run_dir: Path, module: SegmentationModule, tuned: bool) -> N
     if module.tuned_postprocess is not None:
         rundir.save_postprocess(run_dir, module.tuned_postprocess if tuned else module.default_postprocess)
     screening = module.epoch_result.screening
-    rundir.save_gate(run_dir, screening.label_threshold if tuned else module.default_label_threshold)
+    rundir.save_gate(run_dir, screening.screen_threshold if tuned else module.default_screen_threshold)
 
 
 def _die_with_launcher() -> None:

@@ -1,8 +1,9 @@
 """The onnxruntime backend: the run's ``model.onnx`` (``steelseg export``), no torch import.
 
 The exported graph is the network's ``forward`` (padding, network, activation) with dynamic
-batch, height and width and one output per name of its task (``gating.TASK_OUTPUTS``); its metadata carries the run's config, post-processing and the
-SHA-256 of the weights it was exported from, so a stale export is refused, not used.
+batch, height and width and one output per name of its task (``gating.TASK_OUTPUTS``); its
+metadata carries the run's config, post-processing and the SHA-256 of the weights it was exported
+from, so a stale export is refused, not used.
 
 An ONNX file is checked before it is used, each problem one line naming the file: size,
 structure, declared tensor sizes and external data (``onnx_file.check_onnx_file``), then that
@@ -135,7 +136,8 @@ def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
         )
     if not alone and (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
         raise BackendError(
-            f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; run `steelseg export {run_dir}` again"
+            f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; "
+            f"run `steelseg export {run_dir}` again"
         )
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:

@@ -96,7 +96,8 @@ def check_onnx_file(path: Path) -> None:
         declared += tensor.nbytes
         if declared > limit:
             raise BackendError(
-                f"{path}: tensor {tensor.name!r} of shape {tensor.dims} declares {tensor.nbytes:,} bytes, which brings the "
+                f"{path}: tensor {tensor.name!r} of shape {tensor.dims} declares {tensor.nbytes:,} bytes, "
+                "which brings the "
                 f"model's tensors to {declared:,}, over the limit of {limit:,} (set {MAX_MODEL_ENV} to change it)"
             )
         if tensor.location == _EXTERNAL:

@@ -1,0 +1,86 @@
+"""A Predictor built from model sources: runs, folders of runs, ensemble files and exported
+model files (``inference.sources``), each run's files read once (``rundir.load_run``). No
+torch unless a torch backend is chosen."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from steelseg.core.postprocess import PostProcess
+from steelseg.files import rundir
+from steelseg.inference.backends import create_backend, resolve_backend
+from steelseg.inference.ensemble import EnsembleError, Member, tta_views
+from steelseg.inference.sizes import input_divisor, members_window_unit, size_limits
+from steelseg.inference.sources import Network, Resolved, channels, check_compatible, ensemble_classes, resolve
+from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+
+def load(
+    cls,
+    sources: list[str | os.PathLike],
+    backend: str = "auto",
+    device: str = "auto",
+    batch_size: int = 4,
+    check_size: bool = True,
+    tta: str | None = None,
+    postprocess: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    window: int | None = DEFAULT_WINDOW,
+    overlap: int = DEFAULT_OVERLAP,
+):
+    """``Predictor.load``: ``cls`` (the Predictor class) built from ``sources``."""
+    resolved = resolve(sources, tta)
+    networks = resolved.networks
+    check_compatible(networks)
+    class_names, position = ensemble_classes(networks)
+    only_onnx = all((n.spec.backend or backend) == "onnx" for n in networks)
+    device = _device("onnx" if only_onnx else backend, device)
+    members = [_member(network, position, backend, device, check_size) for network in networks]
+    post = _postprocess(resolved, len(class_names), postprocess, overrides)
+    first = networks[0]
+    gate = _gate(first) if len(networks) == 1 else None
+    unit = members_window_unit(members, [input_divisor(network.run) for network in networks])
+    return cls(members, post, class_names, batch_size, gate, resolved.clusters, window, overlap, unit)
+
+
+def _member(network: Network, position: dict[int, int], backend: str, device: str, check_size: bool) -> Member:
+    name = resolve_backend(network.spec.backend or backend, device)
+    return Member(
+        str(network.run_dir),
+        network.config,
+        create_backend(name, network.run_dir, network.config, device),
+        [position[c] for c in channels(network.config)],
+        network.weight,
+        tta_views(network.spec.tta),
+        network.spec.temperature,
+        size_limits(network.run, network.config) if check_size else None,
+    )
+
+
+def _postprocess(
+    resolved: Resolved, num_classes: int, path: str | os.PathLike | None, overrides: list[str] | None
+) -> PostProcess:
+    """The sources' post-processing, or the file ``path`` (``--postprocess``), with the
+    ``KEY=VALUE`` ``overrides`` (``--post``) applied."""
+    post = resolved.read_postprocess(resolved.networks[0].config, num_classes, Path(path) if path else None)
+    if overrides:
+        try:
+            post = post.override(overrides)
+        except ValueError as err:
+            raise EnsembleError(f"--post {err}") from None
+    return post
+
+
+def _gate(network: Network):
+    """A lone network's screening thresholds (C,): its run's gate.json, else its config's (an
+    exported model file has no gate.json)."""
+    return network.run.gate if network.run is not None else rundir.default_gate(network.config)
+
+
+def _device(backend: str, device: str) -> str:
+    if backend == "onnx" and device in ("auto", "cpu"):
+        return "cpu"  # decided without importing torch
+    from steelseg.hardware import resolve_device
+
+    return resolve_device(device)

@@ -91,7 +91,7 @@ FIRST_PLACE_POST = [
     "pixel_threshold=0.55",
     "min_component=150",
     "min_area=[600, 600, 900, 2000]",
-    "label_threshold=0.6",
+    "head_threshold=0.6",
     "peak_threshold=[0.7, 0.7, 0.6, 0.6]",
 ]
 KAGGLE_TEST = 5506
@@ -502,7 +502,7 @@ def main() -> None:
         parser.error("--members: predict_folder needs a segmenter among them")
     if args.post is None:
         has_classifier = any(m.startswith("cls-") for m in args.members)
-        args.post = [p for p in FIRST_PLACE_POST if has_classifier or not p.startswith("label_threshold")]
+        args.post = [p for p in FIRST_PLACE_POST if has_classifier or not p.startswith("head_threshold")]
     try:
         run(args)
     except SteelsegError as err:

@@ -61,7 +61,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         parser,
         "post-processing file to use (default: the ensemble's, e.g. from `steelseg tune`)",
         "override a post-processing value, for every class or per class: pixel_threshold=0.55, "
-        "min_area=[600,600,900,2000], min_component=150, fill_holes=true, label_threshold=0.6, "
+        "min_area=[600,600,900,2000], min_component=150, fill_holes=true, head_threshold=0.6, "
         "peak_threshold=[0.7,0.7,0.6,0.6], peak=top_k, peak_top_k=100, soft_gate=true (repeatable)",
     )
     parser.add_argument(

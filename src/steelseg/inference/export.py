@@ -162,8 +162,8 @@ def _check_images(config) -> np.ndarray:
     return images.clip(0, 255).astype(np.uint8)
 
 
-def _agreement(a: Outputs, b: Outputs, postprocess: PostProcess, label_threshold: np.ndarray) -> float:
+def _agreement(a: Outputs, b: Outputs, postprocess: PostProcess, presence_threshold: np.ndarray) -> float:
     if a.pixels is None:
-        return float((present(a.scores, label_threshold) == present(b.scores, label_threshold)).mean())
+        return float((present(a.scores, presence_threshold) == present(b.scores, presence_threshold)).mean())
     equal = [(postprocess(x) == postprocess(y)).mean() for x, y in zip(a.pixels, b.pixels)]
     return float(np.mean(equal))

@@ -196,7 +196,7 @@ def _model_info(predictor: Predictor, settings: ServiceSettings) -> dict:
                 "id": c + 1,
                 "name": name,
                 "color": color_hex(c),
-                "label_threshold": float(predictor.presence_threshold[c]),
+                "presence_threshold": float(predictor.presence_threshold[c]),
                 "pixel_threshold": float(post.pixel_threshold[c]),
                 "min_area": int(post.min_area[c]),
             }

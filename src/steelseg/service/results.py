@@ -23,21 +23,21 @@ def boxes(mask: np.ndarray) -> list[dict]:
 
 
 def image_result(
-    outputs: Outputs, masks: np.ndarray | None, class_names: list[str], label_threshold: np.ndarray
+    outputs: Outputs, masks: np.ndarray | None, class_names: list[str], presence_threshold: np.ndarray
 ) -> list[dict]:
     """Per class: id (1-based, as in the submission), name, present, score (the class score:
     the mask's peak probability, or the class head's), threshold, area, rle and boxes.
 
     With masks, a class is present when its post-processed mask is not empty (the post-processing
     holds any gate), and threshold is None: the score alone does not decide. ``masks`` None (a
-    classifier alone): present is the score above its label threshold, and there is no mask."""
+    classifier alone): present is the score above its presence threshold, and there is no mask."""
     result = []
     for c, name in enumerate(class_names):
         score = float(outputs.scores[c])
         if masks is None:
             present, threshold, area, encoded, found = (
-                bool(score > label_threshold[c]),
-                float(label_threshold[c]),
+                bool(score > presence_threshold[c]),
+                float(presence_threshold[c]),
                 None,
                 None,
                 [],

@@ -1,4 +1,4 @@
-"""Class scores and soft gating on hand-made arrays (gating.py)."""
+"""Class scores and soft gating on hand-made arrays (core/outputs.py)."""
 
 import numpy as np
 import pytest

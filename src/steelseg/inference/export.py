@@ -1,7 +1,7 @@
 """``steelseg export``: the run's network as ONNX, checked against PyTorch before it is kept.
 
 The graph is the network's ``forward`` (padding to the stride, network, activation) with
-dynamic batch, height and width, one output per name of its task (``gating.TASK_OUTPUTS``).
+dynamic batch, height and width, one output per name of its task (``core.outputs.TASK_OUTPUTS``).
 It is written to a temporary file, checked by the onnx checker, then run by onnxruntime next
 to PyTorch fp32 at a size other than the one it was traced at; only if both agree within
 tolerance does it replace ``model.onnx``.

@@ -27,7 +27,7 @@ def is_local_file(weights: str | None) -> bool:
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     """Load pretrained encoder weights from a local ``.safetensors`` or ``.pth`` file.
 
-    ``.pth`` files are read with ``weights_only=True`` (``weights.read_torch_file``): a file
+    ``.pth`` files are read with ``weights_only=True`` (``models.weights.read_torch_file``): a file
     holding any pickled object but tensors is refused in one line, never run. A 3-channel first
     convolution is summed over its input channels for a 1-channel encoder, which is what the
     pretrained response to a gray image is.

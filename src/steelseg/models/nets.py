@@ -23,7 +23,7 @@ class SegmentationNet(nn.Module):
     ``logits``: zero-pad H and W up to a multiple of ``divisor``, run the network, crop back.
     ``forward``: the activation of those logits, i.e. probabilities at the network's
     resolution. Validation, the Predictor's backends, out-of-fold files and the ONNX export
-    all call ``forward`` and then ``gating.to_image``, so the same image gives the same
+    all call ``forward`` and then ``core.outputs.to_image``, so the same image gives the same
     probabilities everywhere (they drifted when validation resized logits and prediction
     resized probabilities). With a class head (two_head) the outputs are the pixel
     probabilities and the class probabilities, in that order.

@@ -3,7 +3,7 @@
 The page (``DIR/index.html``, figures in ``DIR/figures/``) shows the competition Dice per class
 and its mean (``evaluate``/``metrics``: the same numbers ``steelseg score`` prints), which
 classes each image is predicted to hold against the truth, Dice against the minimum area and
-the pixel threshold (``tuning.py``), defect areas in truth and prediction, and the images with
+the pixel threshold (``sweeps.py``), defect areas in truth and prediction, and the images with
 the lowest mean Dice as overlays. Inputs are checked as ``score`` checks them: the image set is
 the IMAGES folder, the truth may name no image outside it, the prediction must name them all
 (or ``--allow-missing``).

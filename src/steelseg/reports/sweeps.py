@@ -1,5 +1,5 @@
 """Dice against the pixel threshold and against the minimum area: slices of the grid that
-training's validation searches (``tune.PostprocessSearch``), through the values in use.
+training's validation searches (``core.search.PostprocessSearch``), through the values in use.
 
 Two sources:
 

@@ -36,7 +36,7 @@ class _Job:
 class MicroBatcher:
     """``submit(image)`` -> a Future of ``run(images[None])[0]``, computed in batches.
 
-    ``run``: (N, H, W) uint8 -> something indexable by image (``gating.Outputs``)."""
+    ``run``: (N, H, W) uint8 -> something indexable by image (``core.outputs.Outputs``)."""
 
     def __init__(
         self, run: Callable[[np.ndarray], object], max_batch: int = 4, max_wait_ms: float = 5.0, max_queue: int = 64

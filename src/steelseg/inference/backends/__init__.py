@@ -1,5 +1,5 @@
 """Backends run the network: ``(N, in_channels, h, w) float32`` -> its outputs by name
-(``gating.TASK_OUTPUTS``: (N, C, h, w) pixel and/or (N, C) class probabilities, float32) at
+(``core.outputs.TASK_OUTPUTS``: (N, C, h, w) pixel and/or (N, C) class probabilities, float32) at
 the network's resolution. A registry of names, each imported only when
 chosen, so that an ONNX-only deployment never imports torch.
 

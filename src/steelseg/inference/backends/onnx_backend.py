@@ -1,7 +1,7 @@
 """The onnxruntime backend: the run's ``model.onnx`` (``steelseg export``), no torch import.
 
 The exported graph is the network's ``forward`` (padding, network, activation) with dynamic
-batch, height and width and one output per name of its task (``gating.TASK_OUTPUTS``); its
+batch, height and width and one output per name of its task (``core.outputs.TASK_OUTPUTS``); its
 metadata carries the run's config, post-processing and the SHA-256 of the weights it was exported
 from, so a stale export is refused, not used.
 

@@ -4,27 +4,10 @@ import pytest
 
 from steelseg.commands.cli import main
 from steelseg.files import synth
+from tiny_runs import tiny_cli
 
 # A tiny run (test_resnet, 1 epoch on 64x256 strips) for the untrusted-file tests.
-UNTRUSTED_SETUP = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
-    "--set",
-    "train.precision=32-true",
-    "--set",
-    "train.oof_scale=null",
-    "--epochs",
-    "1",
-    "--quiet",
-]
+UNTRUSTED_SETUP = tiny_cli("train.oof_scale=null")
 
 
 class _Planted:

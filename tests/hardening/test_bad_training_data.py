@@ -20,28 +20,11 @@ from steelseg.files import synth
 from steelseg.files.annotations import AnnotationError, read_annotations
 from steelseg.files.datasets import DatasetError, open_configured, open_dataset
 from steelseg.files.images import ImageError
+from tiny_runs import tiny_cli
 
 LONG = "ImageId,ClassId,EncodedPixels\n"
 WIDE = "ImageId_ClassId,EncodedPixels\n"
-SETUP = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
-    "--set",
-    "train.precision=32-true",
-    "--set",
-    "train.oof_scale=null",
-    "--epochs",
-    "1",
-    "--quiet",
-]
+SETUP = tiny_cli("train.oof_scale=null")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -10,26 +10,9 @@ from steelseg.commands.cli import main
 from steelseg.config import load_config
 from steelseg.files import rundir, synth
 from steelseg.files.datasets import open_configured
+from tiny_runs import tiny_cli
 
-SETUP = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
-    "--set",
-    "train.precision=32-true",
-    "--set",
-    "train.oof_scale=null",
-    "--epochs",
-    "1",
-    "--quiet",
-]
+SETUP = tiny_cli("train.oof_scale=null")
 VALIDATED = "synth_2_00003.jpg"  # the one validation image of 6 (split seed 0, 20%)
 TRAINED = "synth_2_00000.jpg"
 

@@ -13,26 +13,9 @@ from steelseg.inference.predictor import Predictor
 from steelseg.training.data import TorchSegmentationData
 from steelseg.training.module import labels_of
 from steelseg.training.oof import load_oof
+from tiny_runs import tiny_cli
 
-SETUP = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
-    "--set",
-    "train.precision=32-true",
-    "--set",
-    "train.batches_per_epoch=2",
-    "--epochs",
-    "1",
-    "--quiet",
-]
+SETUP = tiny_cli("train.batches_per_epoch=2")
 
 
 # --- defect blackout and the classifier's labels ------------------------------------------

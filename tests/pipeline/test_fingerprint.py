@@ -106,6 +106,18 @@ def test_gray_level_quantiles_are_the_lowest_level_reaching_the_share():
     assert stats["mean"] == 25
 
 
+def test_images_too_small_to_hash_are_no_near_duplicates(tmp_path):
+    # two different 4x4 images: too small for the 8x8 hash grid, so never grouped together
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        Image.fromarray(_noise(seed, (4, 4))).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / f"{name}.png")
+    write_class_names(tmp_path, ["pits"])
+    fp = fingerprint_dataset(open_dataset(tmp_path), progress=False)
+    assert (fp.images, fp.near_duplicate_groups, fp.near_duplicate_images) == (2, 0, 0)
+
+
 def test_written_json_reads_back(hand_made, tmp_path):
     root, _ = hand_made
     fp = fingerprint_dataset(open_dataset(root), progress=False)

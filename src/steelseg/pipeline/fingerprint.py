@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from steelseg.files.atomic import write_text
 from steelseg.files.datasets import DatasetError, SegmentationDataset
-from steelseg.files.folds import group_near_duplicates, perceptual_hash
+from steelseg.files.folds import HASH_COLS, HASH_ROWS, group_near_duplicates, perceptual_hash
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 FINGERPRINT = "fingerprint.json"
@@ -58,7 +58,7 @@ class _Tally:
 
     shapes: list[tuple[int, int]] = field(default_factory=list)
     channels: list[int] = field(default_factory=list)
-    hashes: list[int] = field(default_factory=list)
+    hashes: list[int] = field(default_factory=list)  # of the images large enough to hash
     defective: list[bool] = field(default_factory=list)  # per image: holds any defect
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     areas: list[list[int]] = field(default_factory=list)  # per class: the area in each image holding it
@@ -72,7 +72,8 @@ def fingerprint_dataset(dataset: SegmentationDataset, progress: bool = True) -> 
         image, masks = dataset.load(index)
         tally.shapes.append(image.shape)
         tally.channels.append(_bands(dataset.image_paths[index]))
-        tally.hashes.append(int(perceptual_hash(image)) if min(image.shape) >= 8 else 0)
+        if image.shape[0] >= HASH_ROWS and image.shape[1] >= HASH_COLS:  # smaller: no hash, no group
+            tally.hashes.append(int(perceptual_hash(image)))
         tally.histogram += np.bincount(image.ravel(), minlength=256)
         tally.defective.append(bool(masks.any()))
         for c, mask in enumerate(masks):
@@ -93,7 +94,8 @@ def summarise(tally: _Tally, class_names: list[str]) -> Fingerprint:
     for h, w in tally.shapes:
         sizes[f"{h}x{w}"] = sizes.get(f"{h}x{w}", 0) + 1
     present = np.array([len(a) for a in tally.areas], np.int64)
-    counts = np.bincount(group_near_duplicates(np.array(tally.hashes, np.uint64)))
+    hashes = np.array(tally.hashes, np.uint64)
+    counts = np.bincount(group_near_duplicates(hashes)) if hashes.size else np.zeros(0, np.int64)
     return Fingerprint(
         images=n,
         sizes=dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -52,23 +52,13 @@ from steelseg.files.datasets import open_dataset
 from steelseg.files.folds import make_folds, write_folds
 from steelseg.files.rundir import EpochResult
 from steelseg.training.writer import RunDirWriter
+from tiny_runs import TINY_NET
 
 EPOCHS = 3  # per run: per stage, per fold
 TINY = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
+    *TINY_NET,
     "--set",
     "data.crops_per_image=2",
-    "--set",
-    "train.precision=32-true",
     "--set",
     "train.batches_per_epoch=8",
     "--set",

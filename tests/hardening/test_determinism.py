@@ -18,35 +18,17 @@ import torch
 from safetensors.torch import load_file
 
 from steelseg.files import rundir
+from tiny_runs import tiny_cli
 
 HASH_SEEDS = ("1", "2")
-TRAIN = [
-    "--set",
-    "model.encoder_name=tu-test_resnet",
-    "--set",
-    "model.arch_params={decoder_channels: [8, 8, 8, 8, 8]}",
-    "--set",
-    "data.crop_height=32",
-    "--set",
-    "data.crop_width=64",
-    "--set",
-    "data.batch_size=2",
-    "--set",
+TRAIN = tiny_cli(
     "data.crops_per_image=2",
-    "--set",
     "data.sampler=balanced",
-    "--set",
     "train.mixup_alpha=0.4",
-    "--set",
     "data.num_workers=2",  # worker processes draw augmentations too
-    "--set",
-    "train.precision=32-true",
-    "--set",
     "train.batches_per_epoch=6",
-    "--epochs",
-    "2",
-    "--quiet",
-]
+    epochs=2,
+)
 
 
 def _steelseg(args: list[str], cwd: Path, hash_seed: str) -> None:

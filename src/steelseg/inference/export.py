@@ -69,14 +69,15 @@ def export_onnx(
     """Export the run in ``run_dir`` to ``out`` (default ``run_dir/model.onnx``) and check it."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / rundir.ONNX
-    config = rundir.load_run_config(run_dir)
+    run = rundir.load_run(run_dir)  # config, post-processing and gate, each read once
+    config = run.config
     if config.model.task == "instance":
         raise ExportError(
             f"{run_dir}: instance (Mask R-CNN) runs predict with the torch backends only; ONNX export covers "
             "the segment, classify and two_head tasks"
         )
     net = load_net(run_dir, config)
-    postprocess = rundir.load_postprocess(run_dir, config)
+    postprocess = run.postprocess
     trace_shape = (1, config.model.in_channels, 64, 96)
     with atomic_path(out) as tmp:
         _trace(net, torch.zeros(trace_shape), tmp, TASK_OUTPUTS[config.model.task])
@@ -85,7 +86,7 @@ def export_onnx(
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as err:
             raise ExportError(f"{out}: the onnx checker refused the exported graph: {err}") from None
-        check = _compare(run_dir, config, postprocess, net, tmp, tolerance, min_agreement)
+        check = _compare(run, net, tmp, tolerance, min_agreement)
     agreement_of = "mask" if PIXELS in TASK_OUTPUTS[config.model.task] else "label"
     return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size, agreement_of)
 
@@ -130,12 +131,12 @@ def _add_metadata(path: Path, run_dir: Path, config, postprocess: PostProcess) -
     onnx.save(graph, str(path))
 
 
-def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, tolerance: float, min_agreement: float):
+def _compare(run: rundir.Run, net, path: Path, tolerance: float, min_agreement: float):
     """Both runtimes through the Predictor's whole path on the same images, at a size and batch
     the graph was not traced at."""
+    config, postprocess = run.config, run.postprocess
     images = _check_images(config)
-    gate = rundir.load_gate(run_dir, config)
-    torch_side = Predictor.single(config, postprocess, TorchBackend(net, "cpu"), screen_threshold=gate)
+    torch_side = Predictor.single(config, postprocess, TorchBackend(net, "cpu"), screen_threshold=run.gate)
     reference = torch_side.predict_outputs(images)
     exported = Predictor.single(config, postprocess, OnnxBackend(path, "cpu")).predict_outputs(images)
     diff = float(np.abs(reference.scores - exported.scores).max())
@@ -144,7 +145,7 @@ def _compare(run_dir: Path, config, postprocess: PostProcess, net, path: Path, t
     agreement = _agreement(reference, exported, postprocess, torch_side.presence_threshold)
     if not diff <= tolerance or agreement < min_agreement:
         raise ExportError(
-            f"{run_dir}: onnxruntime disagrees with PyTorch: max |diff| {diff:.2e} (tolerance {tolerance:.0e}), "
+            f"{run.path}: onnxruntime disagrees with PyTorch: max |diff| {diff:.2e} (tolerance {tolerance:.0e}), "
             f"mask agreement {100 * agreement:.4f}% (needs {100 * min_agreement:.2f}%); model.onnx was not written"
         )
     return images.shape, diff, agreement

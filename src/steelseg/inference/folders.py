@@ -1,9 +1,8 @@
 """A Predictor over a folder of images: batches read ahead in threads, candidates encoded one
 batch behind, gated together at the end (``finish``), or class scores alone. No torch.
 
-The functions take the ``Predictor`` as their first argument; its methods of the same names
-(``iter_folder``, ``iter_candidates``, ``candidates_folder``, ``finish``, ``predict_folder``,
-``score_folder``) call them.
+The functions take the ``Predictor`` as their first argument: they are its methods of the same
+names (``iter_folder``, ``iter_candidates``, ``finish``, ``score_folder``).
 """
 
 from __future__ import annotations
@@ -39,8 +38,17 @@ def iter_folder(
     budget: Budget | None = None,
     skip: SkippedImages | None = None,
 ) -> Iterator[tuple[Path, np.ndarray, Outputs]]:
-    """``Predictor.iter_folder``: (path, image, its ``Outputs``) for every image, the next two
-    batches read in threads while the networks run on this one."""
+    """Yield (path, image, its ``Outputs``) for every image of a folder (or ``paths``), in
+    batches; the next batches are read and decoded in threads while the networks run on
+    this one (OpenCV decodes and numpy copies without holding the GIL, so threads overlap
+    like worker processes, without sending every image through a pipe).
+
+    ``shard`` = (rank, world size): only every world-size-th batch, starting at rank; the
+    batches are the same as in one process, so each image's numbers are too.
+    ``budget``: checked after every batch (``Budget``). ``skip``: an image that cannot be
+    read or is of a size the model is not trusted on is recorded there (and logged) and
+    left out, where it would otherwise stop the prediction with an ``ImageError`` or
+    ``InputError`` naming it; the skip is recorded before any later image is yielded."""
     paths = require_images(image_dir) if paths is None else paths
     size = predictor.batch_size
     batches = [paths[start : start + size] for start in range(0, len(paths), size)]
@@ -79,8 +87,9 @@ def iter_candidates(
     budget: Budget | None = None,
     skip: SkippedImages | None = None,
 ) -> Iterator[tuple[str, Candidate]]:
-    """``Predictor.iter_candidates``: (image id, ``Candidate``) for every image, post-processed
-    and encoded in a second thread, one batch behind the networks."""
+    """Yield (image id, ``Candidate``) for every image of a folder (or ``paths``), in their
+    order; arguments as ``iter_folder``. Post-processing and encoding run in a second
+    thread, one batch behind the networks."""
     if not predictor.has_masks:
         raise InputError(f"a {predictor.task} run gives class scores, not masks: use score_folder")
     paths = require_images(image_dir) if paths is None else paths
@@ -100,8 +109,8 @@ def iter_candidates(
 
 
 def finish(predictor, candidates: dict[str, Candidate], source: str = "", scores: dict | None = None) -> Annotations:
-    """``Predictor.finish``: the candidates gated (class scores shared within near-duplicate
-    clusters first, when the ensemble says so) -> the submission's masks."""
+    """Gate the candidates (class scores shared within near-duplicate clusters first, when
+    the ensemble says so) -> the submission's masks. ``scores`` receives the class scores."""
     image_ids = list(candidates)
     result = Annotations(source=source)
     if not image_ids:
@@ -130,7 +139,8 @@ def score_folder(
     budget: Budget | None = None,
     skip: SkippedImages | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """``Predictor.score_folder``: (image ids, (N, C) float32 class scores)."""
+    """Class scores of every image of a folder: (image ids, (N, C) float32); ``skip``: bad
+    images left out (``iter_folder``)."""
     image_ids, scores = [], []
     for path, _, outputs in iter_folder(predictor, image_dir, progress, budget=budget, skip=skip):
         image_ids.append(path.name)

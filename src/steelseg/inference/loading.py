@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steelseg.core.postprocess import PostProcess
 from steelseg.files import rundir
@@ -14,6 +15,9 @@ from steelseg.inference.ensemble import EnsembleError, Member, tta_views
 from steelseg.inference.sizes import input_divisor, members_window_unit, size_limits
 from steelseg.inference.sources import Network, Resolved, channels, check_compatible, ensemble_classes, resolve
 from steelseg.inference.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+if TYPE_CHECKING:
+    from steelseg.inference.predictor import Predictor  # the class is passed in: no import circle
 
 
 def load(
@@ -28,8 +32,12 @@ def load(
     overrides: list[str] | None = None,
     window: int | None = DEFAULT_WINDOW,
     overlap: int = DEFAULT_OVERLAP,
-):
-    """``Predictor.load``: ``cls`` (the Predictor class) built from ``sources``."""
+) -> Predictor:
+    """``Predictor.load`` (``cls``: the class): runs, folders of runs and ensemble files
+    (``inference.sources``) as one predictor. ``tta`` replaces every member's TTA;
+    ``postprocess`` a JSON file that replaces the sources' post-processing; ``overrides``
+    ``KEY=VALUE`` changes to it; ``window`` and ``overlap``: images wider than the window in
+    overlapping windows (see the Predictor)."""
     resolved = resolve(sources, tta)
     networks = resolved.networks
     check_compatible(networks)

@@ -17,8 +17,6 @@ images it takes, ``folders`` runs it over folders with read-ahead, ``budget`` ho
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +25,7 @@ from steelseg.core.outputs import Outputs
 from steelseg.core.postprocess import PostProcess, per_class
 from steelseg.core.screening import present
 from steelseg.files.annotations import Annotations
-from steelseg.inference import folders
+from steelseg.inference import folders, loading
 from steelseg.inference.backends import Backend
 
 # Budget, TimeBudgetError, Candidate, SizeLimits, InputError: imported from here by the CLI,
@@ -123,29 +121,7 @@ class Predictor:
         ``window``, ``overlap``: long images in windows (see the class)."""
         return cls.load([run_dir], backend, device, batch_size, check_size, window=window, overlap=overlap)
 
-    @classmethod
-    def load(
-        cls,
-        sources: list[str | os.PathLike],
-        backend: str = "auto",
-        device: str = "auto",
-        batch_size: int = 4,
-        check_size: bool = True,
-        tta: str | None = None,
-        postprocess: str | os.PathLike | None = None,
-        overrides: list[str] | None = None,
-        window: int | None = DEFAULT_WINDOW,
-        overlap: int = DEFAULT_OVERLAP,
-    ) -> Predictor:
-        """Runs, folders of runs and ensemble files (``inference.sources``) as one predictor.
-        ``tta`` replaces every member's TTA; ``postprocess`` a JSON file that replaces the
-        sources' post-processing; ``overrides`` ``KEY=VALUE`` changes to it; ``window`` and
-        ``overlap``: images wider than the window in overlapping windows (see the class)."""
-        from steelseg.inference import loading
-
-        return loading.load(
-            cls, sources, backend, device, batch_size, check_size, tta, postprocess, overrides, window, overlap
-        )
+    load = classmethod(loading.load)  # runs, folders of runs and ensemble files -> a Predictor
 
     def _check(self) -> None:
         covered = np.zeros(self.num_classes, dtype=bool)
@@ -268,45 +244,11 @@ class Predictor:
             return None
         return layout(image_width, self.window, self.overlap, self.window_unit)
 
-    # --- folders (``inference.folders``) --------------------------------------------------------
+    # --- folders: the functions of ``inference.folders`` are these methods ----------------------
 
-    def iter_folder(
-        self,
-        image_dir: str | os.PathLike,
-        progress: bool = True,
-        *,
-        paths: list[Path] | None = None,
-        shard: tuple[int, int] = (0, 1),
-        budget: Budget | None = None,
-        skip: SkippedImages | None = None,
-    ) -> Iterator[tuple[Path, np.ndarray, Outputs]]:
-        """Yield (path, image, its ``Outputs``) for every image of a folder (or ``paths``), in
-        batches; the next batches are read and decoded in threads while the networks run on
-        this one (OpenCV decodes and numpy copies without holding the GIL, so threads overlap
-        like worker processes, without sending every image through a pipe).
+    iter_folder = folders.iter_folder
 
-        ``shard`` = (rank, world size): only every world-size-th batch, starting at rank; the
-        batches are the same as in one process, so each image's numbers are too.
-        ``budget``: checked after every batch (``Budget``). ``skip``: an image that cannot be
-        read or is of a size the model is not trusted on is recorded there (and logged) and
-        left out, where it would otherwise stop the prediction with an ``ImageError`` or
-        ``InputError`` naming it; the skip is recorded before any later image is yielded."""
-        return folders.iter_folder(self, image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip)
-
-    def iter_candidates(
-        self,
-        image_dir: str | os.PathLike,
-        progress: bool = True,
-        *,
-        paths: list[Path] | None = None,
-        shard: tuple[int, int] = (0, 1),
-        budget: Budget | None = None,
-        skip: SkippedImages | None = None,
-    ) -> Iterator[tuple[str, Candidate]]:
-        """Yield (image id, ``Candidate``) for every image of a folder (or ``paths``), in their
-        order; arguments as ``iter_folder``. Post-processing and encoding run in a second
-        thread, one batch behind the networks."""
-        return folders.iter_candidates(self, image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip)
+    iter_candidates = folders.iter_candidates
 
     def candidates_folder(
         self,
@@ -320,10 +262,7 @@ class Predictor:
         """Every image's ``Candidate`` (this shard's), by image id (``skip``: as ``iter_folder``)."""
         return dict(self.iter_candidates(image_dir, progress, shard=shard, budget=budget, skip=skip))
 
-    def finish(self, candidates: dict[str, Candidate], source: str = "", scores: dict | None = None) -> Annotations:
-        """Gate the candidates (class scores shared within near-duplicate clusters first, when
-        the ensemble says so) -> the submission's masks. ``scores`` receives the class scores."""
-        return folders.finish(self, candidates, source, scores)
+    finish = folders.finish
 
     def predict_folder(
         self,
@@ -340,16 +279,7 @@ class Predictor:
             self.candidates_folder(image_dir, progress, budget=budget, skip=skip), str(image_dir), scores
         )
 
-    def score_folder(
-        self,
-        image_dir: str | os.PathLike,
-        progress: bool = True,
-        budget: Budget | None = None,
-        skip: SkippedImages | None = None,
-    ) -> tuple[list[str], np.ndarray]:
-        """Class scores of every image of a folder: (image ids, (N, C) float32); ``skip``: bad
-        images left out (``iter_folder``)."""
-        return folders.score_folder(self, image_dir, progress, budget, skip)
+    score_folder = folders.score_folder
 
 
 def presence_threshold(postprocess: PostProcess, screen_threshold: np.ndarray) -> np.ndarray:

@@ -176,6 +176,9 @@ class TrainConfig(_Strict):
     # Out-of-fold probabilities of the best model on the validation images, saved as float16 at
     # this scale (oof.npz) for threshold tuning and ensembling later; None: not saved.
     oof_scale: float | None = Field(0.25, gt=0, le=1)
+    # The TTA views the out-of-fold images are predicted with: those the shipped ensemble uses
+    # (`steelseg fit` sets it), so that what is tuned on them is what predicts later.
+    oof_tta: Literal["none", "hflip", "vflip", "both"] = "none"  # inference.ensemble.TTA's names
 
     @field_validator("loss", "class_loss", mode="before")
     @classmethod

@@ -157,6 +157,9 @@ ORDER = [
     "report",
     "eda",
     "report-curves",
+    "plan",
+    "fit",
+    "convert",
 ]
 
 

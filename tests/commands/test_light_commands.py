@@ -101,6 +101,12 @@ def test_score_does_not_import_torch(strips):
     assert any(line.startswith("steelseg score: warning:") for line in printed)
 
 
+def test_convert_does_not_import_torch(strips, tmp_path):
+    out = tmp_path / "masks"
+    assert _run(["convert", str(strips), "--to", "masks", str(out), "--quiet"]) == {"code": 0, "heavy": []}
+    assert len(list((out / "masks").glob("*.png"))) == 3 and (out / "classes.json").is_file()
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["score", "--help"], ["train", "--help"], ["predict", "--help"]])
 def test_help_does_not_import_torch(argv):
     assert _run(argv) == {"code": 0, "heavy": []}

@@ -45,8 +45,9 @@ def test_search_finds_the_threshold_and_area_that_separate_signal_from_noise():
     assert scores[2, 2, 0] < 0.5  # threshold 0.3, no min area: noise flags every clean image
 
 
-def test_search_switches_off_a_class_that_only_does_harm():
-    search = PostprocessSearch(1, [0.5], [0, 10])
+def test_search_switches_off_a_class_that_only_does_harm_when_allowed():
+    # allowed only: by default a class is never switched off (tests/core/test_search_choice.py)
+    search = PostprocessSearch(1, [0.5], [0, 10], allow_off=True)
     for _ in range(3):
         search.update(np.full((1, 8, 8), 0.9), np.zeros((1, 8, 8), bool))  # confident, always wrong
     best, dice = search.best()

@@ -58,6 +58,7 @@ def test_every_figure_matches_the_hand_count(hand_made):
     assert (pits.area["min"], pits.area["max"]) == (13, 13)  # 9 + 4 pixels
     assert (pits.component["min"], pits.component["max"], pits.components_per_image) == (4, 9, 2.0)
     assert (scratches.area["p50"], scratches.component["p50"], scratches.components_per_image) == (20, 20, 1.0)
+    assert (pits.extent["min"], pits.extent["max"], scratches.extent["p50"]) == (2, 3, 5)  # 2x2, 3x3; 4 rows x 5 cols
     assert (fp.near_duplicate_groups, fp.near_duplicate_images) == (1, 2)  # a and d
     pixels = np.concatenate([image.ravel() for image in images]).astype(np.float64)
     assert fp.intensity["mean"] == pytest.approx(pixels.mean())

@@ -14,10 +14,13 @@ import sys
 from steelseg.commands import (
     adversarial,
     augment_preview,
+    convert,
     demo,
     eda,
     export,
+    fit,
     folds,
+    plan,
     predict,
     pseudo,
     report,
@@ -48,6 +51,9 @@ COMMANDS = {
     "report": report,
     "eda": eda,
     "report-curves": report_curves,
+    "plan": plan,
+    "fit": fit,
+    "convert": convert,
 }
 
 

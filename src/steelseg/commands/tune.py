@@ -3,7 +3,7 @@ out-of-fold files."""
 
 from __future__ import annotations
 
-HELP = "tune an ensemble's gated post-processing and member temperatures on out-of-fold files (mean Dice)"
+HELP = "tune an ensemble's gated post-processing and member temperatures on out-of-fold files (Dice)"
 GRIDS = ("pixel_grid", "component_grid", "area_grid", "head_grid", "peak_grid")
 
 
@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
         type=int,
         nargs="+",
         metavar="PX",
-        help="minimum class areas to try (default: the config's min_area_grid)",
+        help="minimum class areas to try (default: the config's min_area_grid); a size that switches a class "
+        "off (2147483647, or over the largest image) is tried only with --allow-off",
     )
     parser.add_argument(
         "--head-grid",
@@ -62,6 +63,33 @@ def add_arguments(parser) -> None:
         "--soft-gate", action="store_true", help="multiply pixel probabilities by the class heads' (tuned with it)"
     )
     parser.add_argument("--no-temperature", action="store_true", help="keep every member's temperature at 1")
+    _add_choice(parser)
+
+
+def _add_choice(parser) -> None:
+    """What the search may choose, and what it maximises."""
+    parser.add_argument(
+        "--metric",
+        default="competition",
+        metavar="{competition,dataset}",
+        help="what the search maximises, per class: competition (default), the mean over images of each "
+        "image's Dice, an empty prediction of an empty truth scoring 1; or dataset, 2 x the predicted true "
+        "pixels / (predicted + true pixels) summed over all images",
+    )
+    parser.add_argument(
+        "--recall-floor",
+        type=float,
+        metavar="R",
+        help="only settings that still find at least this share (0 to 1) of the images with a true defect of a "
+        "class (a predicted pixel of the class on the image) are eligible; where none on the grid does, the one "
+        "that finds the most (said in the report). Default: no floor",
+    )
+    parser.add_argument(
+        "--allow-off",
+        action="store_true",
+        help="let the search switch a class off (never predict it) where that scores best; by default every "
+        "class stays on, and a sources' own setting that is off is not kept",
+    )
 
 
 def run(args) -> None:
@@ -76,6 +104,9 @@ def run(args) -> None:
         soft_gate=args.soft_gate,
         temperatures=not args.no_temperature,
         progress=not args.quiet,
+        metric=args.metric,
+        recall_floor=args.recall_floor,
+        allow_off=args.allow_off,
         **grids,
     )
     print(result.report())

@@ -40,7 +40,9 @@ from steelseg.config import Config, ConfigError, load_config
 from steelseg.core.postprocess import PostProcess, per_class
 from steelseg.core.screening import ScreeningReport, thresholds_from_json, thresholds_to_json
 from steelseg.errors import SteelsegError
+from steelseg.files import system_dir
 from steelseg.files.atomic import atomic_path, write_text
+from steelseg.files.system_dir import first_member_run
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
@@ -61,7 +63,7 @@ TENSORBOARD_DIR = "tensorboard"
 CV_TABLE = "cv.csv"
 SKIPPED = "skipped.txt"  # with data.skip_bad: the rows and images left out, one a line
 CV_CONFIG = "cv.yaml"  # train --fold all: the config every fold-<i> run is made from (--resume reads it)
-ENSEMBLE = "ensemble.yaml"  # tune of several models: the members, next to their postprocess.json
+ENSEMBLE = system_dir.ENSEMBLE  # tune of several models, fit: the members, next to their postprocess.json
 FOLD_GLOB = "fold-*"
 
 
@@ -174,6 +176,8 @@ def absolute_paths(config: Config) -> Config:
 
 
 def load_run_config(run_dir: str | os.PathLike) -> Config:
+    if not (Path(run_dir) / CONFIG).is_file() and (Path(run_dir) / ENSEMBLE).is_file():
+        return load_run_config(first_member_run(run_dir))  # a system folder names its classes so
     path = _need(run_dir, CONFIG)
     try:
         return load_config(path)

@@ -1,15 +1,17 @@
 """Out-of-fold members combined as ``predict`` combines them, for ``steelseg tune``
 (``inference.tune``): member temperatures fitted, images combined per class by weight, a
-post-processing scored on them, true mask sizes. No torch."""
+post-processing counted and scored on them (either metric, and defect recall), true mask
+sizes. No torch."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from steelseg.core.metrics import dice_from_counts
 from steelseg.core.postprocess import NEVER, PostProcess
+from steelseg.core.search import check_metric
 from steelseg.inference.ensemble import scale_logits
 from steelseg.inference.oof_members import OofMember, TuneError
 
@@ -89,31 +91,85 @@ def _resize(probs: np.ndarray, shape) -> np.ndarray:
     return np.stack([cv2.resize(p, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for p in probs])
 
 
-def evaluate(
+@dataclass(frozen=True)
+class OofCounts:
+    """One post-processing's pixel counts on the combined out-of-fold images, (N images, C
+    classes) each, in stored pixels, with each image's ``factor`` (full-size pixels per stored
+    one): what ``score`` and ``recall`` are computed from."""
+
+    inter: np.ndarray  # (N, C) int: predicted and true
+    pred: np.ndarray  # (N, C) int: predicted
+    true: np.ndarray  # (N, C) int: true
+    factors: np.ndarray  # (N,) float
+
+    def score(self, metric: str = "competition") -> np.ndarray:
+        """(C,) per class: "competition", the mean over images of each image's Dice (an empty
+        prediction of an empty truth scores 1); "dataset", 2 sum|P n T| / (sum|P| + sum|T|) over
+        all images in full-size pixels (1 for a class with no true and no predicted pixel)."""
+        check_metric(metric)
+        if metric == "competition":
+            return dice_from_counts(self.inter, self.pred, self.true).mean(axis=0)
+        weights = self.factors[:, None]
+        sums = [(counts * weights).sum(axis=0) for counts in (self.inter, self.pred, self.true)]
+        return dice_from_counts(*sums)
+
+    @property
+    def positives(self) -> np.ndarray:
+        """(C,) the images with a true defect of the class."""
+        return np.count_nonzero(self.true, axis=0)
+
+    @property
+    def hits(self) -> np.ndarray:
+        """(C,) the images with a true defect of the class and a predicted pixel of it (anywhere)."""
+        return np.count_nonzero((self.true > 0) & (self.pred > 0), axis=0)
+
+    def recall(self) -> np.ndarray:
+        """(C,) defect recall, hits / positives (``core.search.needed_hits``); NaN without positives."""
+        positives = self.positives
+        return np.where(positives > 0, self.hits / np.maximum(positives, 1), np.nan)
+
+
+def count(
     posts: list[PostProcess], members: list[OofMember], image_ids: list[str], num_classes: int
-) -> list[np.ndarray]:
-    """(C,) mean competition Dice of each post-processing of ``posts`` on the combined
-    out-of-fold images (each combined once), each image's sizes rescaled to its stored scale
-    (an independent path from ``GatedSearch``'s counts)."""
-    dice = np.zeros((len(posts), len(image_ids), num_classes))
+) -> list[OofCounts]:
+    """The ``OofCounts`` of each post-processing of ``posts`` on the combined out-of-fold images
+    (each combined once), each image's sizes rescaled to its stored scale: an independent path
+    from ``GatedSearch``'s counts (``PostProcess`` itself makes every mask)."""
+    shape = (len(posts), len(image_ids), num_classes)
+    inter, pred, true = np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    factors = np.ones(len(image_ids))
     for row, image_id in enumerate(image_ids):
-        probs, heads, truth, factor = combine_entry(members, image_id, num_classes)
+        probs, heads, truth, factors[row] = combine_entry(members, image_id, num_classes)
         flat_true = truth.reshape(num_classes, -1)
+        true[:, row] = np.count_nonzero(flat_true, axis=1)
         for k, post in enumerate(posts):
-            scaled = replace(
-                post,
-                min_area=np.where(post.min_area >= NEVER, NEVER, np.ceil(post.min_area / factor - 1e-9)).astype(
-                    np.int64
-                ),
-                min_component=np.ceil(post.min_component / factor - 1e-9).astype(np.int64),
-                peak_top_k=max(1, round(post.peak_top_k / factor)),  # K full-size pixels
-            )
-            flat_pred = scaled(probs, heads).reshape(num_classes, -1)
-            inter = np.count_nonzero(flat_pred & flat_true, axis=1)
-            dice[k, row] = dice_from_counts(
-                inter, np.count_nonzero(flat_pred, axis=1), np.count_nonzero(flat_true, axis=1)
-            )
-    return list(dice.mean(axis=1))
+            flat_pred = _at_scale(post, factors[row])(probs, heads).reshape(num_classes, -1)
+            inter[k, row] = np.count_nonzero(flat_pred & flat_true, axis=1)
+            pred[k, row] = np.count_nonzero(flat_pred, axis=1)
+    return [OofCounts(inter[k], pred[k], true[k], factors) for k in range(len(posts))]
+
+
+def _at_scale(post: PostProcess, factor: float) -> PostProcess:
+    """``post`` with its sizes in pixels of an image stored at 1 / ``factor`` of its area."""
+    return replace(
+        post,
+        min_area=np.where(post.min_area >= NEVER, NEVER, np.ceil(post.min_area / factor - 1e-9)).astype(np.int64),
+        min_component=np.ceil(post.min_component / factor - 1e-9).astype(np.int64),
+        peak_top_k=max(1, round(post.peak_top_k / factor)),  # K full-size pixels
+    )
+
+
+def evaluate(
+    posts: list[PostProcess],
+    members: list[OofMember],
+    image_ids: list[str],
+    num_classes: int,
+    metric: str = "competition",
+) -> list[np.ndarray]:
+    """(C,) score per class (``metric``: "competition" or "dataset", ``OofCounts.score``) of each
+    post-processing of ``posts`` on the combined out-of-fold images (``count``)."""
+    check_metric(metric)
+    return [counts.score(metric) for counts in count(posts, members, image_ids, num_classes)]
 
 
 def true_area_quantiles(members, image_ids, num_classes: int, quantile: float) -> np.ndarray:

@@ -7,7 +7,8 @@ A model source is one of:
   (``class-<id>-<name>/``) write them: each run is a network, and they share the folder's
   weight (a CV folder of 5 folds counts as much as one run beside it);
 - an ensemble file (YAML, ``EnsembleFile``): members, each a run or a folder of runs, with
-  weight, TTA and temperature, and the post-processing to use;
+  weight, TTA and temperature, and the post-processing to use; a folder holding an
+  ``ensemble.yaml`` (``steelseg fit``'s output) stands for its file;
 - an exported model file (``steelseg export``, ``.onnx``): one network on onnxruntime, whose
   config and post-processing are in the file (a deployment needs nothing else, and no torch).
 
@@ -164,7 +165,7 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None, confine: b
     confine = confined() if confine is None else confine
     networks, postprocess, clusters, folder, embedded = [], None, None, None, None
     for i, source in enumerate(sources):
-        path = Path(source)
+        path = system_file(Path(source))
         if is_model_file(path):
             config, post_json = read_model_file(path)
             spec = MemberSpec(run=str(path), tta=tta or "none", backend="onnx")
@@ -205,6 +206,14 @@ def resolve(sources: list[str | os.PathLike], tta: str | None = None, confine: b
         covered = set().union(*(channels(n.config) for n in networks))
         postprocess = first if first.is_file() and covered <= set(channels(networks[0].config)) else None
     return Resolved(networks, postprocess, clusters, folder)
+
+
+def system_file(path: Path) -> Path:
+    """A folder that holds an ``ensemble.yaml`` and is not itself a run (``steelseg fit``'s output,
+    or ``tune``'s of several models) stands for that file."""
+    if path.is_dir() and (path / rundir.ENSEMBLE).is_file() and not (path / rundir.CONFIG).is_file():
+        return path / rundir.ENSEMBLE
+    return path
 
 
 def read_ensemble_file(path: Path, confine: bool = False) -> tuple[list[MemberSpec], Path | None, ClusterSpec | None]:

@@ -8,85 +8,86 @@ image predicted by the fold model that never saw it. Images that every member pr
 combined as ``predict`` combines them (per class, by weight, after each member's temperature:
 ``inference.oof_combine``), and ``GatedSearch`` finds the pixel threshold, component size,
 minimum area and gates (``head_threshold`` on the class heads, ``peak_threshold`` on the peaks)
-with the best competition Dice. Out-of-fold files made without TTA tune an ensemble that
-predicts with it: the flips average away noise, so the thresholds found are, if anything,
+with the best score (``metric``: the competition's mean per-image Dice, or the dataset Dice),
+among the settings that never switch a class off (unless ``allow_off``) and whose defect
+recall meets ``recall_floor``. ``tune_members`` is that search for any set of members (the
+ensemble selection scores subsets with it); ``tune`` adds the sources' own setting
+(``inference.tune_result``) and the files. Out-of-fold files made without TTA tune an ensemble
+that predicts with it: the flips average away noise, so the thresholds found are, if anything,
 cautious.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from steelseg.config import Config
 from steelseg.core.postprocess import PostProcess
-from steelseg.core.search import GatedSearch
+from steelseg.core.search import METRICS, GatedSearch, SearchChoice
 from steelseg.files import rundir
 from steelseg.files.atomic import write_text
 from steelseg.inference.oof_combine import combine_entry, evaluate, fit_temperature, true_area_quantiles
 from steelseg.inference.oof_members import Entry, OofMember, TuneError, load_members
 from steelseg.inference.sources import check_compatible, ensemble_classes, resolve
+from steelseg.inference.tune_result import TuneResult, compare, keep_better
 
 # Imported from here by tests and the CLI, as before the split
-__all__ = ["Entry", "OofMember", "TuneError", "TuneResult", "check_grids", "fit_temperature", "keep_better", "tune"]
+__all__ = [
+    "Entry",
+    "OofMember",
+    "TuneError",
+    "TuneResult",
+    "check_grids",
+    "fit_temperature",
+    "keep_better",
+    "score_members",
+    "tune",
+    "tune_members",
+]
 _load_members = load_members
-
-
-@dataclass
-class TuneResult:
-    postprocess: PostProcess
-    before: np.ndarray  # (C,) mean Dice per class with the sources' post-processing
-    after: np.ndarray  # (C,) ... with the tuned one
-    class_names: list[str]
-    images: int
-    temperatures: list[tuple[str, float]]
-    written: list[Path]
-    skipped: int  # images some member lacks
-    kept: list[str] = field(default_factory=list)  # classes that keep the sources' setting
-
-    def report(self) -> str:
-        names = self.class_names
-        width = max(12, *(len(n) + 2 for n in names))
-        lines = [
-            f"tuned on {self.images} out-of-fold images"
-            + (f" ({self.skipped} skipped: not predicted by every member)" if self.skipped else "")
-        ]
-        if self.temperatures:
-            lines.append("temperatures: " + ", ".join(f"{name} {t:g}" for name, t in self.temperatures))
-        lines.append(f"{'':<8}{'mean':>10}" + "".join(f"{n:>{width}}" for n in names))
-        for label, values in (("before", self.before), ("after", self.after)):
-            lines.append(f"{label:<8}{values.mean():>10.4f}" + "".join(f"{v:>{width}.4f}" for v in values))
-        if self.kept:
-            lines.append(f"kept the sources' own setting for {', '.join(self.kept)}: nothing on the grid did better")
-        lines.append("post-processing:\n" + self.postprocess.describe(names))
-        lines += [f"wrote {path}" for path in self.written]
-        return "\n".join(lines)
+GRIDS = {  # None: the pixel grid of _pixel_grid(), the area grid of the config (min_area_grid)
+    "pixel_grid": None,
+    "component_grid": (0, 50, 100, 150, 250, 400),
+    "area_grid": None,
+    "head_grid": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "peak_grid": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+}
 
 
 def tune(
     sources: list[str | os.PathLike],
     out: str | os.PathLike | None = None,
     pixel_grid=None,
-    component_grid=(0, 50, 100, 150, 250, 400),
+    component_grid=GRIDS["component_grid"],
     area_grid=None,
-    head_grid=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-    peak_grid=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    head_grid=GRIDS["head_grid"],
+    peak_grid=GRIDS["peak_grid"],
     min_area_quantile: float | None = None,
     fill_holes: bool = False,
     soft_gate: bool = False,
     temperatures: bool = True,
     progress: bool = True,
+    *,
+    metric: str = "competition",
+    recall_floor: float | None = None,
+    allow_off: bool = False,
 ) -> TuneResult:
     """Tune on the sources' out-of-fold files and write the result (see the module docstring);
     ``out``: the folder to write to (default: the first source's folder; needed for several).
-    ``head_grid``: the class-head gates (``head_threshold``) tried; ``peak_grid``: the peak gates."""
-    grids = dict(pixel_grid=pixel_grid, component_grid=component_grid, area_grid=area_grid, head_grid=head_grid)
-    check_grids(**grids, peak_grid=peak_grid)
-    if min_area_quantile is not None and not 0 <= min_area_quantile <= 1:
-        raise TuneError(f"--min-area-quantile: {min_area_quantile:g} is not in [0, 1]")
+    ``head_grid``: the class-head gates (``head_threshold``) tried; ``peak_grid``: the peak gates.
+    ``metric``, ``recall_floor``, ``allow_off``: as ``tune_members``."""
+    grids = dict(
+        pixel_grid=pixel_grid,
+        component_grid=component_grid,
+        area_grid=area_grid,
+        head_grid=head_grid,
+        peak_grid=peak_grid,
+    )
+    check_options(grids, metric, recall_floor, min_area_quantile)
     resolved = resolve(sources)
     networks = resolved.networks
     check_compatible(networks)
@@ -97,31 +98,85 @@ def tune(
     common, skipped = _common_images(members)
     fitted = _fit_temperatures(members, common) if temperatures and len(members) > 1 else []
     first = networks[0].config
-    fixed = None
-    if min_area_quantile is not None:
-        fixed = true_area_quantiles(members, common, num_classes, min_area_quantile)
-    search = GatedSearch(
-        num_classes,
-        pixel_grid or _pixel_grid(),
-        component_grid,
-        area_grid or first.postprocess.min_area_grid,
-        head_grid,
-        peak_grid,
-        has_heads=_has_heads(members, common[0], num_classes),
-        fill_holes=[fill_holes] * num_classes,
-        soft_gate=soft_gate,
-        peak=first.model.score,
-        peak_top_k=first.model.score_top_k,
-        fixed_min_area=fixed,
+    options = dict(metric=metric, recall_floor=recall_floor, allow_off=allow_off)
+    choice = _choose(
+        members, common, num_classes, first, grids, progress, fill_holes, soft_gate, min_area_quantile, **options
     )
-    post = _search(search, members, common, num_classes, progress)
     before_post = resolved.read_postprocess(first, num_classes)  # the sources' own
-    before, after = evaluate([before_post, post], members, common, num_classes)
-    post, kept = keep_better(before_post, before, post, after)
-    after = np.where(kept, before, after)  # classes are independent: a kept class scores as before
-    written = _write(target, post, members, resolved, sources)
-    kept_names = [class_names[c] for c in np.flatnonzero(kept)]
-    return TuneResult(post, before, after, class_names, len(common), fitted, written, skipped, kept_names)
+    result = compare(before_post, choice, members, common, class_names, **options)
+    result.written = _write(target, result.postprocess, members, resolved, sources)
+    result.images, result.temperatures, result.skipped = len(common), fitted, skipped
+    return result
+
+
+def tune_members(
+    members: list[OofMember],
+    image_ids: list[str],
+    num_classes: int,
+    config: Config,
+    *,
+    metric: str = "competition",
+    recall_floor: float | None = None,
+    allow_off: bool = False,
+    grids: dict | None = None,
+    progress: bool = False,
+    fill_holes: bool = False,
+    soft_gate: bool = False,
+    min_area_quantile: float | None = None,
+) -> tuple[PostProcess, np.ndarray]:
+    """The gated post-processing ``GatedSearch`` finds for ``members`` combined (with the
+    temperatures they carry: nothing is fitted here) on ``image_ids``, and its (C,) score per
+    class with ``metric`` on those images, as ``score_members`` computes it (a path independent
+    of the search's own counts). What ``tune`` runs, without the files and the sources' own
+    setting.
+
+    ``metric``: "competition" (per class, the mean over images of each image's Dice; an empty
+    prediction of an empty truth scores 1) or "dataset" (per class, 2 sum|P n T| / (sum|P| +
+    sum|T|) over all images; 1 for a class with no true and no predicted pixel anywhere).
+    ``recall_floor``: only settings whose defect recall (``core.search.needed_hits``: the share of
+    the images with a true defect of the class where the prediction has a pixel of it) is at least
+    this are eligible; where none on the grid is, the one with the highest recall. ``allow_off``:
+    settings that never predict a class (min area NEVER, gates at 1) may be chosen.
+    ``grids``: any of ``GRIDS``' keys (e.g. coarse grids for a fast search); None values and
+    missing keys take the defaults. ``config``: a member's (its min_area_grid is the default area
+    grid, its ``model.score`` / ``score_top_k`` the peak gate's score). A ``TuneError`` names a bad
+    option."""
+    grids = dict(GRIDS, **{k: v for k, v in (grids or {}).items() if v is not None})
+    check_options(grids, metric, recall_floor, min_area_quantile)
+    options = dict(metric=metric, recall_floor=recall_floor, allow_off=allow_off)
+    choice = _choose(
+        members, image_ids, num_classes, config, grids, progress, fill_holes, soft_gate, min_area_quantile, **options
+    )
+    return choice.postprocess, score_members([choice.postprocess], members, image_ids, num_classes, metric)[0]
+
+
+def score_members(
+    posts: list[PostProcess],
+    members: list[OofMember],
+    image_ids: list[str],
+    num_classes: int,
+    metric: str = "competition",
+) -> list[np.ndarray]:
+    """(C,) score per class (``metric``, as in ``tune_members``) of each post-processing of
+    ``posts`` on ``members`` combined (with their temperatures) on ``image_ids``; each image is
+    combined once for all of them. ``PostProcess`` makes every mask: an independent check of
+    the search's counts. (``oof_combine.evaluate``, with the option checked.)"""
+    check_options({}, metric, None, None)
+    return evaluate(posts, members, image_ids, num_classes, metric)
+
+
+def check_options(grids: dict, metric: str, recall_floor: float | None, min_area_quantile: float | None) -> None:
+    """A one-line ``TuneError`` naming the first bad option (as its command-line flag)."""
+    unknown = sorted(set(grids) - set(GRIDS))
+    if unknown:
+        raise TuneError(f"unknown grid {unknown[0]!r}; the grids are {', '.join(GRIDS)}")
+    check_grids(**grids)
+    if metric not in METRICS:
+        raise TuneError(f"--metric: {metric!r} is not one of {', '.join(METRICS)}")
+    if recall_floor is not None and not 0 <= recall_floor <= 1:  # NaN fails too
+        raise TuneError(f"--recall-floor: {recall_floor:g} is not a share in [0, 1]")
+    if min_area_quantile is not None and not 0 <= min_area_quantile <= 1:
+        raise TuneError(f"--min-area-quantile: {min_area_quantile:g} is not in [0, 1]")
 
 
 def _common_images(members: list[OofMember]) -> tuple[list[str], int]:
@@ -154,34 +209,41 @@ def _has_heads(members: list[OofMember], image_id: str, num_classes: int) -> np.
     return has_heads
 
 
-def _search(search: GatedSearch, members: list[OofMember], image_ids: list[str], num_classes: int, progress: bool):
-    """The best post-processing of ``search`` over the combined out-of-fold images."""
+def _choose(
+    members, image_ids, num_classes, config, grids, progress, fill_holes, soft_gate, min_area_quantile, **options
+) -> SearchChoice:
+    """The ``GatedSearch`` over the combined out-of-fold images and what it chose; ``options``:
+    metric, recall_floor, allow_off."""
     from tqdm import tqdm
 
+    fixed = None
+    if min_area_quantile is not None:
+        fixed = true_area_quantiles(members, image_ids, num_classes, min_area_quantile)
+    try:
+        search = GatedSearch(
+            num_classes,
+            grids["pixel_grid"] or _pixel_grid(),
+            grids["component_grid"],
+            grids["area_grid"] or config.postprocess.min_area_grid,
+            grids["head_grid"],
+            grids["peak_grid"],
+            has_heads=_has_heads(members, image_ids[0], num_classes),
+            fill_holes=[fill_holes] * num_classes,
+            soft_gate=soft_gate,
+            peak=config.model.score,
+            peak_top_k=config.model.score_top_k,
+            fixed_min_area=fixed,
+            **options,
+        )
+    except ValueError as err:  # a grid with nothing but "off" settings
+        raise TuneError(str(err)) from None
     for image_id in tqdm(image_ids, desc="tune", unit="img", disable=not progress):
         probs, heads, truth, factor = combine_entry(members, image_id, num_classes)
         search.update(probs, truth, heads, factor)
-    post, _ = search.best()
-    return post
-
-
-def keep_better(before_post: PostProcess, before: np.ndarray, post: PostProcess, after: np.ndarray):
-    """The tuned post-processing with the sources' own kept for every class where the grid
-    found nothing better (a value off the grid can beat it); classes are independent under
-    the mean Dice. Settings shared by all classes (peak, soft gate) must agree, else the
-    better as a whole. Returns (post-processing, (C,) bool: kept)."""
-    worse = before > after + 1e-12
-    if not worse.any():
-        return post, worse
-    shared = ("peak", "peak_top_k", "soft_gate")
-    if any(getattr(post, k) != getattr(before_post, k) for k in shared):
-        better = before.mean() > after.mean()
-        return (before_post, np.ones_like(worse)) if better else (post, np.zeros_like(worse))
-    merged = {
-        name: np.where(worse, getattr(before_post, name), getattr(post, name))
-        for name in ("pixel_threshold", "min_area", "min_component", "fill_holes", "head_threshold", "peak_threshold")
-    }
-    return replace(post, **merged), worse
+    try:
+        return search.choose()
+    except ValueError as err:  # every size of a grid over the images' size
+        raise TuneError(str(err)) from None
 
 
 def check_grids(**grids) -> None:

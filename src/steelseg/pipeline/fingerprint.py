@@ -34,6 +34,7 @@ class ClassFingerprint(BaseModel):
     images: int
     area: dict[str, float] | None  # quantiles of its pixels per image that holds it; None: never present
     component: dict[str, float] | None  # quantiles of its 8-connected components' sizes (pixels)
+    extent: dict[str, float] | None = None  # quantiles of its components' longest bounding-box side (pixels)
     components_per_image: float | None  # mean over the images that hold it
 
 
@@ -63,11 +64,13 @@ class _Tally:
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     areas: list[list[int]] = field(default_factory=list)  # per class: the area in each image holding it
     components: list[list[int]] = field(default_factory=list)  # per class: every component's size
+    extents: list[list[int]] = field(default_factory=list)  # per class: every component's longest side
 
 
 def fingerprint_dataset(dataset: SegmentationDataset, progress: bool = True) -> Fingerprint:
     """Read every image and its masks once; the dataset's ``Fingerprint``."""
-    tally = _Tally(areas=[[] for _ in dataset.class_names], components=[[] for _ in dataset.class_names])
+    names = dataset.class_names
+    tally = _Tally(areas=[[] for _ in names], components=[[] for _ in names], extents=[[] for _ in names])
     for index in tqdm(range(len(dataset)), desc="fingerprint", unit="img", disable=not progress):
         image, masks = dataset.load(index)
         tally.shapes.append(image.shape)
@@ -77,10 +80,11 @@ def fingerprint_dataset(dataset: SegmentationDataset, progress: bool = True) -> 
         tally.histogram += np.bincount(image.ravel(), minlength=256)
         tally.defective.append(bool(masks.any()))
         for c, mask in enumerate(masks):
-            sizes = component_sizes(mask)
+            sizes, extents = component_sizes(mask, extents=True)
             if sizes.size:
                 tally.areas[c].append(int(sizes.sum()))
                 tally.components[c].extend(sizes.tolist())
+                tally.extents[c].extend(extents.tolist())
     return summarise(tally, dataset.class_names)
 
 
@@ -106,18 +110,23 @@ def summarise(tally: _Tally, class_names: list[str]) -> Fingerprint:
         intensity=histogram_stats(tally.histogram),
         clean_share=1 - float(np.mean(tally.defective)),
         empty_pair_share=float(1 - present.sum() / (n * len(class_names))) if class_names else 1.0,
-        classes=[_class(name, tally.areas[c], tally.components[c], n) for c, name in enumerate(class_names)],
+        classes=[_class(name, c, tally, n) for c, name in enumerate(class_names)],
         near_duplicate_groups=int((counts > 1).sum()),
         near_duplicate_images=int(counts[counts > 1].sum()),
     )
 
 
-def component_sizes(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool -> the pixel counts of its 8-connected components (int64, any order)."""
+def component_sizes(mask: np.ndarray, extents: bool = False):
+    """(H, W) bool -> the pixel counts of its 8-connected components (int64, any order); with
+    ``extents`` also the longest side of each one's bounding box, as a second array."""
     if not mask.any():
-        return np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return (empty, empty) if extents else empty
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return stats[1:count, cv2.CC_STAT_AREA].astype(np.int64)  # row 0 is the background
+    sizes = stats[1:count, cv2.CC_STAT_AREA].astype(np.int64)  # row 0 is the background
+    if not extents:
+        return sizes
+    return sizes, np.maximum(stats[1:count, cv2.CC_STAT_WIDTH], stats[1:count, cv2.CC_STAT_HEIGHT]).astype(np.int64)
 
 
 def quantiles(values: np.ndarray) -> dict[str, float]:
@@ -149,13 +158,16 @@ def write_fingerprint(path: str | os.PathLike, fingerprint: Fingerprint) -> Path
     return path
 
 
-def _class(name: str, areas: list[int], components: list[int], n: int) -> ClassFingerprint:
+def _class(name: str, c: int, tally: _Tally, n: int) -> ClassFingerprint:
+    areas, components = tally.areas[c], tally.components[c]
+    extents = tally.extents[c] if tally.extents else []
     return ClassFingerprint(
         name=name,
         image_share=len(areas) / n,
         images=len(areas),
         area=quantiles(np.array(areas)) if areas else None,
         component=quantiles(np.array(components)) if components else None,
+        extent=quantiles(np.array(extents)) if extents else None,
         components_per_image=len(components) / len(areas) if areas else None,
     )
 

@@ -62,14 +62,31 @@ def _all_folds(config: Config, out: Path, progress: bool) -> str:
     for path in leftovers(out):  # of a table or cv.yaml whose write a kill cut short
         path.unlink(missing_ok=True)
     folds = _folds(config)
-    summaries = []
-    for fold in folds:
-        data = config.data.model_copy(update={"fold": fold})
-        summaries.append(continue_run(config.model_copy(update={"data": data}), rundir.fold_dir(out, fold), progress))
+    summaries = [train_fold(config, out, fold, progress) for fold in folds]
+    return write_cv_table(out, summaries, folds)
+
+
+def train_fold(config: Config, out: str | os.PathLike, fold: int, progress: bool = True) -> RunSummary:
+    """Bring ``OUT/fold-<fold>`` to a finished run of ``config`` validated on ``fold`` (a fresh
+    start, a resume, or its summary when it has finished): one job of ``--fold all``."""
+    data = config.data.model_copy(update={"fold": fold})
+    return continue_run(config.model_copy(update={"data": data}), rundir.fold_dir(out, fold), progress)
+
+
+def start_cv_folder(config: Config, out: str | os.PathLike) -> None:
+    """Write ``OUT/cv.yaml`` (once) so that ``out`` is a folder of folds that ``train --resume``,
+    ``predict`` and ``tune`` recognise."""
+    path = Path(out) / rundir.CV_CONFIG
+    if not path.is_file():
+        write_text(path, rundir.absolute_paths(config).to_yaml())
+
+
+def write_cv_table(out: str | os.PathLike, summaries: list[RunSummary], folds: list[int]) -> str:
+    """Write ``OUT/cv.csv`` from the folds' summaries; return it formatted for the terminal."""
     header, rows = cv_rows(summaries, folds)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
-    write_text(out / CV_TABLE, buffer.getvalue())
+    write_text(Path(out) / CV_TABLE, buffer.getvalue())
     return format_cv(header, rows)
 
 

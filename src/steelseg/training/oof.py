@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from steelseg.core.preprocess import resize_image, resize_masks
+from steelseg.files import rundir
 from steelseg.files.atomic import atomic_path
 from steelseg.files.datasets import SegmentationDataset
 from steelseg.files.rundir import OOF, load_oof  # noqa: F401  (load_oof: read where it is written)
@@ -26,9 +27,11 @@ def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress
     """Predict ``val_set`` with the run's best model; write ``oof.npz`` holding ``image_ids``
     (N,) str, ``scores`` (N, C) float32 class scores, ``labels`` (N, C) bool (class present),
     ``image_shapes`` (N, 2) the full size, ``backend`` the Predictor backend that made them,
+    ``tta`` its views (``train.oof_tta``),
     and for pixel outputs ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w)
     bool and ``shapes`` (N, 2) int the (h, w) of each entry."""
-    predictor = Predictor.from_run_dir(run_dir, check_size=False)
+    tta = rundir.load_run_config(run_dir).train.oof_tta
+    predictor = Predictor.load([run_dir], check_size=False, tta=tta)
     probs, masks, image_shapes, scores, labels = [], [], [], [], []
     for i in tqdm(range(len(val_set)), desc="out-of-fold", unit="img", disable=not progress):
         image, truth = val_set.load(i)
@@ -45,6 +48,7 @@ def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress
         "labels": np.stack(labels),
         "image_shapes": np.array(image_shapes, dtype=np.int64),
         "backend": np.array(predictor.describe()),  # which backend and precision made them
+        "tta": np.array(tta),
     }
     if probs:
         arrays.update(

@@ -1,0 +1,146 @@
+"""``steelseg fit`` against ``steelseg train`` with its defaults at the same budget, scored on
+held-out images that neither training, tuning nor selection saw.
+
+    python benchmarks/fit_benchmark.py DATASET --budget MINUTES [--out runs/fit-DATASET]
+                                       [--skip-baseline] [--shared ../shared/data]
+
+DATASET:
+  neu         NEU-Seg (3 classes, 200x200): the 20% hold-out of benchmarks/neu_engine.py (seed 0)
+  bsdata      BSData (1 class, LabelMe polygons, 42 photo sizes): 20% of the JSON files held out
+              (seed 0); fit reads the LabelMe folder itself, the hold-out is converted to masks
+  half-clean  synthetic 256x1600 strips, half without defects (files/synth.py): 400 to fit on,
+              100 held out (other seed)
+  mixed       a mask folder of 300 (+100 held out) images of 24 sizes with five classes, the fifth
+              rare (5% of images) and small (discs of 3-6 px radius): files/synth.py strips
+              resized and cut, discs painted on
+
+Figures: competition mean Dice (each image scores 1 for a class it lacks and the model leaves
+empty) and dataset Dice (per class over all pixels of the hold-out), per class too; for the
+fit also its best single member (its folds, the plan's TTA, its own tuned post-processing).
+Phases resume: a finished fit or baseline folder is not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(HERE))
+
+from fit_data import prepare  # noqa: E402
+
+
+def steelseg(*args: str) -> float:
+    print("$ steelseg", shlex.join(args), flush=True)
+    start = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    subprocess.run([sys.executable, "-m", "steelseg", *args], env=env, check=True)
+    return (time.monotonic() - start) / 60
+
+
+def scores(models: list[Path], test: Path, tta: str | None = None, postprocess: Path | None = None) -> dict:
+    """Competition and dataset Dice of ``models`` on the labelled folder ``test``."""
+    from steelseg.core.metrics import DiceAccumulator
+    from steelseg.files.datasets import open_dataset
+    from steelseg.inference.predictor import Predictor
+
+    predictor = Predictor.load(models, tta=tta, postprocess=postprocess, batch_size=8, check_size=False)
+    dataset = open_dataset(test)
+    start = time.monotonic()
+    predictions = predictor.predict_folder(dataset.image_paths[0].parent, progress=False)
+    seconds = time.monotonic() - start
+    accumulator = DiceAccumulator(predictor.num_classes)
+    for i, image_id in enumerate(dataset.image_ids):
+        image, truth = dataset.load(i)
+        pred = [predictions.mask(image_id, c, image.shape) for c in range(1, predictor.num_classes + 1)]
+        accumulator.update(np.stack(pred), truth)
+    result = accumulator.result()
+    return {
+        "competition": round(result.mean_dice, 4),
+        "competition_per_class": result.class_dice.round(4).tolist(),
+        "dataset": round(float(np.mean(result.dataset_dice)), 4),
+        "dataset_per_class": np.asarray(result.dataset_dice).round(4).tolist(),
+        "predict_seconds": round(seconds, 1),
+        "images": len(dataset),
+    }
+
+
+def run_fit(train: Path, out: Path, budget: float) -> tuple[Path, float]:
+    system = out / "fit"
+    if (system / "report.html").is_file():
+        return system, json.loads((out / "results.json").read_text()).get("fit_minutes", float("nan"))
+    return system, steelseg("fit", str(train), "--out", str(system), "--budget", str(budget), "--quiet")
+
+
+def run_baseline(train: Path, out: Path, budget: float) -> tuple[Path, float]:
+    run = out / "train-default"
+    if (run / "finished").is_file():
+        return run, json.loads((out / "results.json").read_text()).get("baseline_minutes", float("nan"))
+    # train's defaults; data in another format is read from the fit's converted copy
+    data = out / "fit" / "data" if (out / "fit" / "data").is_dir() else train
+    return run, steelseg(
+        "train", str(data), "--out", str(run), "--max-minutes", str(budget), "--epochs", "1000", "--quiet"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=["neu", "bsdata", "half-clean", "mixed"])
+    parser.add_argument("--budget", type=float, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    out = args.out or Path("runs") / f"fit-{args.dataset}-{args.budget:g}"
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    train, test = prepare(args.dataset, out, args.shared)
+    system, results["fit_minutes"] = run_fit(train, out, args.budget)
+    results_path.write_text(json.dumps(results, indent=2))
+    selection = json.loads((system / "selection.json").read_text())
+    results["fit"] = scores([system], test)
+    results["shipped"] = selection["shipped"]["members"]
+    single = selection.get("best_single")
+    if single:
+        import yaml
+
+        tta = yaml.safe_load((system / "plan.yaml").read_text())["tta"]
+        post = system / "best-single.postprocess.json"
+        results["best_single"] = dict(scores([system / "members" / single], test, tta, post), member=single)
+    if not args.skip_baseline:
+        run, results["baseline_minutes"] = run_baseline(train, out, args.budget)
+        results["baseline"] = scores([run], test)
+    results_path.write_text(json.dumps(results, indent=2))
+    print_table(args, results)
+
+
+def print_table(args, results: dict) -> None:
+    print(f"\n{args.dataset}, budget {args.budget:g} min, held-out images: {results['fit']['images']}")
+    print(f"{'':<44}{'minutes':>9}{'competition':>13}{'dataset':>10}  per class (competition | dataset)")
+    rows = [("fit: " + " + ".join(results["shipped"]), "fit", results["fit_minutes"])]
+    if "best_single" in results:
+        rows.append((f"fit's best single member ({results['best_single']['member']})", "best_single", None))
+    if "baseline" in results:
+        rows.append(("train with the defaults", "baseline", results["baseline_minutes"]))
+    for name, key, minutes in rows:
+        r = results[key]
+        per_class = " ".join(f"{v:.4f}" for v in r["competition_per_class"])
+        per_class += " | " + " ".join(f"{v:.4f}" for v in r["dataset_per_class"])
+        shown = f"{minutes:.1f}" if minutes is not None else ""
+        print(f"{name[:43]:<44}{shown:>9}{r['competition']:>13.4f}{r['dataset']:>10.4f}  {per_class}")
+
+
+if __name__ == "__main__":
+    main()

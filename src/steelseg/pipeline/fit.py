@@ -1,0 +1,85 @@
+"""``steelseg fit``: a dataset to a tuned, exported, reported system, stage by stage.
+
+Stages, each recorded in ``DIR/fit.json`` when it ends (``pipeline.state``): import (any
+supported annotation format into a mask folder), fingerprint, plan (the rules', a plan file's or
+a seed system's), folds, train (every member on every fold, each job resumable, with
+out-of-fold files made with the shipped TTA), select (greedy forward selection on the
+out-of-fold predictions, ``pipeline.selection``), tune (the chosen set and the best single
+member on the full grids; the better one ships), export (ONNX of every shipped fold model),
+report (``DIR/report.html``). A killed fit started again with the same arguments skips the
+finished stages and jobs and resumes the interrupted training from its last epoch.
+
+``DIR`` is then a system folder: ``ensemble.yaml`` (members as folders of folds, relative
+paths), ``postprocess.json``, which ``predict``, ``serve``, ``score --run``, ``report --model``
+and ``Predictor.from_run_dir`` take as they take a run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from steelseg.pipeline import stages
+from steelseg.pipeline.state import Tracker
+
+STAGES = ("import", "fingerprint", "plan", "folds", "train", "select", "tune", "pseudo", "export", "report")
+
+
+@dataclass
+class FitRequest:
+    data: str
+    out: Path
+    budget_minutes: float
+    plan: str | None = None  # a plan file to run instead of planning
+    system: str | None = None  # a seed system's name
+    scale: str = "full"  # "tiny": the seed system shrunk to run in minutes (CI)
+    unlabelled: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+    executor: str = "local"  # pipeline.executors; not an argument to repeat: a fit may continue elsewhere
+    address: str | None = None  # a Ray cluster's head
+
+    def arguments(self) -> dict[str, object]:
+        """What must be repeated to continue a fit (paths as given, made absolute)."""
+        absolute = lambda p: None if p is None else str(Path(p).resolve())  # noqa: E731
+        return {
+            "data": absolute(self.data),
+            "budget_minutes": self.budget_minutes,
+            "plan": absolute(self.plan),
+            "system": self.system,
+            "scale": self.scale,
+            "unlabelled": absolute(self.unlabelled),
+            "device": self.device,
+        }
+
+
+def fit(request: FitRequest) -> Path:
+    """Run (or continue) every stage; returns the system folder."""
+    out = request.out
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(out, request.arguments(), request.budget_minutes, request.progress)
+    context = stages.Context(request, out, tracker)
+    for number, name in enumerate(STAGES, start=1):
+        if tracker.done(name):
+            stages.reload(name, context)
+            continue
+        tracker.begin(name, number, len(STAGES))
+        note = getattr(stages, f"run_{name}")(context)
+        tracker.finish(note or "")
+    tracker.say(f"done: {out} (predict with: steelseg predict {out} IMAGES --out CSV)")
+    return out
+
+
+def describe_result(out: Path) -> str:
+    """The lines ``steelseg fit`` prints at the end: chosen members and their out-of-fold scores."""
+    selection = json.loads((out / stages.SELECTION).read_text())
+    shipped = selection["shipped"]
+    single = selection.get("best_single")
+    against = f"; best single member {single}: {selection['best_single_score']:.4f}" if single else ""
+    lines = [
+        f"shipped: {' + '.join(shipped['members'])} ({selection['metric']} Dice on {selection['images']} "
+        f"out-of-fold images: {shipped['score']:.4f}{against})",
+        f"report: {out / stages.REPORT}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""``make_plan``: a dataset's fingerprint, a budget and a device -> a ``Plan``, by the rules of
+``pipeline.rules`` and a measured probe of each candidate (``training.probe``).
+
+The probe is a parameter (``measure``) so that the rules can be tested with known numbers; by
+default it trains a few steps of each candidate on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from steelseg.config import Config, load_config
+from steelseg.pipeline import rules
+from steelseg.pipeline.fingerprint import Fingerprint
+from steelseg.pipeline.plan import MemberPlan, Plan, PseudoPlan, TunePlan
+
+# Training time of a candidate relative to a segmenter's share of the budget: a classifier
+# has no decoder to train and its screen matters less than the masks.
+SHARES = {"segment": 1.0, "two_head": 1.0, "classify": 0.5}
+NAMES = {"segment": "unet", "two_head": "two-head", "classify": "screen"}
+PROBE_BATCH = 2
+PSEUDO_SHARE = 0.4  # of the training time, for retraining on pseudo-labels
+MAX_MINUTES_SLACK = 1.25  # a fold's hard stop (train.max_minutes) against its planned time
+
+Measure = Callable[[Config, tuple[int, int], tuple[int, int], int, str], "object"]
+
+
+def make_plan(
+    fp: Fingerprint,
+    class_names: list[str],
+    budget_minutes: float,
+    device: str,
+    measure: Measure | None = None,
+    unlabelled: bool = False,
+    spent_seconds: float = 0.0,
+    free_bytes: int | None = None,
+    seed: int = 0,
+) -> Plan:
+    """The plan (module docstring); ``spent_seconds``: of the budget, already used (the fingerprint)."""
+    measure = measure or _default_measure
+    reasons: dict[str, str] = {}
+    geo, why = rules.geometry(fp)
+    reasons.update(why)
+    kinds, reasons["families"] = rules.families(fp)
+    sampler, pos_weight, reasons["sampler, loss weights"] = rules.sampler_and_weights(fp)
+    base = _base_settings(geo, sampler, pos_weight, seed)
+    probes = _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons)
+    budget_s = budget_minutes * 60 - spent_seconds
+    kinds, train_s, k = _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons)
+    tta, reasons["TTA"] = rules.tta_views(
+        max(p.predict_seconds_per_image for p in probes.values()), fp.images, len(kinds), budget_s
+    )
+    members = _members(fp, kinds, probes, base, train_s, k, tta, reasons)
+    area_grid, component_grid, reasons["post-processing search"] = rules.search_space(fp)
+    pseudo = PseudoPlan()
+    if unlabelled:
+        pseudo = PseudoPlan(
+            rounds=1, minutes=round(max(m.minutes for m in members) * PSEUDO_SHARE / (1 - PSEUDO_SHARE), 2)
+        )
+        reasons["pseudo-labels"] = f"unlabelled images given: 1 round, {PSEUDO_SHARE:.0%} of the training time"
+    reasons["tune"] = "competition Dice; no class switched off; each class keeps recall >= 0.5 on out-of-fold images"
+    return Plan(
+        budget_minutes=budget_minutes,
+        device=device,
+        k=k,
+        seed=seed,
+        tta=tta,
+        members=members,
+        tune=TunePlan(recall_floor=0.5, area_grid=area_grid, component_grid=component_grid),
+        pseudo=pseudo,
+        reasons=reasons,
+        estimate=_estimate(fp, kinds, probes, k, tta, train_s, spent_seconds),
+    )
+
+
+def _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons) -> dict:
+    """Each candidate measured at ``PROBE_BATCH`` for its memory, then at the batch chosen from it."""
+    probes = {}
+    for kind in kinds:
+        config = _probe_config(base, kind, class_names)
+        first = measure(config, geo.net_crop, geo.net_image, PROBE_BATCH, device)
+        batch, reasons[f"batch ({NAMES[kind]})"] = rules.batch_size(
+            first.bytes_per_sample, _free(free_bytes, device), device
+        )
+        probes[kind] = measure(config, geo.net_crop, geo.net_image, batch, device) if batch != PROBE_BATCH else first
+    return probes
+
+
+def _members(fp, kinds, probes, base, train_s, k, tta, reasons) -> list[MemberPlan]:
+    """One member per candidate kind, its share of the training time turned into epochs."""
+    members = []
+    total_share = sum(SHARES[kind] for kind in kinds)
+    for kind in kinds:
+        minutes = train_s * SHARES[kind] / (k * total_share) / 60
+        probe = probes[kind]
+        plan, why = rules.schedule(
+            minutes,
+            fp.images * (k - 1) // k,
+            max(1, fp.images // k),
+            probe.batch_size,
+            probe.train_seconds_per_image,
+            probe.predict_seconds_per_image,
+        )
+        reasons[f"epochs ({NAMES[kind]})"] = f"{minutes:.1f} min per fold: {why}"
+        members.append(_member(kind, base, probe.batch_size, plan, tta))
+    return members
+
+
+def _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons):
+    """Candidates, training seconds and k: drop the costliest extra candidates (two heads first,
+    then the screen) while a fold would see fewer than ``MIN_EPOCH_IMAGES`` passes."""
+    kinds = list(kinds)
+    while True:
+        train_s = (budget_s - _overhead(fp, kinds, probes)) * (1 - PSEUDO_SHARE if unlabelled else 1)
+        if train_s <= 0:
+            raise rules.BudgetError(
+                f"the budget leaves no time to train: predicting and tuning alone take about "
+                f"{_overhead(fp, kinds, probes) / 60:.1f} min; give a larger --budget"
+            )
+        passes = {k: _passes(fp, kinds, probes, train_s, k) for k in (3, 4, 5)}
+        if passes[3] >= rules.MIN_EPOCH_IMAGES or len(kinds) == 1:
+            break
+        dropped = "two_head" if "two_head" in kinds else kinds[-1]
+        kinds.remove(dropped)
+        reasons["families"] += f"; {NAMES[dropped]} dropped: too little time for it to learn"
+    k, reasons["folds"] = rules.folds_count(fp, passes)
+    return kinds, train_s, k
+
+
+def _passes(fp, kinds, probes, train_s, k) -> float:
+    """Passes over a fold's training images that the slowest candidate gets with ``k`` folds."""
+    total_share = sum(SHARES[kind] for kind in kinds)
+    images = max(1, fp.images * (k - 1) // k)
+    return min(
+        train_s * SHARES[kind] / (k * total_share) / (images * probes[kind].train_seconds_per_image) for kind in kinds
+    )
+
+
+def _overhead(fp, kinds, probes, views: int = 3) -> float:
+    """Seconds of everything but training: out-of-fold prediction with flips, tuning, export, fixed."""
+    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * views
+    tune = rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * (2 * len(kinds))
+    return predict + tune + rules.EXPORT_SECONDS * 5 * len(kinds) + rules.FIXED_SECONDS
+
+
+def _estimate(fp, kinds, probes, k, tta, train_s, spent_s) -> dict[str, float]:
+    views = {"none": 1, "hflip": 2, "vflip": 2, "both": 3}[tta]
+    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * views
+    return {
+        "fingerprint and probe": round(spent_s / 60, 2),
+        "train": round(train_s / 60, 2),
+        "out-of-fold prediction": round(predict / 60, 2),
+        "select and tune": round(rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * 2 * len(kinds) / 60, 2),
+        "export": round(rules.EXPORT_SECONDS * k * len(kinds) / 60, 2),
+    }
+
+
+def _base_settings(geo: rules.Geometry, sampler: str, pos_weight: list[float], seed: int) -> dict[str, object]:
+    crop_h, crop_w = geo.crop if geo.crop else (None, None)
+    return {
+        "model.input_scale": geo.scale,
+        "model.in_channels": 1,
+        "data.crop_height": crop_h,
+        "data.crop_width": crop_w,
+        "data.sampler": sampler,
+        "train.scheduler": {"name": "cosine"},  # a fixed budget ends on a decayed learning rate
+        "train.loss": [
+            {"name": "bce", "weight": 0.5, "params": {"pos_weight": pos_weight}},
+            {"name": "dice", "weight": 0.5},
+        ],
+        "train.seed": seed,
+    }
+
+
+def _member(kind: str, base: dict, batch: int, plan: rules.Schedule, tta: str) -> MemberPlan:
+    settings = dict(base, **{"model.task": kind, "data.batch_size": batch})
+    settings.update(
+        {
+            "train.epochs": plan.epochs,
+            "train.batches_per_epoch": plan.batches_per_epoch,
+            "train.val_batches": plan.val_batches,
+            "train.max_minutes": round(plan.minutes * MAX_MINUTES_SLACK, 2),
+            "train.oof_tta": tta,
+        }
+    )
+    return MemberPlan(name=NAMES[kind], recipe="default", settings=settings, minutes=round(plan.minutes, 2))
+
+
+def _probe_config(base: dict, kind: str, class_names: list[str]) -> Config:
+    member = MemberPlan(name="probe", settings=dict(base, **{"model.task": kind}), minutes=1)
+    config = load_config(member.recipe, member.overrides())
+    return config.model_copy(update={"data": config.data.model_copy(update={"class_names": list(class_names)})})
+
+
+def _free(free_bytes: int | None, device: str) -> int:
+    """Free memory of the device: CUDA's own count, else the kernel's MemAvailable."""
+    if free_bytes is not None:
+        return free_bytes
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def _default_measure(config, crop, image, batch, device):
+    from steelseg.training.probe import probe
+
+    return probe(config, crop, image, batch, device)

@@ -1,0 +1,205 @@
+"""The stages of ``steelseg fit`` (``pipeline.fit``): one ``run_<stage>(context)`` each, which
+writes its files into the fit's folder and returns a note for ``fit.json``, and ``reload``,
+which reads a finished stage's files back when a fit continues."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from steelseg.files import rundir
+from steelseg.files.atomic import write_text
+from steelseg.files.datasets import open_dataset
+from steelseg.files.folds import make_folds, write_folds
+from steelseg.pipeline.fingerprint import FINGERPRINT, Fingerprint, fingerprint_dataset, write_fingerprint
+from steelseg.pipeline.plan import PLAN, Plan, read_plan, write_plan
+from steelseg.pipeline.state import Tracker
+
+FOLDS = "folds.csv"
+MEMBERS = "members"
+SELECTION = "selection.json"
+REPORT = "report.html"
+DATA = "data"  # a converted copy of data given in another annotation format
+
+
+@dataclass
+class Context:
+    request: object  # fit.FitRequest
+    out: Path
+    tracker: Tracker
+    root: Path | None = None
+    dataset: object = None
+    fingerprint: Fingerprint | None = None
+    plan: Plan | None = None
+    selection: dict = field(default_factory=dict)
+    extra: list = field(default_factory=list)  # members the pseudo-label rounds added (MemberPlan)
+
+    def member_folder(self, name: str) -> Path:
+        return self.out / MEMBERS / name
+
+    def candidates(self) -> list:
+        """Every member that may ship: the plan's and those retrained on pseudo-labels."""
+        return [*self.plan.members, *self.extra]
+
+
+def run_import(ctx: Context) -> str:
+    from steelseg.files.importers import as_dataset_folder
+
+    ctx.root = Path(as_dataset_folder(ctx.request.data, ctx.out / DATA))
+    ctx.dataset = open_dataset(ctx.root)
+    converted = ctx.root != Path(ctx.request.data)
+    return f"{'converted to ' + str(ctx.root) if converted else 'read'}: {len(ctx.dataset)} images"
+
+
+def run_fingerprint(ctx: Context) -> str:
+    ctx.fingerprint = fingerprint_dataset(ctx.dataset, progress=ctx.request.progress)
+    write_fingerprint(ctx.out / FINGERPRINT, ctx.fingerprint)
+    return f"{ctx.fingerprint.images} images, {len(ctx.fingerprint.classes)} classes"
+
+
+def run_plan(ctx: Context) -> str:
+    request = ctx.request
+    if request.plan:
+        ctx.plan = read_plan(request.plan)
+        how = f"from {request.plan}"
+    elif request.system:
+        from steelseg.pipeline.systems import system_plan
+
+        ctx.plan = system_plan(request.system, ctx.fingerprint, request.budget_minutes, request.scale)
+        if request.scale == "full":
+            from steelseg.pipeline.costs import estimate_system
+
+            ctx.plan = estimate_system(ctx.plan, ctx.fingerprint, ctx.dataset.class_names, request.device)
+        how = f"seed system {request.system} ({request.scale})"
+    else:
+        from steelseg.pipeline.planner import make_plan
+
+        ctx.plan = make_plan(
+            ctx.fingerprint,
+            ctx.dataset.class_names,
+            request.budget_minutes,
+            request.device,
+            unlabelled=request.unlabelled is not None,
+            spent_seconds=ctx.tracker.spent(),
+        )
+        how = "by the rules"
+    write_plan(ctx.out / PLAN, ctx.plan)
+    if request.progress:
+        from steelseg.pipeline.plan_table import format_plan
+
+        print(format_plan(ctx.plan), flush=True)
+    return f"{how}: {len(ctx.plan.members)} candidates x {ctx.plan.k} folds"
+
+
+def run_folds(ctx: Context) -> str:
+    table = make_folds(ctx.dataset, k=ctx.plan.k, seed=ctx.plan.seed, progress=ctx.request.progress)
+    write_folds(ctx.out / FOLDS, table)
+    return f"{ctx.plan.k} folds"
+
+
+def run_train(ctx: Context) -> str:
+    from steelseg.pipeline.training_jobs import train_members
+
+    return train_members(ctx)
+
+
+def run_select(ctx: Context) -> str:
+    from steelseg.pipeline.choose import select_members
+
+    return select_members(ctx)
+
+
+def run_tune(ctx: Context) -> str:
+    from steelseg.pipeline.choose import tune_system
+
+    return tune_system(ctx)
+
+
+def run_pseudo(ctx: Context) -> str:
+    from steelseg.pipeline.pseudo_rounds import pseudo_rounds
+
+    return pseudo_rounds(ctx)
+
+
+def run_export(ctx: Context) -> str:
+    if not ctx.plan.export:
+        return "not asked for by the plan"
+    from steelseg.inference.export import export_onnx
+
+    runs = [run for name in ctx.selection["shipped"]["members"] for run in _fold_runs(ctx.member_folder(name))]
+    for run in runs:
+        onnx = run / rundir.ONNX
+        if not onnx.is_file() or onnx.stat().st_mtime < (run / rundir.WEIGHTS).stat().st_mtime:
+            export_onnx(run)
+        ctx.tracker.checkpoint()
+    return f"{len(runs)} fold models to ONNX"
+
+
+def run_report(ctx: Context) -> str:
+    from steelseg.reports.system import write_system_report
+
+    write_system_report(ctx.out / REPORT, system_report_data(ctx))
+    return str(ctx.out / REPORT)
+
+
+def reload(name: str, ctx: Context) -> None:
+    """Read the files of a finished stage back into ``ctx``."""
+    if name == "import":
+        converted = ctx.out / DATA
+        ctx.root = converted if converted.is_dir() else Path(ctx.request.data)
+        ctx.dataset = open_dataset(ctx.root)
+    elif name == "fingerprint":
+        ctx.fingerprint = Fingerprint.model_validate(json.loads((ctx.out / FINGERPRINT).read_text()))
+    elif name == "plan":
+        ctx.plan = read_plan(ctx.out / PLAN)
+    elif name in ("select", "tune", "pseudo"):
+        ctx.selection = json.loads((ctx.out / SELECTION).read_text())
+        if name == "pseudo":
+            from steelseg.pipeline.pseudo_rounds import read_extra
+
+            ctx.extra = read_extra(ctx)
+
+
+def system_report_data(ctx: Context) -> dict:
+    """Everything the system report shows, as plain data (reports/ knows nothing of fit)."""
+    cv = {}
+    for member in ctx.candidates():
+        table = ctx.member_folder(member.name) / rundir.CV_TABLE
+        cv[member.name] = table.read_text() if table.is_file() else ""
+    post = (ctx.out / rundir.POSTPROCESS).read_text() if (ctx.out / rundir.POSTPROCESS).is_file() else "{}"
+    return {
+        "out": str(ctx.out),
+        "plan": ctx.plan.model_dump(mode="json"),
+        "plan_yaml": ctx.plan.to_yaml(),
+        "fingerprint": ctx.fingerprint.model_dump(mode="json"),
+        "class_names": list(ctx.dataset.class_names),
+        "cv": cv,
+        "selection": ctx.selection,
+        "postprocess": json.loads(post),
+        "stages": {k: v.model_dump() for k, v in ctx.tracker.state.stages.items()},
+        "cuts": list(ctx.tracker.state.cuts),
+        "budget_minutes": ctx.plan.budget_minutes,
+    }
+
+
+def write_system_files(ctx: Context, names: list[str], temperatures: dict[str, float], post_json: str) -> None:
+    """``ensemble.yaml`` (members by relative path, so the folder can move) and ``postprocess.json``."""
+    members = []
+    for name in names:
+        entry = {"run": f"{MEMBERS}/{name}", "tta": ctx.plan.tta}
+        if temperatures.get(name, 1.0) != 1.0:
+            entry["temperature"] = temperatures[name]
+        members.append(entry)
+    write_text(ctx.out / rundir.POSTPROCESS, post_json + "\n")
+    document = {"members": members, "postprocess": rundir.POSTPROCESS}
+    if ctx.plan.clusters is not None:
+        document["clusters"] = ctx.plan.clusters
+    header = f"# written by steelseg fit; predict with: steelseg predict {ctx.out} IMAGES --out CSV\n"
+    write_text(ctx.out / rundir.ENSEMBLE, header + yaml.safe_dump(document, sort_keys=False))
+
+
+def _fold_runs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob(rundir.FOLD_GLOB) if (p / rundir.CONFIG).is_file())

@@ -104,3 +104,15 @@ def test_continuing_with_other_arguments_is_refused(fitted, tiny_data, tiny_plan
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert "budget_minutes differ" in err and "\n" not in err
+
+
+def test_the_service_serves_the_system_folder(fitted, tiny_data):
+    from fastapi.testclient import TestClient
+
+    from steelseg.service.app import create_app
+
+    image = next((tiny_data / "train_images").iterdir())
+    client = TestClient(create_app(Predictor.load([fitted])))
+    response = client.post("/predict", files={"file": (image.name, image.read_bytes(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    assert [c["name"] for c in response.json()["classes"]] == ["pits", "crazing", "scratches", "blotches"]

@@ -29,6 +29,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--unlabelled", metavar="IMAGES", help="unlabelled images for pseudo-label rounds")
     add_device(parser, "device to plan for: auto (default), cpu, cuda, cuda:N")
     parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable images and bad annotations (each printed, listed in the runs' skipped.txt)",
+    )
+    parser.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
@@ -62,6 +67,7 @@ def run(args) -> None:
         device=resolve_device(args.device),
         progress=not args.quiet,
         executor=args.executor,
+        skip_bad=args.skip_bad,
         address=args.address,
     )
     out = fit(request)

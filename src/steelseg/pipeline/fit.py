@@ -37,6 +37,7 @@ class FitRequest:
     unlabelled: str | None = None
     device: str = "cpu"
     progress: bool = True
+    skip_bad: bool = False  # leave out unreadable images and bad annotations (each printed) instead of stopping
     executor: str = "local"  # pipeline.executors; not an argument to repeat: a fit may continue elsewhere
     address: str | None = None  # a Ray cluster's head
 
@@ -51,12 +52,14 @@ class FitRequest:
             "scale": self.scale,
             "unlabelled": absolute(self.unlabelled),
             "device": self.device,
+            "skip_bad": self.skip_bad,
         }
 
 
 def fit(request: FitRequest) -> Path:
     """Run (or continue) every stage; returns the system folder."""
     out = request.out
+    _preflight(request)
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(out, request.arguments(), request.budget_minutes, request.progress)
     context = stages.Context(request, out, tracker)
@@ -69,6 +72,27 @@ def fit(request: FitRequest) -> Path:
         tracker.finish(note or "")
     tracker.say(f"done: {out} (predict with: steelseg predict {out} IMAGES --out CSV)")
     return out
+
+
+def _preflight(request: FitRequest) -> None:
+    """The mistakes that can be named before anything is written: one line each."""
+    from steelseg.errors import UsageError
+    from steelseg.files.importers import detect_format
+
+    if request.out.exists() and not request.out.is_dir():
+        raise UsageError(f"--out {request.out}: a file, not a folder")
+    detect_format(request.data)  # a missing folder or an unknown layout
+    if request.plan:
+        from steelseg.pipeline.plan import read_plan
+
+        read_plan(request.plan)
+    if request.system:
+        from steelseg.pipeline.systems import SYSTEMS
+
+        if request.system not in SYSTEMS:
+            raise UsageError(f"--system {request.system}: unknown; choose one of {', '.join(SYSTEMS)}")
+    if request.unlabelled and not Path(request.unlabelled).is_dir():
+        raise UsageError(f"--unlabelled {request.unlabelled}: not a folder of images")
 
 
 def describe_result(out: Path) -> str:

@@ -19,6 +19,8 @@ def plan_dataset(
     device: str = "auto",
     unlabelled: str | None = None,
     progress: bool = True,
+    system: str | None = None,
+    scale: str = "full",
 ) -> str:
     """Write ``out`` (the plan) and ``<stem>-fingerprint.json`` beside it; return the plan's table.
     Data in another annotation format is converted first into ``<stem>-data/`` beside the plan."""
@@ -31,13 +33,21 @@ def plan_dataset(
     dataset = open_dataset(root)
     fingerprint = fingerprint_dataset(dataset, progress=progress)
     write_fingerprint(out.parent / f"{out.stem}-fingerprint.json", fingerprint)
-    plan = make_plan(
-        fingerprint,
-        dataset.class_names,
-        budget_minutes,
-        device,
-        unlabelled=unlabelled is not None,
-        spent_seconds=time.monotonic() - start,
-    )
+    if system:
+        from steelseg.pipeline.costs import estimate_system
+        from steelseg.pipeline.systems import system_plan
+
+        plan = system_plan(system, fingerprint, budget_minutes, scale)
+        if scale == "full":
+            plan = estimate_system(plan, fingerprint, dataset.class_names, device)
+    else:
+        plan = make_plan(
+            fingerprint,
+            dataset.class_names,
+            budget_minutes,
+            device,
+            unlabelled=unlabelled is not None,
+            spent_seconds=time.monotonic() - start,
+        )
     write_plan(out, plan)
     return format_plan(plan)

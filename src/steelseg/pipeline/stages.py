@@ -48,8 +48,8 @@ class Context:
 def run_import(ctx: Context) -> str:
     from steelseg.files.importers import as_dataset_folder
 
-    ctx.root = Path(as_dataset_folder(ctx.request.data, ctx.out / DATA))
-    ctx.dataset = open_dataset(ctx.root)
+    ctx.root = Path(as_dataset_folder(ctx.request.data, ctx.out / DATA, skip_bad=ctx.request.skip_bad))
+    ctx.dataset = _open(ctx)
     converted = ctx.root != Path(ctx.request.data)
     return f"{'converted to ' + str(ctx.root) if converted else 'read'}: {len(ctx.dataset)} images"
 
@@ -150,7 +150,7 @@ def reload(name: str, ctx: Context) -> None:
     if name == "import":
         converted = ctx.out / DATA
         ctx.root = converted if converted.is_dir() else Path(ctx.request.data)
-        ctx.dataset = open_dataset(ctx.root)
+        ctx.dataset = _open(ctx)
     elif name == "fingerprint":
         ctx.fingerprint = Fingerprint.model_validate(json.loads((ctx.out / FINGERPRINT).read_text()))
     elif name == "plan":
@@ -199,6 +199,16 @@ def write_system_files(ctx: Context, names: list[str], temperatures: dict[str, f
         document["clusters"] = ctx.plan.clusters
     header = f"# written by steelseg fit; predict with: steelseg predict {ctx.out} IMAGES --out CSV\n"
     write_text(ctx.out / rundir.ENSEMBLE, header + yaml.safe_dump(document, sort_keys=False))
+
+
+def _open(ctx: Context):
+    """The data set; with ``--skip-bad`` without its unreadable images and bad rows (printed)."""
+    if not ctx.request.skip_bad:
+        return open_dataset(ctx.root)
+    from steelseg.config import DataConfig
+    from steelseg.files.datasets import open_configured
+
+    return open_configured(DataConfig(root=str(ctx.root), skip_bad=True), progress=ctx.request.progress)
 
 
 def _fold_runs(folder: Path) -> list[Path]:

@@ -1,5 +1,6 @@
 """What ``steelseg fit`` has done so far, kept in ``DIR/fit.json`` after every stage and job:
-the arguments it was started with (a second ``fit`` into the folder must repeat them), each
+the arguments it was started with (once training has begun, a second ``fit`` into the folder
+must repeat them; before, it starts afresh), each
 stage's seconds and whether it finished, and what the budget made it cut. Time already spent
 counts against the budget when a killed fit continues.
 """
@@ -41,6 +42,11 @@ class Tracker:
         self.progress = progress
         if self.path.is_file():
             self.state = FitState.model_validate(json.loads(self.path.read_text()))
+            # Until training has begun, a fit with other arguments starts afresh: only cheap,
+            # rewritten files (the converted data, fingerprint, plan, folds) are there.
+            started = bool(self.state.jobs) or (out / "members").exists()
+            if self.state.arguments != arguments and not started:
+                self.state = FitState(arguments=arguments)
             if self.state.arguments != arguments:
                 changed = sorted(k for k in arguments if self.state.arguments.get(k) != arguments.get(k))
                 raise OutputExistsError(

@@ -26,7 +26,7 @@ def train_members(ctx, members=None, later: tuple[str, ...] = LATER_STAGES) -> s
     members = plan.members if members is None else members
     jobs = [(member, fold) for member in members for fold in range(plan.k)]
     folds_csv = ctx.out / "folds.csv"
-    configs = {member.name: member.config(ctx.root, folds_csv) for member in members}
+    configs = {member.name: _config(ctx, member, folds_csv) for member in members}
     for member in members:
         start_cv_folder(configs[member.name], ctx.member_folder(member.name))
     run = executor(ctx.request.executor)
@@ -73,6 +73,13 @@ def _record(ctx, member, fold: int) -> None:
     if key not in ctx.tracker.state.jobs:
         ctx.tracker.state.jobs[key] = round(ctx.tracker.spent(), 1)  # when it finished, in fit time
     ctx.tracker.checkpoint()
+
+
+def _config(ctx, member, folds_csv):
+    config = member.config(ctx.root, folds_csv)
+    if ctx.request.skip_bad:  # as the data set was opened: without its bad images and rows
+        config = config.model_copy(update={"data": config.data.model_copy(update={"skip_bad": True})})
+    return config
 
 
 def _warm_started(config, member, fold: int, ctx):

@@ -71,3 +71,12 @@ def _subprocesses_import_this_clone():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), *others]))
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Eight synthetic 128x512 strips in the competition layout (four hold defects): the data of
+    the fit, plan and probe tests."""
+    from steelseg.files.synth import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("data"), 8, seed=1, height=128, width=512, progress=False)

@@ -15,7 +15,7 @@ GIB = 2**30
 def fake_measure(train_s=0.05, predict_s=0.02, per_sample=50 * 2**20):
     calls = []
 
-    def measure(config, crop, image, batch, device):
+    def measure(config, crop, image, batch, device, dataset=None):
         calls.append((config.model.task, crop, image, batch))
         return Probe(train_s, predict_s, per_sample, batch, crop, image, "bf16-mixed", device)
 

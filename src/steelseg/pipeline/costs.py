@@ -7,6 +7,8 @@ TTA. GPU-hours are that time divided by ``GPU_SPEEDUP``: an assumption, not a me
 
 from __future__ import annotations
 
+from functools import partial
+
 from steelseg.config import Config, load_config
 from steelseg.pipeline.fingerprint import Fingerprint
 from steelseg.pipeline.plan import Plan
@@ -17,9 +19,12 @@ GPU_SPEEDUP = 40.0  # assumed: one V100-class GPU against this 2-core CPU, for t
 VIEWS = {"none": 1, "hflip": 2, "vflip": 2, "both": 3}
 
 
-def estimate_system(plan: Plan, fp: Fingerprint, class_names: list[str], device: str, measure=None) -> Plan:
-    """``plan`` with each member's ``minutes`` (one fold) measured and the stage estimates filled in."""
-    measure = measure or _default_measure
+def estimate_system(
+    plan: Plan, fp: Fingerprint, class_names: list[str], device: str, measure=None, dataset=None
+) -> Plan:
+    """``plan`` with each member's ``minutes`` (one fold) measured (on ``dataset``'s real batches
+    when given) and the stage estimates filled in."""
+    measure = measure or partial(_default_measure, dataset=dataset)
     members, predict_s = [], 0.0
     n_train, n_val = fp.images * (plan.k - 1) // plan.k, max(1, fp.images // plan.k)
     for member in plan.members:
@@ -63,7 +68,7 @@ def _fold_seconds(config: Config, n_train: int, n_val: int, train_s: float, pred
     return total
 
 
-def _default_measure(config, crop, image, batch, device):
+def _default_measure(config, crop, image, batch, device, dataset=None):
     from steelseg.training.probe import probe
 
-    return probe(config, crop, image, batch, device, steps=1)
+    return probe(config, crop, image, batch, device, steps=1, dataset=dataset)

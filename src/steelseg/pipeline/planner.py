@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 
 from steelseg.config import Config, load_config
 from steelseg.pipeline import rules
@@ -36,9 +37,11 @@ def make_plan(
     spent_seconds: float = 0.0,
     free_bytes: int | None = None,
     seed: int = 0,
+    dataset=None,
 ) -> Plan:
-    """The plan (module docstring); ``spent_seconds``: of the budget, already used (the fingerprint)."""
-    measure = measure or _default_measure
+    """The plan (module docstring); ``spent_seconds``: of the budget, already used (the fingerprint);
+    ``dataset``: the probe trains on its real batches (reading and augmenting images included)."""
+    measure = measure or partial(_default_measure, dataset=dataset)
     reasons: dict[str, str] = {}
     geo, why = rules.geometry(fp)
     reasons.update(why)
@@ -211,7 +214,7 @@ def _free(free_bytes: int | None, device: str) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def _default_measure(config, crop, image, batch, device):
+def _default_measure(config, crop, image, batch, device, dataset=None):
     from steelseg.training.probe import probe
 
-    return probe(config, crop, image, batch, device)
+    return probe(config, crop, image, batch, device, dataset=dataset)

@@ -39,7 +39,7 @@ def plan_dataset(
 
         plan = system_plan(system, fingerprint, budget_minutes, scale)
         if scale == "full":
-            plan = estimate_system(plan, fingerprint, dataset.class_names, device)
+            plan = estimate_system(plan, fingerprint, dataset.class_names, device, dataset=dataset)
     else:
         plan = make_plan(
             fingerprint,
@@ -48,6 +48,7 @@ def plan_dataset(
             device,
             unlabelled=unlabelled is not None,
             spent_seconds=time.monotonic() - start,
+            dataset=dataset,
         )
     write_plan(out, plan)
     return format_plan(plan)

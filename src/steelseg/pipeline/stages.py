@@ -72,7 +72,9 @@ def run_plan(ctx: Context) -> str:
         if request.scale == "full":
             from steelseg.pipeline.costs import estimate_system
 
-            ctx.plan = estimate_system(ctx.plan, ctx.fingerprint, ctx.dataset.class_names, request.device)
+            ctx.plan = estimate_system(
+                ctx.plan, ctx.fingerprint, ctx.dataset.class_names, request.device, dataset=ctx.dataset
+            )
         how = f"seed system {request.system} ({request.scale})"
     else:
         from steelseg.pipeline.planner import make_plan
@@ -84,6 +86,7 @@ def run_plan(ctx: Context) -> str:
             request.device,
             unlabelled=request.unlabelled is not None,
             spent_seconds=ctx.tracker.spent(),
+            dataset=ctx.dataset,
         )
         how = "by the rules"
     write_plan(ctx.out / PLAN, ctx.plan)

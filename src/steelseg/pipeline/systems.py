@@ -146,7 +146,7 @@ def system_plan(name: str, fp: Fingerprint, budget_minutes: float, scale: str = 
 def _member(name: str, recipe: str, settings: dict, tta: str, tiny: bool) -> MemberPlan:
     settings = dict(settings, **{"train.oof_tta": tta})
     if tiny:
-        config = load_config(recipe, [f"{k}={_yaml(v)}" for k, v in settings.items()])
+        config = load_config(recipe, MemberPlan(name=name, recipe=recipe, settings=settings, minutes=1).overrides())
         arch_params = dict(config.model.arch_params, **TINY_DECODERS.get(config.model.arch, {}))
         settings.update(TINY, **{"model.arch_params": arch_params})
         if config.stages:
@@ -159,9 +159,3 @@ def _tiny_stage(stage: dict) -> dict:
     stage["train"] = dict(stage.get("train", {}), epochs=1)
     stage.pop("data", None)  # full-size fine-tuning stages would undo the tiny crops
     return stage
-
-
-def _yaml(value) -> str:
-    import json
-
-    return json.dumps(value)

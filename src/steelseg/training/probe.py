@@ -37,26 +37,35 @@ class Probe:
 
 
 def probe(
-    config: Config, crop: tuple[int, int], image: tuple[int, int], batch_size: int, device: str, steps: int = 2
+    config: Config,
+    crop: tuple[int, int],
+    image: tuple[int, int],
+    batch_size: int,
+    device: str,
+    steps: int = 2,
+    dataset=None,
 ) -> Probe:
     """Measure ``config`` (class names resolved) on ``device``: ``steps`` timed training steps of
-    ``batch_size`` random crops of ``crop`` (network pixels) after one warm-up step, then two
-    timed predictions of one ``image``-sized input."""
+    ``batch_size`` crops of ``crop`` (network pixels) after one warm-up step, then timed
+    predictions of ``image``-sized inputs. With ``dataset`` (a ``SegmentationDataset``) the
+    batches are real ones from training's own loaders, so that the times include reading,
+    cropping and augmenting images, and validation is timed as training validates (whole images,
+    scores and the threshold search); without it they are random tensors of those sizes."""
     torch.manual_seed(0)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     precision = resolve_precision(config.train.precision, device_type)
     module = SegmentationModule(config).to(device)
     memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    channels, classes = config.model.in_channels, module.num_classes
     optimizer = torch.optim.Adam(module.model.parameters(), lr=1e-4)
-    x = torch.randn(batch_size, channels, *crop, device=device).contiguous(memory_format=memory)
-    y = (torch.rand(batch_size, classes, *crop, device=device) > 0.9).float()
+    train_batches, val_batches = _batches(config, module, crop, image, batch_size, dataset)
     activation = _Activations(module.model) if device_type == "cpu" else None
     step_seconds = []
     for _ in range(steps + 1):
         if device_type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
+        x, y = next(train_batches)
+        x, y = x.to(device).contiguous(memory_format=memory), y.to(device)
         with _autocast(precision, device_type):
             loss = module._loss(module.model.logits(x), y)
         loss.backward()
@@ -71,23 +80,44 @@ def probe(
         if device_type == "cuda"
         else int(activation.bytes * BACKWARD_FACTOR) // batch_size
     )
-    predict = _predict_seconds(module, channels, image, memory, precision, device, device_type)
-    return Probe(
-        min(step_seconds[1:]) / batch_size, predict, int(per_sample), batch_size, crop, image, precision, device
-    )
+    predict = _predict_seconds(module, val_batches, memory, precision, device, device_type)
+    train_s = (sum(step_seconds[1:]) / len(step_seconds[1:])) / batch_size
+    return Probe(train_s, predict, int(per_sample), batch_size, crop, image, precision, device)
 
 
-def _predict_seconds(module, channels, image, memory, precision, device, device_type) -> float:
+def _batches(config: Config, module, crop, image, batch_size: int, dataset):
+    """(training batches, validation batches) as endless iterators of (x, y)."""
+    if dataset is None:
+        channels, classes = config.model.in_channels, module.num_classes
+
+        def random(n, size):
+            while True:
+                yield torch.randn(n, channels, *size), (torch.rand(n, classes, *size) > 0.9).float()
+
+        return random(batch_size, crop), random(1, image)
+    from itertools import cycle
+
+    from steelseg.training.data import loaders
+
+    data = config.data.model_copy(update={"batch_size": batch_size})
+    train_loader, val_loader = loaders(config.model_copy(update={"data": data}), dataset, dataset)
+    return cycle(train_loader), cycle(val_loader)
+
+
+def _predict_seconds(module, batches, memory, precision, device, device_type) -> float:
+    """Seconds per image of validation: the forward pass, and with real batches the scoring too."""
     module.eval()
-    x = torch.randn(1, channels, *image, device=device).contiguous(memory_format=memory)
+    module.on_validation_epoch_start()
     times = []
     with torch.inference_mode(), _autocast(precision, device_type):
         for _ in range(3):
             start = time.perf_counter()
-            module.model(x)
+            x, y = next(batches)
+            x = x.to(device).contiguous(memory_format=memory)
+            module.validation_step((x, y.to(device)), 0)
             _sync(device_type)
-            times.append(time.perf_counter() - start)
-    return min(times[1:])
+            times.append((time.perf_counter() - start) / len(x))
+    return sum(times[1:]) / 2
 
 
 def _autocast(precision: str, device_type: str):

@@ -1,0 +1,31 @@
+"""The planning probe: real batches from training's own loaders, or random ones; the memory of
+a sample grows with its pixels as activations do."""
+
+from __future__ import annotations
+
+import pytest
+
+from steelseg.config import load_config
+from steelseg.files.datasets import open_dataset
+from steelseg.pipeline.plan import MemberPlan
+from steelseg.training.probe import probe
+from tiny_runs import TINY_SETTINGS
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    config = load_config("default", MemberPlan(name="p", settings=TINY_SETTINGS, minutes=1).overrides())
+    data = config.data.model_copy(update={"class_names": ["pits", "crazing", "scratches", "blotches"]})
+    return config.model_copy(update={"data": data})
+
+
+def test_a_probe_on_real_batches_times_training_and_validation(tiny_config, tiny_data):
+    result = probe(tiny_config, (32, 64), (128, 512), 2, "cpu", dataset=open_dataset(tiny_data))
+    assert result.train_seconds_per_image > 0 and result.predict_seconds_per_image > 0
+    assert result.bytes_per_sample > 0 and result.batch_size == 2
+
+
+def test_a_samples_memory_grows_with_its_pixels(tiny_config):
+    small = probe(tiny_config, (32, 64), (64, 64), 2, "cpu", steps=1)
+    large = probe(tiny_config, (64, 128), (64, 64), 2, "cpu", steps=1)
+    assert 3.5 < large.bytes_per_sample / small.bytes_per_sample < 4.5  # 4x the pixels, 4x the activations

@@ -16,15 +16,19 @@ from steelseg.files.datasets import open_dataset  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
 
 
-def test_dice(
+def holdout_scores(
     models: list[Path],
     test_data: Path,
     class_names: list[str] | None = None,
     tta: str | None = None,
     postprocess: Path | None = None,
-) -> tuple[float, list[float], float]:
-    """(mean Dice, per-class Dice, seconds) of ``models`` on every image of ``test_data``."""
-    predictor = Predictor.load(models, tta=tta, postprocess=postprocess, batch_size=8)
+    check_size: bool = True,
+):
+    """(the ``DiceAccumulator``'s scores, seconds of prediction, images) of ``models`` on every
+    image of the labelled folder ``test_data``."""
+    import numpy as np
+
+    predictor = Predictor.load(models, tta=tta, postprocess=postprocess, batch_size=8, check_size=check_size)
     dataset = open_dataset(test_data, class_names=class_names)
     start = time.monotonic()
     predictions = predictor.predict_folder(dataset.image_paths[0].parent, progress=False)
@@ -33,10 +37,19 @@ def test_dice(
     for i, image_id in enumerate(dataset.image_ids):
         image, truth = dataset.load(i)
         pred = [predictions.mask(image_id, c, image.shape) for c in range(1, predictor.num_classes + 1)]
-        import numpy as np
-
         scores.update(np.stack(pred), truth)
-    result = scores.result()
+    return scores.result(), seconds, len(dataset)
+
+
+def test_dice(
+    models: list[Path],
+    test_data: Path,
+    class_names: list[str] | None = None,
+    tta: str | None = None,
+    postprocess: Path | None = None,
+) -> tuple[float, list[float], float]:
+    """(mean Dice, per-class Dice, seconds) of ``models`` on every image of ``test_data``."""
+    result, seconds, _ = holdout_scores(models, test_data, class_names, tta, postprocess)
     return result.mean_dice, result.class_dice.round(4).tolist(), seconds
 
 

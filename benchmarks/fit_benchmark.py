@@ -51,28 +51,16 @@ def steelseg(*args: str) -> float:
 
 def scores(models: list[Path], test: Path, tta: str | None = None, postprocess: Path | None = None) -> dict:
     """Competition and dataset Dice of ``models`` on the labelled folder ``test``."""
-    from steelseg.core.metrics import DiceAccumulator
-    from steelseg.files.datasets import open_dataset
-    from steelseg.inference.predictor import Predictor
+    from engine_figures import holdout_scores
 
-    predictor = Predictor.load(models, tta=tta, postprocess=postprocess, batch_size=8, check_size=False)
-    dataset = open_dataset(test)
-    start = time.monotonic()
-    predictions = predictor.predict_folder(dataset.image_paths[0].parent, progress=False)
-    seconds = time.monotonic() - start
-    accumulator = DiceAccumulator(predictor.num_classes)
-    for i, image_id in enumerate(dataset.image_ids):
-        image, truth = dataset.load(i)
-        pred = [predictions.mask(image_id, c, image.shape) for c in range(1, predictor.num_classes + 1)]
-        accumulator.update(np.stack(pred), truth)
-    result = accumulator.result()
+    result, seconds, images = holdout_scores(models, test, tta=tta, postprocess=postprocess, check_size=False)
     return {
         "competition": round(result.mean_dice, 4),
         "competition_per_class": result.class_dice.round(4).tolist(),
         "dataset": round(float(np.mean(result.dataset_dice)), 4),
         "dataset_per_class": np.asarray(result.dataset_dice).round(4).tolist(),
         "predict_seconds": round(seconds, 1),
-        "images": len(dataset),
+        "images": images,
     }
 
 

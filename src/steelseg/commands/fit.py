@@ -33,9 +33,11 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="leave out unreadable images and bad annotations (each printed, listed in the runs' skipped.txt)",
     )
+    from steelseg.pipeline.executors import EXECUTORS  # plain functions: Ray is imported only when used
+
     parser.add_argument(
         "--executor",
-        choices=["local", "ray"],
+        choices=list(EXECUTORS),
         default="local",
         help="where member x fold trainings run: here one after another (default), or as Ray tasks "
         "(the steelseg[cluster] extra), one GPU each where there are GPUs",

@@ -20,9 +20,7 @@ BEST_SINGLE_POSTPROCESS = "best-single.postprocess.json"
 
 
 def select_members(ctx) -> str:
-    candidates = ctx.candidates()
-    folders = {m.name: ctx.member_folder(m.name) for m in candidates}
-    members, class_names, images = load_candidates(folders)
+    members, class_names, images = _candidates(ctx)
     config = _first_config(ctx)
     say = print if ctx.request.progress else (lambda *_: None)
     selection = select(members, images, len(class_names), config, ctx.plan.tune, ctx.plan.select, say=say)
@@ -42,8 +40,7 @@ def select_members(ctx) -> str:
 
 def tune_system(ctx) -> str:
     """Tune the chosen set and the best single member on the plan's full grids; ship the better."""
-    folders = {m.name: ctx.member_folder(m.name) for m in ctx.candidates()}
-    members, class_names, images = load_candidates(folders)
+    members, class_names, images = _candidates(ctx)
     by_name = {m.name: m for m in members}
     for member in members:
         member.temperature = ctx.selection["temperatures"].get(member.name, 1.0)
@@ -83,6 +80,15 @@ def tune_system(ctx) -> str:
     ctx.selection["shipped_is"] = shipped
     _save(ctx)
     return f"shipped {' + '.join(names)} ({shipped}): {per_class.mean():.4f}"
+
+
+def _candidates(ctx):
+    """The candidates' out-of-fold files, read once per set of candidates (select, then tune, read
+    the same files; a pseudo-label round adds candidates, and they are read again)."""
+    names = tuple(m.name for m in ctx.candidates())
+    if ctx.oof is None or ctx.oof[0] != names:
+        ctx.oof = (names, load_candidates({name: ctx.member_folder(name) for name in names}))
+    return ctx.oof[1]
 
 
 def _first_config(ctx):

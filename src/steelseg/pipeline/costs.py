@@ -10,13 +10,13 @@ from __future__ import annotations
 from functools import partial
 
 from steelseg.config import Config, load_config
+from steelseg.inference.ensemble import TTA
 from steelseg.pipeline.fingerprint import Fingerprint
 from steelseg.pipeline.plan import Plan
 from steelseg.pipeline.rules import up32
 
 PROBE_BATCH = 2
 GPU_SPEEDUP = 40.0  # assumed: one V100-class GPU against this 2-core CPU, for these networks
-VIEWS = {"none": 1, "hflip": 2, "vflip": 2, "both": 3}
 
 
 def estimate_system(
@@ -36,7 +36,7 @@ def estimate_system(
         members.append(member.model_copy(update={"minutes": round(seconds / 60, 2)}))
         predict_s += probe.predict_seconds_per_image
     train = sum(m.minutes for m in members) * plan.k
-    oof = predict_s * fp.images * VIEWS[plan.tta] / 60
+    oof = predict_s * fp.images * len(TTA[plan.tta]) / 60
     estimate = {"train": round(train, 1), "out-of-fold prediction": round(oof, 1)}
     total_h = (train + oof) / 60
     reasons = dict(plan.reasons)

@@ -13,7 +13,7 @@ Ray is the ``steelseg[cluster]`` extra: imported only here, only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from steelseg.errors import UsageError
 
@@ -63,7 +63,3 @@ def executor(name: str) -> Callable:
     if name not in EXECUTORS:
         raise UsageError(f"--executor {name}: choose one of {', '.join(EXECUTORS)}")
     return EXECUTORS[name]
-
-
-def names() -> Iterable[str]:
-    return EXECUTORS.keys()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 
 from steelseg.config import Config, load_config
+from steelseg.inference.ensemble import TTA
 from steelseg.pipeline import rules
 from steelseg.pipeline.fingerprint import Fingerprint
 from steelseg.pipeline.plan import MemberPlan, Plan, PseudoPlan, TunePlan
@@ -115,11 +116,12 @@ def _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons):
     then the screen) while a fold would see fewer than ``MIN_EPOCH_IMAGES`` passes."""
     kinds = list(kinds)
     while True:
-        train_s = (budget_s - _overhead(fp, kinds, probes)) * (1 - PSEUDO_SHARE if unlabelled else 1)
+        overhead = _overhead(fp, kinds, probes)
+        train_s = (budget_s - overhead) * (1 - PSEUDO_SHARE if unlabelled else 1)
         if train_s <= 0:
             raise rules.BudgetError(
                 f"the budget leaves no time to train: predicting and tuning alone take about "
-                f"{_overhead(fp, kinds, probes) / 60:.1f} min; give a larger --budget"
+                f"{overhead / 60:.1f} min; give a larger --budget"
             )
         passes = {k: _passes(fp, kinds, probes, train_s, k) for k in (3, 4, 5)}
         if passes[3] >= rules.MIN_EPOCH_IMAGES or len(kinds) == 1:
@@ -140,23 +142,25 @@ def _passes(fp, kinds, probes, train_s, k) -> float:
     )
 
 
-def _overhead(fp, kinds, probes, views: int = 3) -> float:
-    """Seconds of everything but training: out-of-fold prediction with flips, tuning, export, fixed."""
-    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * views
-    tune = rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * (2 * len(kinds))
-    return predict + tune + rules.EXPORT_SECONDS * 5 * len(kinds) + rules.FIXED_SECONDS
+def _other_stages(fp, kinds, probes, k: int, tta: str) -> dict[str, float]:
+    """Seconds of the stages after training: out-of-fold prediction with the TTA views, select and
+    tune (every candidate set a greedy search may score), export of every fold model."""
+    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * len(TTA[tta])
+    return {
+        "out-of-fold prediction": predict,
+        "select and tune": rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * 2 * len(kinds),
+        "export": rules.EXPORT_SECONDS * k * len(kinds),
+    }
+
+
+def _overhead(fp, kinds, probes) -> float:
+    """Seconds of everything but training, before k and the TTA are chosen: at their largest."""
+    return sum(_other_stages(fp, kinds, probes, 5, "both").values()) + rules.FIXED_SECONDS
 
 
 def _estimate(fp, kinds, probes, k, tta, train_s, spent_s) -> dict[str, float]:
-    views = {"none": 1, "hflip": 2, "vflip": 2, "both": 3}[tta]
-    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * views
-    return {
-        "fingerprint and probe": round(spent_s / 60, 2),
-        "train": round(train_s / 60, 2),
-        "out-of-fold prediction": round(predict / 60, 2),
-        "select and tune": round(rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * 2 * len(kinds) / 60, 2),
-        "export": round(rules.EXPORT_SECONDS * k * len(kinds) / 60, 2),
-    }
+    later = {stage: round(seconds / 60, 2) for stage, seconds in _other_stages(fp, kinds, probes, k, tta).items()}
+    return {"fingerprint and probe": round(spent_s / 60, 2), "train": round(train_s / 60, 2), **later}
 
 
 def _base_settings(geo: rules.Geometry, sampler: str, pos_weight: list[float], seed: int) -> dict[str, object]:

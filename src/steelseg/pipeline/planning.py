@@ -8,7 +8,7 @@ from pathlib import Path
 from steelseg.files.datasets import open_dataset
 from steelseg.hardware import resolve_device
 from steelseg.pipeline.fingerprint import fingerprint_dataset, write_fingerprint
-from steelseg.pipeline.plan import write_plan
+from steelseg.pipeline.plan import Plan, write_plan
 from steelseg.pipeline.plan_table import format_plan
 
 
@@ -25,7 +25,6 @@ def plan_dataset(
     """Write ``out`` (the plan) and ``<stem>-fingerprint.json`` beside it; return the plan's table.
     Data in another annotation format is converted first into ``<stem>-data/`` beside the plan."""
     from steelseg.files.importers import as_dataset_folder
-    from steelseg.pipeline.planner import make_plan
 
     start = time.monotonic()
     device = resolve_device(device)
@@ -33,6 +32,24 @@ def plan_dataset(
     dataset = open_dataset(root)
     fingerprint = fingerprint_dataset(dataset, progress=progress)
     write_fingerprint(out.parent / f"{out.stem}-fingerprint.json", fingerprint)
+    plan = derive_plan(
+        fingerprint, dataset, budget_minutes, device, system, scale, unlabelled is not None, time.monotonic() - start
+    )
+    write_plan(out, plan)
+    return format_plan(plan)
+
+
+def derive_plan(
+    fingerprint,
+    dataset,
+    budget_minutes: float,
+    device: str,
+    system: str | None,
+    scale: str,
+    unlabelled: bool,
+    spent_seconds: float,
+) -> Plan:
+    """A seed system's plan (with its full-scale cost measured on ``dataset``), or the rules' plan."""
     if system:
         from steelseg.pipeline.costs import estimate_system
         from steelseg.pipeline.systems import system_plan
@@ -40,15 +57,15 @@ def plan_dataset(
         plan = system_plan(system, fingerprint, budget_minutes, scale)
         if scale == "full":
             plan = estimate_system(plan, fingerprint, dataset.class_names, device, dataset=dataset)
-    else:
-        plan = make_plan(
-            fingerprint,
-            dataset.class_names,
-            budget_minutes,
-            device,
-            unlabelled=unlabelled is not None,
-            spent_seconds=time.monotonic() - start,
-            dataset=dataset,
-        )
-    write_plan(out, plan)
-    return format_plan(plan)
+        return plan
+    from steelseg.pipeline.planner import make_plan
+
+    return make_plan(
+        fingerprint,
+        dataset.class_names,
+        budget_minutes,
+        device,
+        unlabelled=unlabelled,
+        spent_seconds=spent_seconds,
+        dataset=dataset,
+    )

@@ -36,6 +36,7 @@ class Context:
     plan: Plan | None = None
     selection: dict = field(default_factory=dict)
     extra: list = field(default_factory=list)  # members the pseudo-label rounds added (MemberPlan)
+    oof: tuple | None = None  # (candidate names, their out-of-fold files): pipeline.choose reads them once
 
     def member_folder(self, name: str) -> Path:
         return self.out / MEMBERS / name
@@ -65,30 +66,20 @@ def run_plan(ctx: Context) -> str:
     if request.plan:
         ctx.plan = read_plan(request.plan)
         how = f"from {request.plan}"
-    elif request.system:
-        from steelseg.pipeline.systems import system_plan
-
-        ctx.plan = system_plan(request.system, ctx.fingerprint, request.budget_minutes, request.scale)
-        if request.scale == "full":
-            from steelseg.pipeline.costs import estimate_system
-
-            ctx.plan = estimate_system(
-                ctx.plan, ctx.fingerprint, ctx.dataset.class_names, request.device, dataset=ctx.dataset
-            )
-        how = f"seed system {request.system} ({request.scale})"
     else:
-        from steelseg.pipeline.planner import make_plan
+        from steelseg.pipeline.planning import derive_plan
 
-        ctx.plan = make_plan(
+        ctx.plan = derive_plan(
             ctx.fingerprint,
-            ctx.dataset.class_names,
+            ctx.dataset,
             request.budget_minutes,
             request.device,
-            unlabelled=request.unlabelled is not None,
-            spent_seconds=ctx.tracker.spent(),
-            dataset=ctx.dataset,
+            request.system,
+            request.scale,
+            request.unlabelled is not None,
+            ctx.tracker.spent(),
         )
-        how = "by the rules"
+        how = f"seed system {request.system} ({request.scale})" if request.system else "by the rules"
     write_plan(ctx.out / PLAN, ctx.plan)
     if request.progress:
         from steelseg.pipeline.plan_table import format_plan

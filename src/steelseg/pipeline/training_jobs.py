@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from steelseg.pipeline.executors import executor, run_local
 from steelseg.pipeline.planner import MAX_MINUTES_SLACK
+from steelseg.pipeline.stages import FOLDS
 from steelseg.training.cv import start_cv_folder, train_fold, write_cv_table
 
 LATER_STAGES = ("out-of-fold prediction", "select and tune", "export")
@@ -25,7 +26,7 @@ def train_members(ctx, members=None, later: tuple[str, ...] = LATER_STAGES) -> s
     plan = ctx.plan
     members = plan.members if members is None else members
     jobs = [(member, fold) for member in members for fold in range(plan.k)]
-    folds_csv = ctx.out / "folds.csv"
+    folds_csv = ctx.out / FOLDS
     configs = {member.name: _config(ctx, member, folds_csv) for member in members}
     for member in members:
         start_cv_folder(configs[member.name], ctx.member_folder(member.name))

@@ -244,7 +244,7 @@ def _fit(
     if config.train.average_best > 1 and trainer.is_global_zero:
         _try_average(module, val_loader, run_dir, accelerator, precision)
     if config.train.oof_scale and trainer.is_global_zero:
-        save_oof(run_dir, val_set, config.train.oof_scale, progress)
+        save_oof(run_dir, val_set, config.train.oof_scale, progress, config.train.oof_tta)
     if trainer.is_global_zero:
         write_text(run_dir / rundir.FINISHED, "")
     return rundir.load_summary(run_dir)

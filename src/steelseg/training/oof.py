@@ -16,21 +16,21 @@ import numpy as np
 from tqdm import tqdm
 
 from steelseg.core.preprocess import resize_image, resize_masks
-from steelseg.files import rundir
 from steelseg.files.atomic import atomic_path
 from steelseg.files.datasets import SegmentationDataset
 from steelseg.files.rundir import OOF, load_oof  # noqa: F401  (load_oof: read where it is written)
 from steelseg.inference.predictor import Predictor
 
 
-def save_oof(run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True) -> Path:
+def save_oof(
+    run_dir: Path, val_set: SegmentationDataset, scale: float, progress: bool = True, tta: str = "none"
+) -> Path:
     """Predict ``val_set`` with the run's best model; write ``oof.npz`` holding ``image_ids``
     (N,) str, ``scores`` (N, C) float32 class scores, ``labels`` (N, C) bool (class present),
     ``image_shapes`` (N, 2) the full size, ``backend`` the Predictor backend that made them,
-    ``tta`` its views (``train.oof_tta``),
+    ``tta`` its views (``tta``: the run's ``train.oof_tta``),
     and for pixel outputs ``probs`` (N, C, h, w) float16 at ``scale``, ``masks`` (N, C, h, w)
     bool and ``shapes`` (N, 2) int the (h, w) of each entry."""
-    tta = rundir.load_run_config(run_dir).train.oof_tta
     predictor = Predictor.load([run_dir], check_size=False, tta=tta)
     probs, masks, image_shapes, scores, labels = [], [], [], [], []
     for i in tqdm(range(len(val_set)), desc="out-of-fold", unit="img", disable=not progress):
@@ -85,4 +85,5 @@ def write_run_oof(run_dir: str | os.PathLike, scale: float = 0.25, progress: boo
     from steelseg.training.splits import train_val_sets
 
     config = load_run_config(run_dir)
-    return save_oof(Path(run_dir), train_val_sets(config, open_configured(config.data))[1], scale, progress)
+    val_set = train_val_sets(config, open_configured(config.data))[1]
+    return save_oof(Path(run_dir), val_set, scale, progress, config.train.oof_tta)

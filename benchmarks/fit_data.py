@@ -26,7 +26,7 @@ def _neu(out: Path, shared: Path) -> tuple[Path, Path]:
         sys.exit(f"NEU-Seg not found at {data}")
     train, test = split_holdout(data, out / "data")
     for part in (train, test):
-        (part / "classes.json").write_text(json.dumps(["inclusion", "patches", "scratches"]))
+        (part / "classes.json").write_text(json.dumps({"class_names": ["inclusion", "patches", "scratches"]}))
     return train, test
 
 

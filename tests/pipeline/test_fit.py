@@ -3,6 +3,7 @@ kill anywhere continues to the same result, and the arguments must be repeated t
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -116,3 +117,34 @@ def test_the_service_serves_the_system_folder(fitted, tiny_data):
     response = client.post("/predict", files={"file": (image.name, image.read_bytes(), "image/jpeg")})
     assert response.status_code == 200, response.text
     assert [c["name"] for c in response.json()["classes"]] == ["pits", "crazing", "scratches", "blotches"]
+
+
+def test_a_plan_that_trains_one_of_its_folds_tunes_on_that_fold_s_images(tiny_data, tmp_path):
+    plan = Plan(
+        budget_minutes=10,
+        k=3,
+        folds_trained=1,
+        tta="none",
+        members=[MemberPlan(name="unet", settings=dict(TINY), minutes=0.5)],
+        tune=TunePlan(area_grid=[0, 20]),
+        export=False,
+    )
+    out = tmp_path / "system"
+    plan_file = write_plan(tmp_path / "plan.yaml", plan)
+    assert main(["fit", str(tiny_data), "--out", str(out), "--plan", str(plan_file), "--quiet"]) == 0
+    assert [p.name for p in (out / "members" / "unet").glob("fold-*")] == ["fold-0"]
+    with open(out / "folds.csv", newline="") as handle:
+        folds = [row["Fold"] for row in csv.DictReader(handle)]
+    in_fold_0 = folds.count("0")
+    # selection and tuning saw exactly the images that the one fold model never trained on
+    assert 0 < json.loads((out / "selection.json").read_text())["images"] == in_fold_0 < len(folds)
+    assert len(Predictor.from_run_dir(out).members) == 1
+
+
+def test_a_plan_cannot_train_more_folds_than_it_has(tmp_path):
+    text = tiny_plan_file(tmp_path).read_text().replace("folds_trained: null", "folds_trained: 3")
+    (tmp_path / "plan.yaml").write_text(text)
+    from steelseg.pipeline.plan import PlanError, read_plan
+
+    with pytest.raises(PlanError, match="folds_trained \\(3\\) is more than k \\(2\\)"):
+        read_plan(tmp_path / "plan.yaml")

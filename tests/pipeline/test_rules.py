@@ -61,6 +61,10 @@ def test_large_photos_are_scaled_to_the_height_limit_unless_defects_would_vanish
     # 1000 px high: 384/1000 = 0.384 -> 0.35 (down to a multiple of 0.05); defects of 40 px stay 14 px >= 12
     geo, _ = rules.geometry(fingerprint(1000, 1500, extent=80))
     assert geo.scale == 0.35
+    # crops are cut from the scaled image (350x525 px), so they are given in its pixels: 256x256
+    # (square: aspect 1.5), not 256/0.35 = 732 px of the photo
+    assert geo.crop == geo.net_crop == (256, 256)
+    assert geo.net_image == (352, 544)
     # defects whose 25th percentile is (20 + 10) / 2 = 15 px would shrink below 12 px at 0.384: 12/15 = 0.8
     geo, _ = rules.geometry(fingerprint(1000, 1500, extent=20))
     assert geo.scale == 0.8
@@ -120,9 +124,14 @@ def test_search_space_spans_the_defect_areas():
     assert components[0] == 0 and components[1] == 34 and components[-1] == 550
 
 
-def test_folds_prefer_five_when_each_fold_trains_long_enough():
+def test_folds_train_as_many_fold_models_as_get_enough_steps():
     fp = fingerprint(images=1000)
-    assert rules.folds_count(fp, {3: 30, 4: 25, 5: 20})[0] == 5
-    assert rules.folds_count(fp, {3: 12, 4: 10.5, 5: 9})[0] == 4
-    assert rules.folds_count(fp, {3: 6, 4: 5, 5: 4})[0] == 3
-    assert rules.folds_count(fingerprint(images=30), {3: 30, 4: 25, 5: 20})[0] == 3  # too few images for 4 or 5
+    # steps per fold model when n of k are trained: a fixed budget of 4,500 steps shared by n
+    shared = lambda k, n: 4500 / n  # noqa: E731
+    assert rules.folds(fp, shared)[:2] == (5, 4)  # 4500/4 = 1125 >= 1000; 4500/5 = 900 is not
+    assert rules.folds(fp, lambda k, n: 2000 / n)[:2] == (5, 2)
+    assert rules.folds(fp, lambda k, n: 10_000 / n)[:2] == (5, 5)
+    k, trained, reason = rules.folds(fp, lambda k, n: 300 / n)
+    assert (k, trained) == (5, 1) and "1 of 5 folds trained" in reason  # never none
+    assert rules.folds(fingerprint(images=45), shared)[0] == 4  # 45 images: folds of >= 10 images
+    assert rules.folds(fingerprint(images=30), shared)[0] == 3

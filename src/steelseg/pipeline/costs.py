@@ -35,8 +35,9 @@ def estimate_system(
         seconds = _fold_seconds(config, n_train, n_val, probe.train_seconds_per_image, probe.predict_seconds_per_image)
         members.append(member.model_copy(update={"minutes": round(seconds / 60, 2)}))
         predict_s += probe.predict_seconds_per_image
-    train = sum(m.minutes for m in members) * plan.k
-    oof = predict_s * fp.images * len(TTA[plan.tta]) / 60
+    trained = len(plan.trained_folds())
+    train = sum(m.minutes for m in members) * trained
+    oof = predict_s * (fp.images * trained // plan.k) * len(TTA[plan.tta]) / 60
     estimate = {"train": round(train, 1), "out-of-fold prediction": round(oof, 1)}
     total_h = (train + oof) / 60
     reasons = dict(plan.reasons)

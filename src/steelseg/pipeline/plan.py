@@ -4,7 +4,7 @@
 of ``pipeline.rules`` (or takes a seed system's, ``pipeline.systems``); each choice carries the
 reason it was made. A member is a bundled recipe (or a config file) plus dotted settings laid
 over it, exactly what ``steelseg train CONFIG --set key=value`` would train; every member is
-trained on every fold.
+trained on every fold the plan trains (``folds_trained`` of the ``k``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from steelseg.config import Config, ConfigError, load_config, yaml_problem
 from steelseg.files.atomic import write_text
@@ -77,6 +77,10 @@ class Plan(_Strict):
     budget_minutes: float = Field(gt=0)
     device: str = "cpu"
     k: int = Field(ge=2)
+    # How many of the k folds get their models (the first ones): on a small budget one or two
+    # fold models trained long beat k trained briefly; the out-of-fold files then cover those
+    # folds' images only. None: all k.
+    folds_trained: int | None = Field(None, ge=1)
     seed: int = 0
     tta: str = "both"
     members: list[MemberPlan] = Field(min_length=1)
@@ -89,6 +93,16 @@ class Plan(_Strict):
     export: bool = True
     reasons: dict[str, str] = Field(default_factory=dict)  # choice -> why
     estimate: dict[str, float] = Field(default_factory=dict)  # stage -> planned minutes
+
+    @model_validator(mode="after")
+    def _folds_within_k(self) -> Plan:
+        if self.folds_trained is not None and self.folds_trained > self.k:
+            raise ValueError(f"folds_trained ({self.folds_trained}) is more than k ({self.k})")
+        return self
+
+    def trained_folds(self) -> list[int]:
+        """The folds whose models are trained."""
+        return list(range(self.folds_trained or self.k))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, width=110)

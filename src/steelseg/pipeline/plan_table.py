@@ -33,7 +33,7 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
             str(first.get("data.sampler", "random")),
             plan.reasons.get("sampler, loss weights", ""),
         ),
-        ("folds", str(plan.k), plan.reasons.get("folds", "")),
+        ("folds", _folds(plan), plan.reasons.get("folds", "")),
         ("TTA", plan.tta, plan.reasons.get("TTA", "")),
         ("post-processing search", _grids(plan), plan.reasons.get("post-processing search", "")),
         ("tune", _tune(plan), plan.reasons.get("tune", "")),
@@ -50,7 +50,7 @@ def _system_rows(plan: Plan) -> list[tuple[str, str, str]]:
     rows = [("system", plan.system, plan.reasons.get("system", ""))]
     rows += [(f"member {m.name}", m.recipe, f"{m.minutes:g} min per fold") for m in plan.members]
     rows += [
-        ("folds", str(plan.k), ""),
+        ("folds", _folds(plan), ""),
         ("TTA", plan.tta, ""),
         ("selection", plan.select, "every member ships, unless its best single member scores better"),
         ("tune", _tune(plan), ""),
@@ -89,3 +89,8 @@ def _grids(plan: Plan) -> str:
 def _tune(plan: Plan) -> str:
     floor = f", recall >= {plan.tune.recall_floor:g}" if plan.tune.recall_floor is not None else ""
     return f"{plan.tune.metric}{floor}{', may switch off' if plan.tune.allow_off else ''}"
+
+
+def _folds(plan: Plan) -> str:
+    trained = len(plan.trained_folds())
+    return str(plan.k) if trained == plan.k else f"{trained} of {plan.k} trained"

@@ -51,11 +51,8 @@ def make_plan(
     base = _base_settings(geo, sampler, pos_weight, seed)
     probes = _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons)
     budget_s = budget_minutes * 60 - spent_seconds
-    kinds, train_s, k = _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons)
-    tta, reasons["TTA"] = rules.tta_views(
-        max(p.predict_seconds_per_image for p in probes.values()), fp.images, len(kinds), budget_s
-    )
-    members = _members(fp, kinds, probes, base, train_s, k, tta, reasons)
+    kinds, k, trained, tta, train_s = _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons)
+    members = _members(fp, kinds, probes, base, train_s, k, trained, tta, reasons)
     area_grid, component_grid, reasons["post-processing search"] = rules.search_space(fp)
     pseudo = PseudoPlan()
     if unlabelled:
@@ -68,13 +65,14 @@ def make_plan(
         budget_minutes=budget_minutes,
         device=device,
         k=k,
+        folds_trained=trained,
         seed=seed,
         tta=tta,
         members=members,
         tune=TunePlan(recall_floor=0.5, area_grid=area_grid, component_grid=component_grid),
         pseudo=pseudo,
         reasons=reasons,
-        estimate=_estimate(fp, kinds, probes, k, tta, train_s, spent_seconds),
+        estimate=_estimate(fp, kinds, probes, k, trained, tta, train_s, spent_seconds),
     )
 
 
@@ -91,12 +89,12 @@ def _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reaso
     return probes
 
 
-def _members(fp, kinds, probes, base, train_s, k, tta, reasons) -> list[MemberPlan]:
+def _members(fp, kinds, probes, base, train_s, k, trained, tta, reasons) -> list[MemberPlan]:
     """One member per candidate kind, its share of the training time turned into epochs."""
     members = []
     total_share = sum(SHARES[kind] for kind in kinds)
     for kind in kinds:
-        minutes = train_s * SHARES[kind] / (k * total_share) / 60
+        minutes = train_s * SHARES[kind] / (trained * total_share) / 60
         probe = probes[kind]
         plan, why = rules.schedule(
             minutes,
@@ -112,54 +110,78 @@ def _members(fp, kinds, probes, base, train_s, k, tta, reasons) -> list[MemberPl
 
 
 def _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons):
-    """Candidates, training seconds and k: drop the costliest extra candidates (two heads first,
-    then the screen) while a fold would see fewer than ``MIN_EPOCH_IMAGES`` passes."""
+    """Candidates, k, folds trained, TTA and training seconds. Extra candidates are dropped (two
+    heads first, then the screen) while one fold model of each would get fewer than
+    ``rules.MIN_FOLD_STEPS``; k and the folds trained follow (``rules.folds``), planned with flip
+    TTA; then the TTA views (``rules.tta_views``), and training gets all the other stages leave."""
     kinds = list(kinds)
     while True:
-        overhead = _overhead(fp, kinds, probes)
-        train_s = (budget_s - overhead) * (1 - PSEUDO_SHARE if unlabelled else 1)
-        if train_s <= 0:
-            raise rules.BudgetError(
-                f"the budget leaves no time to train: predicting and tuning alone take about "
-                f"{overhead / 60:.1f} min; give a larger --budget"
-            )
-        passes = {k: _passes(fp, kinds, probes, train_s, k) for k in (3, 4, 5)}
-        if passes[3] >= rules.MIN_EPOCH_IMAGES or len(kinds) == 1:
+        steps_at = partial(_steps, fp, kinds, probes, budget_s, unlabelled)
+        if steps_at(rules.fold_count(fp), 1) >= rules.MIN_FOLD_STEPS or len(kinds) == 1:
             break
         dropped = "two_head" if "two_head" in kinds else kinds[-1]
         kinds.remove(dropped)
         reasons["families"] += f"; {NAMES[dropped]} dropped: too little time for it to learn"
-    k, reasons["folds"] = rules.folds_count(fp, passes)
-    return kinds, train_s, k
-
-
-def _passes(fp, kinds, probes, train_s, k) -> float:
-    """Passes over a fold's training images that the slowest candidate gets with ``k`` folds."""
-    total_share = sum(SHARES[kind] for kind in kinds)
-    images = max(1, fp.images * (k - 1) // k)
-    return min(
-        train_s * SHARES[kind] / (k * total_share) / (images * probes[kind].train_seconds_per_image) for kind in kinds
+    k, trained, reasons["folds"] = rules.folds(fp, steps_at)
+    tta, reasons["TTA"] = rules.tta_views(
+        max(probes[kind].predict_seconds_per_image for kind in kinds), _oof_images(fp, k, trained), len(kinds), budget_s
     )
+    train_s = _train_seconds(fp, kinds, probes, budget_s, unlabelled, k, trained, tta)
+    if train_s <= 0:
+        overhead = budget_s - train_s / (1 - PSEUDO_SHARE if unlabelled else 1)
+        raise rules.BudgetError(
+            f"the budget leaves no time to train: predicting and tuning alone take about "
+            f"{overhead / 60:.1f} min; give a larger --budget"
+        )
+    return kinds, k, trained, tta, train_s
 
 
-def _other_stages(fp, kinds, probes, k: int, tta: str) -> dict[str, float]:
-    """Seconds of the stages after training: out-of-fold prediction with the TTA views, select and
-    tune (every candidate set a greedy search may score), export of every fold model."""
-    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * fp.images * len(TTA[tta])
+def _train_seconds(fp, kinds, probes, budget_s, unlabelled, k, trained, tta) -> float:
+    """What the other stages and the pseudo-label rounds leave of the budget for training."""
+    overhead = sum(_other_stages(fp, kinds, probes, k, trained, tta).values()) + rules.FIXED_SECONDS
+    return (budget_s - overhead) * (1 - PSEUDO_SHARE if unlabelled else 1)
+
+
+def _steps(fp, kinds, probes, budget_s, unlabelled, k, trained) -> float:
+    """Optimiser steps of the slowest mask-predicting candidate's fold model when ``trained`` of
+    ``k`` folds are trained (with flip TTA planned), its validations' time taken off. A screen is
+    planned shorter by its share and does not count."""
+    train_s = _train_seconds(fp, kinds, probes, budget_s, unlabelled, k, trained, "both")
+    total_share = sum(SHARES[kind] for kind in kinds)
+    val_images = min(rules.VAL_IMAGES, max(1, fp.images // k))
+    steps = []
+    for kind in kinds:
+        if kind == "classify":
+            continue
+        probe = probes[kind]
+        seconds = train_s * SHARES[kind] / (trained * total_share)
+        seconds -= rules.VALIDATIONS * val_images * probe.predict_seconds_per_image
+        steps.append(seconds / (probe.train_seconds_per_image * probe.batch_size))
+    return min(steps)
+
+
+def _oof_images(fp, k: int, trained: int) -> int:
+    """Images of the trained folds: those the out-of-fold files cover."""
+    return max(1, fp.images * trained // k)
+
+
+def _other_stages(fp, kinds, probes, k: int, trained: int, tta: str) -> dict[str, float]:
+    """Seconds of the stages after training: out-of-fold prediction of the trained folds' images
+    with the TTA views, select and tune (every candidate set a greedy search may score), export of
+    every fold model."""
+    images = _oof_images(fp, k, trained)
+    predict = sum(probes[kind].predict_seconds_per_image for kind in kinds) * images * len(TTA[tta])
     return {
         "out-of-fold prediction": predict,
-        "select and tune": rules.TUNE_SECONDS_PER_IMAGE * fp.images * len(kinds) * 2 * len(kinds),
-        "export": rules.EXPORT_SECONDS * k * len(kinds),
+        "select and tune": rules.TUNE_SECONDS_PER_IMAGE * images * len(kinds) * 2 * len(kinds),
+        "export": rules.EXPORT_SECONDS * trained * len(kinds),
     }
 
 
-def _overhead(fp, kinds, probes) -> float:
-    """Seconds of everything but training, before k and the TTA are chosen: at their largest."""
-    return sum(_other_stages(fp, kinds, probes, 5, "both").values()) + rules.FIXED_SECONDS
-
-
-def _estimate(fp, kinds, probes, k, tta, train_s, spent_s) -> dict[str, float]:
-    later = {stage: round(seconds / 60, 2) for stage, seconds in _other_stages(fp, kinds, probes, k, tta).items()}
+def _estimate(fp, kinds, probes, k, trained, tta, train_s, spent_s) -> dict[str, float]:
+    later = {
+        stage: round(seconds / 60, 2) for stage, seconds in _other_stages(fp, kinds, probes, k, trained, tta).items()
+    }
     return {"fingerprint and probe": round(spent_s / 60, 2), "train": round(train_s / 60, 2), **later}
 
 

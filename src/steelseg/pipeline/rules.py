@@ -10,9 +10,9 @@ Geometry (``geometry``): the network sees images scaled so that their median hei
 ``WHOLE_IMAGE_PIXELS`` pixels, else on crops (multiples of 32, as long as most images allow,
 wider than tall for strips).
 
-Time (``schedule``): the budget less what the other stages are estimated to take (prediction of
-every out-of-fold image with every TTA view, tuning, export) is shared among the member-fold
-trainings; the probe's seconds per image turn a fold's minutes into training images; a fold
+Time (``folds``, ``schedule``): the budget less what the other stages are estimated to take
+(prediction of every out-of-fold image with every TTA view, tuning, export) is shared among the
+member-fold trainings; a small budget trains fewer of the k fold models, each for longer; the probe's seconds per image turn a fold's minutes into training images; a fold
 validates ``VALIDATIONS`` times on at most ``VAL_IMAGES`` images (the out-of-fold files at the
 end cover the whole fold). Whole passes over the data when they fit, else shorter "epochs"
 (``train.batches_per_epoch``).
@@ -40,7 +40,8 @@ VALIDATIONS = 8  # per fold training
 VAL_IMAGES = 256  # images per validation at most
 SCREEN_EMPTY_SHARE = 0.5  # a classifier screen joins when at least this share of (image, class) pairs is empty
 TWO_HEAD_EMPTY_SHARE = 0.3  # a two-headed net joins the candidates from this share, when time allows
-MIN_EPOCH_IMAGES = 4  # per candidate-fold: fewer training passes than this and a candidate is not worth it
+MIN_FOLD_STEPS = 1000  # optimiser steps per fold model below which fewer fold models are trained
+MIN_FOLD_IMAGES = 10  # images per fold at least (k = 5, 4 or 3)
 BALANCE_RATIO = 0.25  # rarest / commonest class image share below which the sampler balances
 MAX_POS_WEIGHT = 4.0
 TUNE_SECONDS_PER_IMAGE = 0.02  # per member and search (measured: NEU-Seg, 3 members)
@@ -55,7 +56,7 @@ class BudgetError(UsageError):
 @dataclass(frozen=True)
 class Geometry:
     scale: float
-    crop: tuple[int, int] | None  # (h, w) in image pixels; None: whole images
+    crop: tuple[int, int] | None  # (h, w) of the scaled image (network pixels); None: whole images
     net_crop: tuple[int, int]  # what the network sees in training (h, w)
     net_image: tuple[int, int]  # what it sees of a median image in prediction
 
@@ -74,17 +75,17 @@ def geometry(fp: Fingerprint) -> tuple[Geometry, list[tuple[str, str]]]:
     )
     net_image = (up32(height * scale), up32(width * scale))
     if height * width * scale * scale <= WHOLE_IMAGE_PIXELS:
-        crop, net_crop = None, (up32(height * scale), up32(width * scale))
+        crop = None
         why_crop = f"a scaled image has at most {WHOLE_IMAGE_PIXELS:,} pixels: whole images"
     else:
         small_h, small_w = fp.height["p5"] * scale, fp.width["p5"] * scale
         net_h = max(32, min(CROP_SIDE, _down32(small_h)))
         ratio = 2 if fp.aspect_ratio["p50"] >= WIDE else 1
         net_w = max(32, min(ratio * CROP_SIDE, _down32(small_w)))
-        net_crop = (net_h, net_w)
-        crop = (math.ceil(net_h / scale), math.ceil(net_w / scale))
+        crop = (net_h, net_w)  # training crops are cut from the scaled image (training.data)
         shape = "strips: twice as wide" if ratio == 2 else "square"
         why_crop = f"{net_h}x{net_w} network pixels ({shape}), within 95% of the images"
+    net_crop = crop or net_image
     return Geometry(scale, crop, net_crop, net_image), [("input scale", why_scale), ("crop", why_crop)]
 
 
@@ -164,13 +165,26 @@ def schedule(
     )
 
 
-def folds_count(fp: Fingerprint, passes_at: dict[int, float]) -> tuple[int, str]:
-    """k: 5 folds when each fold model still sees at least 10 passes over the data, else 4, else 3
-    (fewer folds, more training each). ``passes_at``: k -> passes per fold training."""
-    for k in (5, 4):
-        if passes_at.get(k, 0) >= 10 and fp.images >= 10 * k:
-            return k, f"{passes_at[k]:.0f} passes over the data per fold with {k} folds"
-    return 3, f"{passes_at.get(3, 0):.1f} passes per fold with 3 folds: fewer folds, more training each"
+def fold_count(fp: Fingerprint) -> int:
+    """k: 5, or 4 or 3 when a fold would hold fewer than ``MIN_FOLD_IMAGES`` images."""
+    return next((k for k in (5, 4) if fp.images >= MIN_FOLD_IMAGES * k), 3)
+
+
+def folds(fp: Fingerprint, steps_at) -> tuple[int, int, str]:
+    """k (``fold_count``) and how many of the k fold models to train: as many as can each get
+    ``MIN_FOLD_STEPS`` optimiser steps (``steps_at(k, n)``: steps per fold model when n of k are
+    trained), at least one: an undertrained model costs more than a missing ensemble member."""
+    k = fold_count(fp)
+    trained = next((n for n in range(k, 0, -1) if steps_at(k, n) >= MIN_FOLD_STEPS), 1)
+    steps = steps_at(k, trained)
+    if trained == k:
+        reason = f"{k} folds, all trained: {steps:.0f} optimiser steps per fold model"
+    else:
+        reason = (
+            f"{trained} of {k} folds trained ({steps:.0f} optimiser steps each; {MIN_FOLD_STEPS} wanted per fold "
+            f"model): selection and tuning use the {trained} held-out fold{'s' if trained > 1 else ''}"
+        )
+    return k, trained, reason
 
 
 def tta_views(predict_s: float, images: int, members: int, budget_s: float) -> tuple[str, str]:

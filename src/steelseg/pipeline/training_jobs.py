@@ -1,4 +1,4 @@
-"""The train stage of ``steelseg fit``: every member on every fold, as independent jobs.
+"""The train stage of ``steelseg fit``: every member on every fold the plan trains, as independent jobs.
 
 Each job brings ``DIR/members/<member>/fold-<i>`` to a finished run (``training.cv.train_fold``:
 a fresh start, a resume from its last epoch, or nothing when it has finished), so a killed fit
@@ -25,7 +25,7 @@ def train_members(ctx, members=None, later: tuple[str, ...] = LATER_STAGES) -> s
     after them, whose planned minutes are kept free."""
     plan = ctx.plan
     members = plan.members if members is None else members
-    jobs = [(member, fold) for member in members for fold in range(plan.k)]
+    jobs = [(member, fold) for member in members for fold in plan.trained_folds()]
     folds_csv = ctx.out / FOLDS
     configs = {member.name: _config(ctx, member, folds_csv) for member in members}
     for member in members:
@@ -47,7 +47,7 @@ def train_members(ctx, members=None, later: tuple[str, ...] = LATER_STAGES) -> s
         by_member[member.name].append(summary)
     lines = []
     for member in members:
-        table = write_cv_table(ctx.member_folder(member.name), by_member[member.name], list(range(plan.k)))
+        table = write_cv_table(ctx.member_folder(member.name), by_member[member.name], plan.trained_folds())
         lines.append(f"{member.name}:\n{table}")
     if ctx.request.progress:
         print("\n".join(lines), flush=True)

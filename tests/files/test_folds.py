@@ -302,3 +302,19 @@ def test_make_folds_on_mask_folder_reads_presence_from_masks(tmp_path):
         make_folds(dataset, k=5, progress=False)
     with pytest.raises(FoldError, match="k must be at least 2, got 1"):
         make_folds(dataset, k=1, progress=False)
+
+
+def test_a_chain_of_similar_photos_is_not_one_giant_group(tmp_path, monkeypatch):
+    # Photos of one scene (BSData: a fixed camera on one spindle) differ from the next by a bit or
+    # two, so at 4 bits they chain transitively into one group of most of the data set, and one
+    # fold would hold it all. Here image i hashes to i ones: each one bit from the next.
+    from steelseg.files import folds as folds_module
+
+    root = synth.write_dataset(tmp_path / "data", 12, seed=0, height=64, width=320, progress=False)
+    dataset = open_dataset(root)
+    chain = iter(np.uint64((1 << i) - 1) for i in range(12))
+    monkeypatch.setattr(folds_module, "perceptual_hash", lambda _image: next(chain))
+    table = make_folds(dataset, k=3, seed=0, progress=False)
+    assert len(np.unique(table.groups)) == 12  # at 0 bits no two chain; at 1 bit all 12 would
+    assert np.bincount(table.folds).max() <= 5  # not 12 in one fold
+    assert "within 0 bits, not 4" in table.summary()

@@ -29,3 +29,12 @@ def test_a_samples_memory_grows_with_its_pixels(tiny_config):
     small = probe(tiny_config, (32, 64), (64, 64), 2, "cpu", steps=1)
     large = probe(tiny_config, (64, 128), (64, 64), 2, "cpu", steps=1)
     assert 3.5 < large.bytes_per_sample / small.bytes_per_sample < 4.5  # 4x the pixels, 4x the activations
+
+
+def test_a_per_class_model_is_probed_on_its_own_class_masks(tiny_config, tiny_data):
+    # the 10th place trains one network per class (data.classes): one output channel, whose
+    # masks must be its class's alone, as training selects them
+    data = tiny_config.data.model_copy(update={"classes": [2]})
+    config = tiny_config.model_copy(update={"data": data})
+    result = probe(config, (32, 64), (128, 512), 2, "cpu", steps=1, dataset=open_dataset(tiny_data))
+    assert result.train_seconds_per_image > 0

@@ -91,7 +91,7 @@ def run_plan(ctx: Context) -> str:
 def run_folds(ctx: Context) -> str:
     table = make_folds(ctx.dataset, k=ctx.plan.k, seed=ctx.plan.seed, progress=ctx.request.progress)
     write_folds(ctx.out / FOLDS, table)
-    return f"{ctx.plan.k} folds"
+    return f"{ctx.plan.k} folds; {table.summary().splitlines()[0]}"
 
 
 def run_train(ctx: Context) -> str:

@@ -99,6 +99,8 @@ def _batches(config: Config, module, crop, image, batch_size: int, dataset):
 
     from steelseg.training.data import loaders
 
+    if config.data.classes:  # a per-class model (10th place) trains on its classes' masks only
+        dataset = dataset.select_classes(config.data.classes)
     data = config.data.model_copy(update={"batch_size": batch_size})
     train_loader, val_loader = loaders(config.model_copy(update={"data": data}), dataset, dataset)
     return cycle(train_loader), cycle(val_loader)

@@ -100,6 +100,8 @@ def main() -> None:
     selection = json.loads((system / "selection.json").read_text())
     results["fit"] = scores([system], test)
     results["shipped"] = selection["shipped"]["members"]
+    results["stages"] = _stage_minutes(system)
+    results["plan"] = _plan_lines(system)
     single = selection.get("best_single")
     if single:
         import yaml
@@ -114,7 +116,23 @@ def main() -> None:
     print_table(args, results)
 
 
+def _stage_minutes(system: Path) -> dict[str, float]:
+    stages = json.loads((system / "fit.json").read_text())["stages"]
+    return {name: round(stage["seconds"] / 60, 2) for name, stage in stages.items()}
+
+
+def _plan_lines(system: Path) -> list[str]:
+    """The plan's table as fit printed it (pipeline.plan_table)."""
+    from steelseg.pipeline.plan import read_plan
+    from steelseg.pipeline.plan_table import format_plan
+
+    return format_plan(read_plan(system / "plan.yaml")).splitlines()
+
+
 def print_table(args, results: dict) -> None:
+    print("\n".join(results.get("plan", [])))
+    stages = results.get("stages", {})
+    print("minutes per stage: " + ", ".join(f"{name} {minutes:.1f}" for name, minutes in stages.items()))
     print(f"\n{args.dataset}, budget {args.budget:g} min, held-out images: {results['fit']['images']}")
     print(f"{'':<44}{'minutes':>9}{'competition':>13}{'dataset':>10}  per class (competition | dataset)")
     rows = [("fit: " + " + ".join(results["shipped"]), "fit", results["fit_minutes"])]

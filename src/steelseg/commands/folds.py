@@ -13,7 +13,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--k", type=at_least(2), default=5, help="number of folds (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--max-distance", type=int, default=4, help="hash bits two near-duplicates may differ in (default 4; tightened when one group would hold more images than a fold)"
+        "--max-distance",
+        type=int,
+        default=4,
+        help="hash bits two near-duplicates may differ in (default 4; tightened when one group would hold "
+        "more images than a fold)",
     )
     parser.add_argument(
         "--skip-bad",

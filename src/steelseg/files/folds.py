@@ -259,7 +259,9 @@ def make_folds(dataset, k: int = 5, seed: int = 0, max_distance: int = 4, progre
         folds = assign_folds(presence, groups, k, seed)
     except ValueError as err:
         raise FoldError(f"{dataset.root}: cannot make {k} folds of {n} images: {err}") from None
-    return FoldTable(dataset.image_ids, folds, groups, presence, hashes, list(dataset.class_names), distance, max_distance)
+    return FoldTable(
+        dataset.image_ids, folds, groups, presence, hashes, list(dataset.class_names), distance, max_distance
+    )
 
 
 def _bounded_groups(hashes: np.ndarray, max_distance: int, largest: float) -> tuple[np.ndarray, int]:

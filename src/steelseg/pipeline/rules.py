@@ -12,9 +12,10 @@ wider than tall for strips).
 
 Time (``folds``, ``schedule``): the budget less what the other stages are estimated to take
 (prediction of every out-of-fold image with every TTA view, tuning, export) is shared among the
-member-fold trainings; a small budget trains fewer of the k fold models, each for longer; the probe's seconds per image turn a fold's minutes into training images; a fold
-validates ``VALIDATIONS`` times on at most ``VAL_IMAGES`` images (the out-of-fold files at the
-end cover the whole fold). Whole passes over the data when they fit, else shorter "epochs"
+member-fold trainings; a small budget trains fewer of the k fold models, each for longer. The
+probe's seconds per image turn a fold's minutes into training images; a fold validates
+``VALIDATIONS`` times on at most ``VAL_IMAGES`` images (the out-of-fold files at the end cover
+the whole fold). Whole passes over the data when they fit, else shorter "epochs"
 (``train.batches_per_epoch``).
 """
 

@@ -85,7 +85,9 @@ def run_plan(ctx: Context) -> str:
         from steelseg.pipeline.plan_table import format_plan
 
         print(format_plan(ctx.plan), flush=True)
-    return f"{how}: {len(ctx.plan.members)} candidates x {ctx.plan.k} folds"
+    trained = len(ctx.plan.trained_folds())
+    folds = f"{ctx.plan.k} folds" if trained == ctx.plan.k else f"{trained} of {ctx.plan.k} folds"
+    return f"{how}: {len(ctx.plan.members)} candidates x {folds}"
 
 
 def run_folds(ctx: Context) -> str:

@@ -2,7 +2,7 @@
 held-out images that neither training, tuning nor selection saw.
 
     python benchmarks/fit_benchmark.py DATASET --budget MINUTES [--out runs/fit-DATASET]
-                                       [--skip-baseline] [--shared ../shared/data]
+                                       [--skip-baseline] [--side-by-side] [--shared ../shared/data]
 
 DATASET:
   neu         NEU-Seg (3 classes, 200x200): the 20% hold-out of benchmarks/neu_engine.py (seed 0)
@@ -18,6 +18,11 @@ Figures: competition mean Dice (each image scores 1 for a class it lacks and the
 empty) and dataset Dice (per class over all pixels of the hold-out), per class too; for the
 fit also its best single member (its folds, the plan's TTA, its own tuned post-processing).
 Phases resume: a finished fit or baseline folder is not trained again.
+
+--side-by-side runs the fit and the baseline at the same time, each on its own core of the machine
+(sched affinity, one OpenMP thread): both get the same hardware for the same minutes, and the pair
+takes the budget once instead of twice. Figures measured so say so; they are not comparable with
+figures from the whole machine.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +47,16 @@ sys.path.insert(0, str(HERE))
 from fit_data import prepare  # noqa: E402
 
 
-def steelseg(*args: str) -> float:
+def steelseg(*args: str, core: int | None = None) -> float:
+    """Run the CLI; with ``core``, on that one CPU with one OpenMP thread (--side-by-side)."""
     print("$ steelseg", shlex.join(args), flush=True)
     start = time.monotonic()
     env = dict(os.environ, PYTHONPATH=str(SRC))
-    subprocess.run([sys.executable, "-m", "steelseg", *args], env=env, check=True)
+    pin = None
+    if core is not None:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        pin = lambda: os.sched_setaffinity(0, {core})  # noqa: E731
+    subprocess.run([sys.executable, "-m", "steelseg", *args], env=env, check=True, preexec_fn=pin)
     return (time.monotonic() - start) / 60
 
 
@@ -64,22 +75,31 @@ def scores(models: list[Path], test: Path, tta: str | None = None, postprocess: 
     }
 
 
-def run_fit(train: Path, out: Path, budget: float) -> tuple[Path, float]:
+def run_fit(train: Path, out: Path, budget: float, core: int | None = None) -> tuple[Path, float]:
     system = out / "fit"
     if (system / "report.html").is_file():
-        return system, json.loads((out / "results.json").read_text()).get("fit_minutes", float("nan"))
-    return system, steelseg("fit", str(train), "--out", str(system), "--budget", str(budget), "--quiet")
+        return system, _previous(out, "fit_minutes")
+    args = ("fit", str(train), "--out", str(system), "--budget", str(budget), "--quiet")
+    return system, steelseg(*args, core=core)
 
 
-def run_baseline(train: Path, out: Path, budget: float) -> tuple[Path, float]:
+def run_baseline(train: Path, out: Path, budget: float, core: int | None = None) -> tuple[Path, float]:
     run = out / "train-default"
     if (run / "finished").is_file():
-        return run, json.loads((out / "results.json").read_text()).get("baseline_minutes", float("nan"))
-    # train's defaults; data in another format is read from the fit's converted copy
-    data = out / "fit" / "data" if (out / "fit" / "data").is_dir() else train
-    return run, steelseg(
-        "train", str(data), "--out", str(run), "--max-minutes", str(budget), "--epochs", "1000", "--quiet"
-    )
+        return run, _previous(out, "baseline_minutes")
+    data = train
+    if (train / "labelme").is_dir() or any(train.glob("*.json")):
+        # train reads masks; a LabelMe folder is converted first, as a user would
+        data = out / "train-masks"
+        if '"complete"' not in ((data / "converted.json").read_text() if (data / "converted.json").is_file() else ""):
+            steelseg("convert", str(train), "--to", "masks", str(data))
+    args = ("train", str(data), "--out", str(run), "--max-minutes", str(budget), "--epochs", "1000", "--quiet")
+    return run, steelseg(*args, core=core)
+
+
+def _previous(out: Path, key: str) -> float:
+    path = out / "results.json"
+    return json.loads(path.read_text()).get(key, float("nan")) if path.is_file() else float("nan")
 
 
 def main() -> None:
@@ -89,13 +109,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--side-by-side", action="store_true", help="fit and baseline at once, one core each")
     args = parser.parse_args()
     out = args.out or Path("runs") / f"fit-{args.dataset}-{args.budget:g}"
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     train, test = prepare(args.dataset, out, args.shared)
-    system, results["fit_minutes"] = run_fit(train, out, args.budget)
+    if args.side_by_side and not args.skip_baseline:
+        with ThreadPoolExecutor(2) as pool:
+            fit = pool.submit(run_fit, train, out, args.budget, 0)
+            baseline = pool.submit(run_baseline, train, out, args.budget, 1)
+            (system, results["fit_minutes"]), (run, results["baseline_minutes"]) = fit.result(), baseline.result()
+        results["side_by_side"] = True
+    else:
+        system, results["fit_minutes"] = run_fit(train, out, args.budget)
     results_path.write_text(json.dumps(results, indent=2))
     selection = json.loads((system / "selection.json").read_text())
     results["fit"] = scores([system], test)
@@ -110,7 +138,8 @@ def main() -> None:
         post = system / "best-single.postprocess.json"
         results["best_single"] = dict(scores([system / "members" / single], test, tta, post), member=single)
     if not args.skip_baseline:
-        run, results["baseline_minutes"] = run_baseline(train, out, args.budget)
+        if not args.side_by_side:
+            run, results["baseline_minutes"] = run_baseline(train, out, args.budget)
         results["baseline"] = scores([run], test)
     results_path.write_text(json.dumps(results, indent=2))
     print_table(args, results)
@@ -133,7 +162,8 @@ def print_table(args, results: dict) -> None:
     print("\n".join(results.get("plan", [])))
     stages = results.get("stages", {})
     print("minutes per stage: " + ", ".join(f"{name} {minutes:.1f}" for name, minutes in stages.items()))
-    print(f"\n{args.dataset}, budget {args.budget:g} min, held-out images: {results['fit']['images']}")
+    where = ", fit and baseline side by side on one core each" if results.get("side_by_side") else ""
+    print(f"\n{args.dataset}, budget {args.budget:g} min{where}, held-out images: {results['fit']['images']}")
     print(f"{'':<44}{'minutes':>9}{'competition':>13}{'dataset':>10}  per class (competition | dataset)")
     rows = [("fit: " + " + ".join(results["shipped"]), "fit", results["fit_minutes"])]
     if "best_single" in results:

@@ -78,7 +78,10 @@ def scores(models: list[Path], test: Path, tta: str | None = None, postprocess: 
 def run_fit(train: Path, out: Path, budget: float, core: int | None = None) -> tuple[Path, float]:
     system = out / "fit"
     if (system / "report.html").is_file():
-        return system, _previous(out, "fit_minutes")
+        minutes = _previous(out, "fit_minutes")
+        if minutes != minutes:  # not recorded (the benchmark stopped after the fit): the fit's own clock
+            minutes = sum(_stage_minutes(system).values())
+        return system, minutes
     args = ("fit", str(train), "--out", str(system), "--budget", str(budget), "--quiet")
     return system, steelseg(*args, core=core)
 
@@ -88,7 +91,7 @@ def run_baseline(train: Path, out: Path, budget: float, core: int | None = None)
     if (run / "finished").is_file():
         return run, _previous(out, "baseline_minutes")
     data = train
-    if (train / "labelme").is_dir() or any(train.glob("*.json")):
+    if not (train / "masks").is_dir() and not (train / "train.csv").is_file():
         # train reads masks; a LabelMe folder is converted first, as a user would
         data = out / "train-masks"
         if '"complete"' not in ((data / "converted.json").read_text() if (data / "converted.json").is_file() else ""):

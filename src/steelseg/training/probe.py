@@ -50,9 +50,10 @@ def probe(
     ``batch_size`` crops of ``crop`` (network pixels) after one warm-up step, their median (three
     probes of one bsdata config on one core: 0.118-0.140 s per image with two timed steps,
     0.122-0.132 with six), then timed predictions of ``image``-sized inputs. With ``dataset`` (a
-    ``SegmentationDataset``) the batches are real ones from training's own loaders, so that the times include reading,
-    cropping and augmenting images, and validation is timed as training validates (whole images,
-    scores and the threshold search); without it they are random tensors of those sizes."""
+    ``SegmentationDataset``) the batches are real ones from training's own loaders, so that the
+    times include reading, cropping and augmenting images, and validation is timed as training
+    validates (whole images, scores and the threshold search); without it they are random tensors
+    of those sizes."""
     torch.manual_seed(0)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     precision = resolve_precision(config.train.precision, device_type)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -45,6 +46,7 @@ sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(HERE))
 
 from fit_data import prepare  # noqa: E402
+from steelseg.files.importers import as_dataset_folder  # noqa: E402
 
 
 def steelseg(*args: str, core: int | None = None) -> float:
@@ -79,7 +81,7 @@ def run_fit(train: Path, out: Path, budget: float, core: int | None = None) -> t
     system = out / "fit"
     if (system / "report.html").is_file():
         minutes = _previous(out, "fit_minutes")
-        if minutes != minutes:  # not recorded (the benchmark stopped after the fit): the fit's own clock
+        if math.isnan(minutes):  # not recorded (the benchmark stopped after the fit): the fit's own clock
             minutes = sum(_stage_minutes(system).values())
         return system, minutes
     args = ("fit", str(train), "--out", str(system), "--budget", str(budget), "--quiet")
@@ -90,12 +92,7 @@ def run_baseline(train: Path, out: Path, budget: float, core: int | None = None)
     run = out / "train-default"
     if (run / "finished").is_file():
         return run, _previous(out, "baseline_minutes")
-    data = train
-    if not (train / "masks").is_dir() and not (train / "train.csv").is_file():
-        # train reads masks; a LabelMe folder is converted first, as a user would
-        data = out / "train-masks"
-        if '"complete"' not in ((data / "converted.json").read_text() if (data / "converted.json").is_file() else ""):
-            steelseg("convert", str(train), "--to", "masks", str(data))
+    data = as_dataset_folder(train, out / "train-masks")  # train reads masks: LabelMe is converted first
     args = ("train", str(data), "--out", str(run), "--max-minutes", str(budget), "--epochs", "1000", "--quiet")
     return run, steelseg(*args, core=core)
 

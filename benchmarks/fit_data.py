@@ -50,10 +50,7 @@ def _bsdata(out: Path, shared: Path) -> tuple[Path, Path]:
             link = part / source.name
             if not link.exists():
                 link.symlink_to(source.resolve())
-    test = out / "data" / "test-masks"
-    if not (test / "converted.json").is_file() or "complete" not in (test / "converted.json").read_text():
-        convert(parts["test"], test)
-    return parts["train"], test
+    return parts["train"], convert(parts["test"], out / "data" / "test-masks", reuse=True).out
 
 
 def _half_clean(out: Path, shared: Path) -> tuple[Path, Path]:

@@ -47,9 +47,9 @@ def probe(
     dataset=None,
 ) -> Probe:
     """Measure ``config`` (class names resolved) on ``device``: ``steps`` timed training steps of
-    ``batch_size`` crops of ``crop`` (network pixels) after one warm-up step, their median (three
-    probes of one bsdata config on one core: 0.118-0.140 s per image with two timed steps,
-    0.122-0.132 with six), then timed predictions of ``image``-sized inputs. With ``dataset`` (a
+    ``batch_size`` crops of ``crop`` (network pixels) after one warm-up step, their median (bsdata,
+    one core, three runs of ``plan`` by ``benchmarks/probe_repeat.py``: the planned batch's probe
+    spread 9% with two timed steps, 3% with six), then timed predictions of ``image``-sized inputs. With ``dataset`` (a
     ``SegmentationDataset``) the batches are real ones from training's own loaders, so that the
     times include reading, cropping and augmenting images, and validation is timed as training
     validates (whole images, scores and the threshold search); without it they are random tensors

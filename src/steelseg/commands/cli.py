@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from steelseg import threads
 from steelseg.commands import (
     adversarial,
     augment_preview,
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        threads.configure()  # before any command imports torch: OpenMP reads it at load
         COMMANDS[args.command].run(args)
     except SteelsegError as err:
         print(f"steelseg {args.command}: error: {err}", file=sys.stderr)

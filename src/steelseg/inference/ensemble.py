@@ -68,6 +68,7 @@ class Member:
     views: tuple[str, ...] = ("none",)
     temperature: float = 1.0
     limits: object | None = None  # sizes.SizeLimits, or None to predict any size
+    backend_note: str = ""  # why --backend auto chose this backend (inference.backend_choice)
     outputs_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from steelseg.core.postprocess import PostProcess
 from steelseg.files import rundir
-from steelseg.inference.backends import create_backend, resolve_backend
+from steelseg.inference import backend_choice
+from steelseg.inference.backends import EXPORTED, create_backend, resolve_backend
+from steelseg.inference.backends.onnx_backend import is_model_file
 from steelseg.inference.ensemble import EnsembleError, Member, tta_views
 from steelseg.inference.sizes import input_divisor, members_window_unit, size_limits
 from steelseg.inference.sources import Network, Resolved, channels, check_compatible, ensemble_classes, resolve
@@ -42,9 +44,9 @@ def load(
     networks = resolved.networks
     check_compatible(networks)
     class_names, position = ensemble_classes(networks)
-    only_onnx = all((n.spec.backend or backend) == "onnx" for n in networks)
-    device = _device("onnx" if only_onnx else backend, device)
-    members = [_member(network, position, backend, device, check_size) for network in networks]
+    names = [_backend_name(network, backend) for network in networks]
+    device = _device("onnx" if all(n in EXPORTED for n in names) else backend, device)
+    members = [_member(cls, n, name, position, device, check_size) for n, name in zip(networks, names)]
     post = _postprocess(resolved, len(class_names), postprocess, overrides)
     first = networks[0]
     gate = _gate(first) if len(networks) == 1 else None
@@ -52,17 +54,31 @@ def load(
     return cls(members, post, class_names, batch_size, gate, resolved.clusters, window, overlap, unit)
 
 
-def _member(network: Network, position: dict[int, int], backend: str, device: str, check_size: bool) -> Member:
-    name = resolve_backend(network.spec.backend or backend, device)
+def _backend_name(network: Network, backend: str) -> str:
+    """The member's own backend (an ensemble file's, or onnx for an exported file), else
+    ``backend``; an exported file takes any backend that reads exported files."""
+    if is_model_file(Path(network.run_dir)) and backend in EXPORTED:
+        return backend
+    return network.spec.backend or backend
+
+
+def _member(cls, network: Network, name: str, position: dict[int, int], device: str, check_size: bool) -> Member:
+    if name == "auto":
+        choice = backend_choice.choose(cls, Path(network.run_dir), network.config, network.run, device)
+        backend, note = choice.backend, choice.reason
+    else:
+        name, note = resolve_backend(name, device), ""
+        backend = create_backend(name, network.run_dir, network.config, device)
     return Member(
         str(network.run_dir),
         network.config,
-        create_backend(name, network.run_dir, network.config, device),
+        backend,
         [position[c] for c in channels(network.config)],
         network.weight,
         tta_views(network.spec.tta),
         network.spec.temperature,
         size_limits(network.run, network.config) if check_size else None,
+        backend_note=note,
     )
 
 
@@ -87,7 +103,7 @@ def _gate(network: Network):
 
 
 def _device(backend: str, device: str) -> str:
-    if backend == "onnx" and device in ("auto", "cpu"):
+    if backend in EXPORTED and device in ("auto", "cpu"):
         return "cpu"  # decided without importing torch
     from steelseg.hardware import resolve_device
 

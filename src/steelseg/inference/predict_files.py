@@ -104,6 +104,8 @@ class _Job:
 
 def _announce(predictor, shard, post_options: bool, say: Callable[[str], None]) -> None:
     say(f"predicting with {predictor.describe()}" + (f", {shard[1]} processes" if shard else ""))
+    for note in predictor.backend_notes():
+        say(f"backend {note}")
     if predictor.has_masks and (len(predictor.members) > 1 or post_options):
         say("post-processing:\n" + predictor.postprocess.describe(predictor.class_names))
 

@@ -169,6 +169,13 @@ class Predictor:
         backends = sorted({m.backend.describe() for m in self.members})
         return f"{len(self.members)} networks x {'/'.join(map(str, views))} TTA views on {'; '.join(backends)}"
 
+    def backend_notes(self) -> list[str]:
+        """Why ``--backend auto`` chose each member's backend, one line per member it chose for."""
+        notes = [m.backend_note for m in self.members if m.backend_note]
+        return (
+            notes if len(self.members) == 1 else [f"{m.name}: {m.backend_note}" for m in self.members if m.backend_note]
+        )
+
     def fingerprint(self) -> dict:
         """What decides each image's candidate, as JSON-ready values (``inference.fingerprint``):
         two predictors with the same fingerprint give the same candidates for the same image."""

@@ -55,6 +55,8 @@ def serve(
         settings = replace(settings, api_key=os.environ.get(api_key_env) or None)
     app = create_app(predictor, settings)
     key = f"API key from ${api_key_env}" if settings.api_key else "no API key"
+    for note in predictor.backend_notes():
+        say(f"backend {note}")
     say(f"serving {predictor.describe()} on http://{host}:{port} ({key}); viewer at /, API docs at /docs")
     uvicorn.run(app, host=host, port=port, log_level=log_level, http=with_header_timeout(settings.header_timeout_s))
 

@@ -7,6 +7,9 @@ chosen, so that an ONNX-only deployment never imports torch.
     torch-amp  PyTorch with autocast (bf16 on CPUs with native bf16, fp16 on GPUs) and
                channels_last: the fast default where the hardware has it
     onnx       onnxruntime on the run's model.onnx (``steelseg export``); no torch import
+    onnx-int8  onnxruntime on model.int8.onnx (``steelseg export --int8``): INT8 convolutions
+    openvino   OpenVINO on model.onnx, bf16 where the CPU has it; no torch import
+    openvino-int8  OpenVINO on model.int8.onnx
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ BACKENDS = {
     "torch": ("steelseg.inference.backends.torch_backend", "exact"),
     "torch-amp": ("steelseg.inference.backends.torch_backend", "mixed"),
     "onnx": ("steelseg.inference.backends.onnx_backend", "from_run_dir"),
+    "onnx-int8": ("steelseg.inference.backends.onnx_backend", "int8_from_run_dir"),
+    "openvino": ("steelseg.inference.backends.openvino_backend", "from_run_dir"),
+    "openvino-int8": ("steelseg.inference.backends.openvino_backend", "int8_from_run_dir"),
 }
+# Backends that read an exported file and never import torch.
+EXPORTED = ("onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 class BackendError(SteelsegError, ValueError):

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
+from steelseg import threads
 from steelseg.config import Config
 from steelseg.core.outputs import PIXELS, TASK_OUTPUTS
 from steelseg.files import rundir
@@ -41,6 +42,10 @@ class OnnxBackend:
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        chosen = threads.choose()
+        options.intra_op_num_threads = chosen.count
+        if chosen.passive:  # threads that spin steal a shared core from the process beside us
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -48,7 +53,7 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         self.session = _session(path, options, providers)
         self.path = path
-        self.name = "onnx"
+        self.name = "onnx-int8" if path.name.endswith(".int8.onnx") else "onnx"
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         self.outputs = [output.name for output in self.session.get_outputs()]
         _check_input(path, self.session)
@@ -58,7 +63,8 @@ class OnnxBackend:
         return dict(zip(self.outputs, values))
 
     def describe(self) -> str:
-        return f"onnx (onnxruntime fp32, {self.session.get_providers()[0]}, {self.path.name})"
+        precision = "INT8" if self.name == "onnx-int8" else "fp32"
+        return f"{self.name} (onnxruntime {precision}, {self.session.get_providers()[0]}, {self.path.name})"
 
 
 def _session(path: Path, options, providers: list[str]):
@@ -121,19 +127,52 @@ def read_model_file(path: Path) -> tuple[Config, str]:
     return config, meta[META_POSTPROCESS]
 
 
-def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
-    """The run's model.onnx, checked against the run: same weights, same classes. ``run_dir``
-    may also be an exported model file (``is_model_file``)."""
-    alone = is_model_file(run_dir)
-    path = run_dir if alone else run_dir / rundir.ONNX
+def exported_file(run_dir: Path, int8: bool = False) -> Path:
+    """The run's exported model (``model.onnx``, or ``model.int8.onnx`` with ``int8``); ``run_dir``
+    may also be an exported model file on its own (``is_model_file``), which is then the answer."""
+    if is_model_file(run_dir):
+        return run_dir
+    path = run_dir / (rundir.ONNX_INT8 if int8 else rundir.ONNX)
     if not path.is_file():
-        raise BackendError(f"{path} not found: export the run first with `steelseg export {run_dir}`")
+        how = f"steelseg export {run_dir} --int8 --calibration IMAGES" if int8 else f"steelseg export {run_dir}"
+        raise BackendError(f"{path} not found: export the run first with `{how}`")
+    return path
+
+
+def checked_file(run_dir: Path, config: Config, int8: bool = False) -> Path:
+    """``exported_file``, checked against the run without keeping an inference session (for
+    runtimes other than onnxruntime that read the same file)."""
+    import onnxruntime as ort
+
+    path = exported_file(run_dir, int8)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only read, never run
+    session = _session(path, options, ["CPUExecutionProvider"])
+    _check_input(path, session)
+    _check_against_run(path, session, run_dir, config)
+    return path
+
+
+def from_run_dir(run_dir: Path, config: Config, device: str, int8: bool = False) -> OnnxBackend:
+    """The run's model.onnx (model.int8.onnx with ``int8``), checked against the run: same
+    weights, same classes. ``run_dir`` may also be an exported model file (``is_model_file``)."""
+    path = exported_file(run_dir, int8)
     backend = OnnxBackend(path, device)
-    meta = backend.metadata
+    _check_against_run(path, backend.session, run_dir, config)
+    return backend
+
+
+def int8_from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
+    return from_run_dir(run_dir, config, device, int8=True)
+
+
+def _check_against_run(path: Path, session, run_dir: Path, config: Config) -> None:
+    meta = session.get_modelmeta().custom_metadata_map
     if META_WEIGHTS not in meta:
         raise BackendError(
             f"{path}: not exported by steelseg (no {META_WEIGHTS} metadata); run `steelseg export {run_dir}`"
         )
+    alone = is_model_file(run_dir)
     if not alone and (run_dir / rundir.WEIGHTS).is_file() and meta[META_WEIGHTS] != rundir.weights_sha256(run_dir):
         raise BackendError(
             f"{path} was exported from other weights than {run_dir / rundir.WEIGHTS}; "
@@ -142,5 +181,4 @@ def from_run_dir(run_dir: Path, config: Config, device: str) -> OnnxBackend:
     names = json.loads(meta.get(META_CLASS_NAMES, "[]"))
     if names != config.output_class_names:
         raise BackendError(f"{path}: classes {names} differ from the run's {config.output_class_names}")
-    _check_outputs(path, backend.session, config.model.task)
-    return backend
+    _check_outputs(path, session, config.model.task)

@@ -1,0 +1,96 @@
+"""--backend auto: measured once per run and machine, the fastest backend that agrees with fp32."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from steelseg.files import rundir
+from steelseg.inference import backend_choice
+from steelseg.inference.backends import create_backend
+from steelseg.inference.export import export_onnx
+from steelseg.inference.predictor import Predictor
+
+
+@pytest.fixture
+def run(half_scale_run, tmp_path):
+    source, _ = half_scale_run
+    copy = tmp_path / "run"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model*.onnx", rundir.BACKEND_CHOICE))
+    return copy
+
+
+def test_without_an_export_the_rule_stands_and_says_how_to_measure(run):
+    predictor = Predictor.from_run_dir(run, device="cpu")
+    assert predictor.backend.name in ("torch", "torch-amp")
+    (note,) = predictor.backend_notes()
+    assert "by rule" in note and "steelseg export RUN" in note
+    assert not (run / rundir.BACKEND_CHOICE).exists()
+
+
+def test_an_exported_run_gets_the_fastest_backend_that_agrees_and_keeps_the_answer(run):
+    export_onnx(run)
+    predictor = Predictor.from_run_dir(run, device="cpu")
+    record = json.loads((run / rundir.BACKEND_CHOICE).read_text())
+    rates = record["images_per_second"]
+    assert {"torch", "onnx", "openvino"} <= set(rates)
+    assert record["backend"] == max(rates, key=rates.get)  # nothing disagrees here
+    assert predictor.backend.name == record["backend"]
+    assert predictor.backend_notes() == [f"auto: {record['reason']}"]
+    assert record["signature"]["files"][rundir.ONNX]
+
+
+def test_the_kept_answer_is_used_while_the_machine_and_files_are_the_same(run, monkeypatch):
+    export_onnx(run)
+    Predictor.from_run_dir(run, device="cpu")
+    chosen = json.loads((run / rundir.BACKEND_CHOICE).read_text())["backend"]
+
+    def no_measuring(*args):
+        raise AssertionError("measured again although nothing changed")
+
+    monkeypatch.setattr(backend_choice, "_measure", no_measuring)
+    again = Predictor.from_run_dir(run, device="cpu")
+    assert again.backend.name == chosen and again.backend_notes()[0].endswith("(cached)")
+    # a new export changes the signature: measured again
+    monkeypatch.undo()
+    record = json.loads((run / rundir.BACKEND_CHOICE).read_text())
+    record["signature"]["files"][rundir.ONNX] = "0" * 64
+    (run / rundir.BACKEND_CHOICE).write_text(json.dumps(record))
+    assert not Predictor.from_run_dir(run, device="cpu").backend_notes()[0].endswith("(cached)")
+
+
+class _Shifted:
+    """A backend that answers fast and wrong: every pixel probability pushed up."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+
+    def __call__(self, x):
+        return {k: np.clip(v + 0.6, 0, 1) for k, v in self.inner(x).items()}
+
+    def describe(self):
+        return self.name
+
+
+def test_a_backend_that_disagrees_with_fp32_is_never_chosen(run, monkeypatch):
+    export_onnx(run)
+    real = create_backend
+
+    def planted(name, run_dir, config, device):
+        backend = real(name, run_dir, config, device)
+        return backend if name in ("torch", "torch-amp") else _Shifted(backend)
+
+    monkeypatch.setattr(backend_choice, "create_backend", planted)
+    predictor = Predictor.from_run_dir(run, device="cpu")
+    assert predictor.backend.name in ("torch", "torch-amp")
+    note = predictor.backend_notes()[0]
+    assert "refused below 99% agreement: onnx, openvino" in note
+
+
+def test_a_read_only_run_is_measured_but_not_written(run, monkeypatch):
+    export_onnx(run)
+    monkeypatch.setattr(backend_choice, "write_text", lambda *a: (_ for _ in ()).throw(PermissionError("read-only")))
+    predictor = Predictor.from_run_dir(run, device="cpu")
+    assert predictor.backend_notes()[0].endswith("(not cached: the run folder is read-only)")
+    assert not (run / rundir.BACKEND_CHOICE).exists()

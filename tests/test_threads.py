@@ -73,7 +73,9 @@ def test_configure_sets_openmp_but_keeps_the_users_choice():
 def _torch_threads(env: dict, cpus: set[int] | None = None) -> str:
     """torch's thread count in a fresh `steelseg`-configured process, pinned to ``cpus``."""
     code = "from steelseg import threads; threads.configure(); import torch; print(torch.get_num_threads())"
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.THREADS_ENV)} | env
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", threads.THREADS_ENV)
+    } | env
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     out = subprocess.run(
         [sys.executable, "-c", code],

@@ -222,6 +222,23 @@ class PostprocessConfig(_Strict):
         return grid
 
 
+class DistillConfig(_Strict):
+    """``steelseg distill`` (training/distill.py): loss = alpha x BCE against the teacher's
+    probabilities + (1 - alpha) x the recipe's loss on the masks (unlabelled images: the first
+    part only). The teacher is read by training only, like data.root."""
+
+    teacher: list[str] = Field(default_factory=list)  # anything `predict` takes, several averaged
+    unlabelled: str | None = None  # a folder of images without masks
+    alpha: float = Field(0.5, ge=0, le=1)
+    # Soft targets and student logits divided by this before the sigmoid (Hinton et al.); the
+    # soft loss is scaled by its square so that its gradients keep their size.
+    temperature: float = Field(1.0, gt=0)
+    tta: Literal["none", "hflip", "vflip", "both"] | None = None  # None: each teacher member's own
+    backend: str = "auto"  # as `predict --backend`
+    device: str = "auto"
+    batch_size: int = Field(4, ge=1)
+
+
 # postprocess keys of configs written by earlier versions -> their names now
 OLD_POSTPROCESS_KEYS = {
     "label_threshold": "screen_threshold",
@@ -239,6 +256,7 @@ class Config(_Strict):
     # each entry overrides this config for one more stage, which starts from the previous
     # stage's best weights; e.g. [{name: finetune, train: {loss: [...], epochs: 5}}].
     stages: list[dict[str, Any]] = Field(default_factory=list)
+    distill: DistillConfig | None = None  # set by `steelseg distill`
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -262,6 +280,8 @@ class Config(_Strict):
                 value = getattr(self.postprocess, key)
                 if isinstance(value, list) and len(value) != count:
                     raise ValueError(f"postprocess.{key} lists {len(value)} values; the model has {count} classes")
+        if self.distill is not None:
+            _check_distill(self)
         if self.stages:
             self.stage_configs()  # a stage with a bad key fails now, not hours into training
         return self
@@ -287,6 +307,20 @@ class Config(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_distill(config: Config) -> None:
+    """What a distilled student cannot be (each a one-line error naming the key)."""
+    if config.model.task not in ("segment", "classify", "two_head"):
+        raise ValueError(f"distill trains segment, classify or two_head students, not model.task {config.model.task}")
+    if config.model.head != "sigmoid":
+        raise ValueError("distill needs model.head sigmoid: the teacher's probabilities are per-class")
+    if config.train.mixup_alpha:
+        raise ValueError("distill does not take train.mixup_alpha")
+    if config.stages:
+        raise ValueError("distill trains one stage: choose a recipe without stages")
+    if config.data.pseudo:
+        raise ValueError("distill takes unlabelled images (--unlabelled), not data.pseudo")
 
 
 def load_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:

@@ -160,6 +160,7 @@ ORDER = [
     "plan",
     "fit",
     "convert",
+    "distill",
 ]
 
 

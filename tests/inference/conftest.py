@@ -1,7 +1,9 @@
+import shutil
+
 import pytest
 
 from steelseg.config import load_config
-from steelseg.files import synth
+from steelseg.files import rundir, synth
 from steelseg.training.fit import train
 
 # A tiny U-Net run at half resolution, trained in fp32 so that exact comparisons are possible.
@@ -25,3 +27,13 @@ def half_scale_run(tmp_path_factory):
     synth.write_dataset(root / "data", 10, seed=3, height=64, width=320, progress=False)
     train(load_config(None, TINY + [f"data.root={root / 'data'}"]), root / "run", progress=False)
     return root / "run", root / "data"
+
+
+@pytest.fixture
+def fresh_run(half_scale_run, tmp_path):
+    """A private copy of the tiny run without its exports and backend choice, so that a test
+    may export, quantise or change it."""
+    source, _ = half_scale_run
+    copy = tmp_path / "run"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model*.onnx", rundir.BACKEND_CHOICE))
+    return copy

@@ -1,7 +1,6 @@
 """--backend auto: measured once per run and machine, the fastest backend that agrees with fp32."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,11 +13,8 @@ from steelseg.inference.predictor import Predictor
 
 
 @pytest.fixture
-def run(half_scale_run, tmp_path):
-    source, _ = half_scale_run
-    copy = tmp_path / "run"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model*.onnx", rundir.BACKEND_CHOICE))
-    return copy
+def run(fresh_run):
+    return fresh_run
 
 
 def test_without_an_export_the_rule_stands_and_says_how_to_measure(run):

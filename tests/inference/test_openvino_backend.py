@@ -1,7 +1,5 @@
 """The OpenVINO backend: the exported graph on Intel's runtime, checked like onnxruntime's."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -12,11 +10,8 @@ from steelseg.inference.predictor import Predictor
 
 
 @pytest.fixture
-def run(half_scale_run, tmp_path):
-    source, _ = half_scale_run
-    copy = tmp_path / "run"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model*.onnx", rundir.BACKEND_CHOICE))
-    return copy
+def run(fresh_run):
+    return fresh_run
 
 
 def test_openvino_agrees_with_pytorch_fp32_at_sizes_it_was_not_traced_at(run):

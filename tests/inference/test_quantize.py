@@ -1,7 +1,6 @@
 """steelseg export --int8: a calibrated INT8 graph, compared with fp32 before it is kept."""
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -17,12 +16,9 @@ from steelseg.inference.quantize import export_int8
 
 
 @pytest.fixture
-def run(half_scale_run, tmp_path):
-    """(a private copy of the tiny run without its exports, its data folder)."""
-    source, data = half_scale_run
-    copy = tmp_path / "run"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model*.onnx", rundir.BACKEND_CHOICE))
-    return copy, data
+def run(fresh_run, half_scale_run):
+    """(a private copy of the tiny run, its data folder)."""
+    return fresh_run, half_scale_run[1]
 
 
 def _probabilities(run, backend, images):

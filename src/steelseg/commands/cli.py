@@ -11,12 +11,12 @@ import argparse
 import os
 import sys
 
-from steelseg import threads
 from steelseg.commands import (
     adversarial,
     augment_preview,
     convert,
     demo,
+    distill,
     eda,
     export,
     fit,
@@ -55,6 +55,7 @@ COMMANDS = {
     "plan": plan,
     "fit": fit,
     "convert": convert,
+    "distill": distill,
 }
 
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from steelseg import threads  # stdlib only; imported here so that the table itself loads nothing
+
         threads.configure()  # before any command imports torch: OpenMP reads it at load
         COMMANDS[args.command].run(args)
     except SteelsegError as err:

@@ -62,6 +62,7 @@ RECIPE = "recipe.yaml"  # a multi-stage run's whole config; each stage is a run 
 STAGES_DIR = "stages"
 TOP_DIR = "top"  # the k best epochs' weights, with train.average_best
 TENSORBOARD_DIR = "tensorboard"
+TEACHER_DIR = "teacher"  # distill: the teacher's probabilities, cached (inference.teacher_cache)
 CV_TABLE = "cv.csv"
 SKIPPED = "skipped.txt"  # with data.skip_bad: the rows and images left out, one a line
 CV_CONFIG = "cv.yaml"  # train --fold all: the config every fold-<i> run is made from (--resume reads it)

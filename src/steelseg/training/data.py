@@ -99,12 +99,17 @@ class PadToLargest:
 
 
 def loaders(
-    config: Config, train_set: SegmentationDataset | CombinedDataset, val_set: SegmentationDataset
+    config: Config,
+    train_set: SegmentationDataset | CombinedDataset,
+    val_set: SegmentationDataset,
+    train_items: type[TorchSegmentationData] | None = None,
+    collate=None,
 ) -> tuple[DataLoader, DataLoader]:
     """The training loader (epoch-seeded order, optional class balance) and the validation
-    loader (whole images, batches of one size)."""
+    loader (whole images, batches of one size). ``train_items`` and ``collate``: another kind of
+    training item (distillation's, with the teacher's targets) and how to batch it."""
     data, model = config.data, config.model
-    train_data = TorchSegmentationData(train_set, model, data, seed=config.train.seed)
+    train_data = (train_items or TorchSegmentationData)(train_set, model, data, seed=config.train.seed)
     weights = None
     if data.sampler == "balanced":
         weights = np.tile(balanced_weights(train_set.class_presence()), data.crops_per_image)
@@ -115,7 +120,7 @@ def loaders(
         sampler=sampler,
         drop_last=len(train_data) > data.batch_size,
         num_workers=data.num_workers,
-        collate_fn=PadToLargest(-model.input_mean / model.input_std),
+        collate_fn=collate or PadToLargest(-model.input_mean / model.input_std),
     )
     # Every process validates the whole split: scores need every image, and it is small.
     batches = SameShapeBatches(val_set.image_shapes(), max(1, data.batch_size // 2))

@@ -203,7 +203,7 @@ def _fit(
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     train_set, val_set = train_val_sets(config, dataset)
     write_skipped(run_dir, config, train_set, val_set)
-    train_loader, val_loader = loaders(config, train_set, val_set)
+    train_loader, val_loader = _loaders(config, train_set, val_set, run_dir, progress)
     accelerator = _accelerator(config)
     precision = resolve_precision(config.train.precision, accelerator)
     module = SegmentationModule(config)
@@ -248,6 +248,14 @@ def _fit(
     if trainer.is_global_zero:
         write_text(run_dir / rundir.FINISHED, "")
     return rundir.load_summary(run_dir)
+
+
+def _loaders(config: Config, train_set, val_set, run_dir: Path, progress: bool):
+    if config.distill is None:
+        return loaders(config, train_set, val_set)
+    from steelseg.training.distill import distill_loaders  # the teacher's targets, cached in run_dir
+
+    return distill_loaders(config, train_set, val_set, run_dir, progress)
 
 
 def _try_average(module: SegmentationModule, val_loader, run_dir: Path, accelerator: str, precision: str) -> None:

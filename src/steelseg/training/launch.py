@@ -42,6 +42,27 @@ def train_run(
     return _with_skipped(summary_report(summary, out), out)
 
 
+def distill_run(
+    teachers: list[str],
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    config: str | os.PathLike | None = "default",
+    overrides: list[str] = (),
+    unlabelled: str | os.PathLike | None = None,
+    progress: bool = True,
+    **teacher_options,
+) -> str:
+    """Distil ``teachers`` into a student (``config`` with ``overrides``) trained on ``data`` (and
+    the ``unlabelled`` images) into ``out`` (``training.distill``). Returns the report to print."""
+    from steelseg.training.distill import distill_config
+    from steelseg.training.fit import train
+
+    student = distill_config(config, list(overrides), teachers, data, unlabelled, **teacher_options)
+    summary = train(student, out, progress=progress)
+    return _with_skipped(summary_report(summary, out), out)
+
+
 def resume_run(run_dir: str | os.PathLike, progress: bool = True, say: Callable[[str], None] = print) -> str:
     """Continue a stopped or killed run, or the folder of ``--fold all``, from its last finished
     epoch; ``say`` hears where it resumes before training starts. Returns the report to print."""

@@ -17,6 +17,7 @@ from steelseg.core.search import PostprocessSearch
 from steelseg.files.rundir import EpochResult
 from steelseg.models.registry import build_model
 from steelseg.models.weights import load_weights
+from steelseg.training.distill_loss import distill_loss
 from steelseg.training.losses import build_loss
 from steelseg.training.mixup import mixup_batch
 from steelseg.training.optim import build_optimizer, build_scheduler
@@ -88,12 +89,14 @@ class SegmentationModule(L.LightningModule):
         return total
 
     def training_step(self, batch, batch_index):
-        x, y = batch
+        x, y, *soft = batch  # distillation: the teacher's targets too (training.distill_data)
         if self.config.train.mixup_alpha:
             x, y = mixup_batch(x, y, self.config.train.mixup_alpha, self._mixup_generator)
         x = x.contiguous(memory_format=self.memory_format)
         if self.task == "instance":
             loss = self.model.losses(x, y)
+        elif soft:
+            loss = distill_loss(self._loss, self.model.logits(x), y, soft[0], self.config.distill, self.class_weight)
         else:
             loss = self._loss(self.model.logits(x), y)
         self.log("loss", loss, prog_bar=True)

@@ -1,0 +1,92 @@
+"""Distillation on real steel data (NEU-Seg): a resnet18 U-Net student distilled from the fold
+ensemble with flip TTA, against that teacher and a student of the same recipe trained on the
+masks alone, on the 20% hold-out of ``neu_engine.py`` (its split function, seed 0).
+
+    python benchmarks/distill_benchmark.py [--data ../shared/data/neu-seg] [--k 3] [--minutes 6]
+                                           [--out runs/neu-distill] [--quick]
+
+Every figure is the competition mean Dice on the held-out images and the seconds per image of
+prediction (CPU unless a GPU is visible). The teacher is ``neu_engine``'s fold ensemble (trained
+here if ``OUT/default`` has not finished); the students get ``--minutes`` each. ``--quick`` runs
+the whole path in a few minutes on a subset (300 training images, 100 held-out, 2 folds, 0.5 min
+per run): it shows the path works, not what distillation gains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from neu_engine import CLASSES, DEFAULT_DATA, SRC, TRAIN, split_holdout, steelseg, train  # noqa: E402
+
+NAMES = ["inclusion", "patches", "scratches"]
+STUDENT = [*TRAIN, "--set", "train.epochs=1000"]  # the default recipe (U-Net resnet18), whole images
+
+
+def subset(folder: Path, out: Path, count: int) -> Path:
+    """The first ``count`` images of a mask folder (and their masks), linked into ``out``."""
+    for sub in ("images", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for image in sorted((folder / "images").iterdir())[:count]:
+        mask = Path(image.name).stem + ".png"
+        for sub, name in (("images", image.name), ("masks", mask)):
+            if not (out / sub / name).exists():
+                (out / sub / name).symlink_to((folder / sub / name).resolve())
+    return out
+
+
+def students(cv_data: Path, teacher: Path, out: Path, minutes: float) -> tuple[Path, Path]:
+    """(the distilled student, the student of the masks alone), each trained unless finished."""
+    limit = ["--set", f"train.max_minutes={minutes}", "--quiet"]
+    distilled, plain = out / "student-distilled", out / "student-masks"
+    if not (distilled / "finished").is_file():
+        steelseg("distill", str(teacher), str(cv_data), "--out", str(distilled), "--tta", "both", *STUDENT, *limit)
+    if not (plain / "finished").is_file():
+        steelseg("train", str(cv_data), "--out", str(plain), *STUDENT, *limit)
+    return distilled, plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=6)
+    parser.add_argument("--out", type=Path, help="default runs/neu-distill (--quick: runs/neu-distill-quick)")
+    parser.add_argument("--quick", action="store_true", help="a few minutes on a subset: the path, not the gain")
+    args = parser.parse_args()
+    if not (args.data / "masks").is_dir():
+        sys.exit(f"NEU-Seg not found at {args.data}")
+    args.out = args.out or Path("runs/neu-distill-quick" if args.quick else "runs/neu-distill")
+    cv_data, test_data = split_holdout(args.data, args.out)
+    if args.quick:
+        cv_data = subset(cv_data, args.out / "quick-cv", 300)
+        test_data = subset(test_data, args.out / "quick-test", 100)
+        args.k, args.minutes = 2, 0.5
+    start = time.monotonic()
+    teacher = train(cv_data, args.out, args.k, args.minutes)
+    distilled, plain = students(cv_data, teacher, args.out, args.minutes)
+    print(f"training: {(time.monotonic() - start) / 60:.1f} min")
+    report(teacher, distilled, plain, test_data, len(list((test_data / "images").iterdir())))
+
+
+def report(teacher: Path, distilled: Path, plain: Path, test_data: Path, images: int) -> None:
+    sys.path.insert(0, str(SRC))
+    from engine_figures import test_dice
+
+    rows = [
+        (f"teacher: {len(list(teacher.glob('fold-*')))}-fold ensemble + flip TTA (both)", [teacher], "both"),
+        ("student distilled from it (U-Net resnet18)", [distilled], None),
+        ("student of the masks alone (same recipe)", [plain], None),
+    ]
+    print(f"\n{'held-out NEU-Seg ' + CLASSES:<56}{'mean Dice':>10}  per class            ms/image")
+    for name, models, tta in rows:
+        dice, per_class, seconds = test_dice(models, test_data, NAMES, tta=tta)
+        print(f"{name:<56}{dice:>10.4f}  {' '.join(f'{d:.4f}' for d in per_class)}  {1000 * seconds / images:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

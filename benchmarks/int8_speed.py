@@ -69,7 +69,7 @@ def split(data: Path, root: Path) -> tuple[Path, Path]:
 
 def train(fit: Path, run: Path, minutes: float) -> None:
     command = [sys.executable, "-m", "steelseg", "train", str(fit), "--out", str(run), "--quiet"]
-    command += ["--max-minutes", str(minutes), "--set", "train.epochs=1000", "data.val_fraction=0.2"]
+    command += ["--max-minutes", str(minutes), "--set", "train.epochs=1000", "--set", "data.val_fraction=0.2"]
     subprocess.run(command, check=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent / "src")))
 
 

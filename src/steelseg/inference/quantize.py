@@ -166,16 +166,21 @@ def open_images(folder: Path, config) -> Images:
     """A dataset folder of the run's classes (images with their masks), else a folder of images."""
     try:
         dataset = open_dataset(folder)
-    except (DatasetError, ImageError, OSError):
-        dataset = None
-    if dataset is not None and dataset.class_names == config.output_class_names and len(dataset):
+    except (DatasetError, ImageError, OSError) as err:
+        dataset, why = None, str(err)
+    if dataset is not None and len(dataset):
+        if dataset.class_names != config.output_class_names:
+            raise QuantizeError(
+                f"{folder}: a dataset of classes {dataset.class_names}, the run's are {config.output_class_names}"
+            )
         return Images(folder, list(dataset.image_paths), dataset)
     if not folder.is_dir():
         raise QuantizeError(f"{folder}: folder of images not found")
     try:
         return Images(folder, require_images(folder))
     except ImageError as err:
-        raise QuantizeError(str(err)) from None
+        extra = f" (as a dataset: {why})" if dataset is None and (folder / "train_images").is_dir() else ""
+        raise QuantizeError(f"{err}{extra}") from None
 
 
 def _network_inputs(reference: Predictor, images: Images) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ from steelseg.core.screening import present
 from steelseg.errors import SteelsegError
 from steelseg.files import rundir
 from steelseg.files.atomic import atomic_path
+from steelseg.inference.backend_choice import steel_texture
 from steelseg.inference.backends import onnx_backend as meta
 from steelseg.inference.backends.onnx_backend import OnnxBackend
 from steelseg.inference.backends.torch_backend import TorchBackend, load_net
@@ -154,13 +155,9 @@ def _compare(run: rundir.Run, net, path: Path, tolerance: float, min_agreement: 
 def _check_images(config) -> np.ndarray:
     """Two images of a size unlike the trace's, not a multiple of the stride: smooth random
     texture with dark streaks, so probabilities spread over the whole range."""
-    rng = np.random.default_rng(0)
     scale = config.model.input_scale
     height, width = round(200 / scale) // 2 * 2 + 6, round(330 / scale) + 3
-    noise = rng.normal(128, 40, (2, height // 8 + 1, width // 8 + 1))
-    images = np.kron(noise, np.ones((8, 8)))[:, :height, :width]
-    images[:, height // 3 : height // 3 + 5, :] -= 90
-    return images.clip(0, 255).astype(np.uint8)
+    return steel_texture(2, height, width, streak=5)
 
 
 def _agreement(a: Outputs, b: Outputs, postprocess: PostProcess, presence_threshold: np.ndarray) -> float:

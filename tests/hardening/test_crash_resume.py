@@ -155,13 +155,16 @@ def _next_command(root: Path, case: Case, out: Path) -> list[str]:
 
 
 def _files(out: Path) -> dict[Path, tuple[int, int, int]]:
+    # os.walk, not rglob: the run renames and removes folders while we look, and rglob
+    # raises on a folder that vanished between listing and scanning (os.walk skips it).
     files = {}
-    for path in out.rglob("*"):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # renamed or removed while we looked
-            continue
-        if path.is_file():
+    for folder, _, names in os.walk(out):
+        for name in names:
+            path = Path(folder) / name
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed or removed while we looked
+                continue
             files[path] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     return files
 

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from predict_throughput import DEFAULT_DATA, end_to_end_rate  # noqa: E402
 from steelseg.core.metrics import DiceAccumulator  # noqa: E402
-from steelseg.files.datasets import open_dataset  # noqa: E402
+from steelseg.files.datasets import open_dataset, write_class_names  # noqa: E402
 from steelseg.files.images import read_gray  # noqa: E402
 from steelseg.inference.predictor import Predictor  # noqa: E402
 from steelseg.inference.quantize import export_int8  # noqa: E402
@@ -63,6 +63,9 @@ def split(data: Path, root: Path) -> tuple[Path, Path]:
             shutil.copyfile(data / "train_images" / name, folder / "train_images" / name)
         with open(folder / "train.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([header] + [r for r in rows if keep(r[0])])
+        # the competition's four classes, though the 15 strips may hold no class 4 (the CSV alone
+        # would then give a 3-class model that cannot be checked on the held-out strips)
+        write_class_names(folder, ["1", "2", "3", "4"])
         folders[part] = folder
     return folders["fit"], folders["held-out"]
 

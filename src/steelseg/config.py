@@ -281,7 +281,7 @@ class Config(_Strict):
                 if isinstance(value, list) and len(value) != count:
                     raise ValueError(f"postprocess.{key} lists {len(value)} values; the model has {count} classes")
         if self.distill is not None:
-            _check_distill(self)
+            check_distill_student(self)
         if self.stages:
             self.stage_configs()  # a stage with a bad key fails now, not hours into training
         return self
@@ -309,8 +309,8 @@ class Config(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _check_distill(config: Config) -> None:
-    """What a distilled student cannot be (each a one-line error naming the key)."""
+def check_distill_student(config: Config) -> None:
+    """What a distilled student cannot be (one line naming the key each; ``fit --distill`` asks first)."""
     if config.model.task not in ("segment", "classify", "two_head"):
         raise ValueError(f"distill trains segment, classify or two_head students, not model.task {config.model.task}")
     if config.model.head != "sigmoid":

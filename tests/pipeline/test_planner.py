@@ -86,3 +86,27 @@ def test_flips_are_dropped_before_a_budget_is_refused():
     # predicting 200 out-of-fold images x 3 views x 2 s = 20 min > 15% of 30 min; 2 views also too many
     plan = make_plan(fp, ["a", "b"], 30, "cpu", measure=fake_measure(predict_s=2.0), free_bytes=8 * GIB)
     assert (plan.tta, len(plan.trained_folds())) == ("none", 1)
+
+
+def test_a_distilled_student_gets_its_share_less_the_teacher_s_predictions():
+    fp = fingerprint(images=1000, empty=0.2)
+    plan = make_plan(fp, ["a", "b"], 60, "cpu", measure=fake_measure(), free_bytes=8 * GIB, distill="default")
+    without = make_plan(fp, ["a", "b"], 42, "cpu", measure=fake_measure(), free_bytes=8 * GIB)
+    # 30% of 60 min kept: the system is planned as on a 42-minute budget
+    assert plan.estimate["distill"] == 18.0
+    assert [m.minutes for m in plan.members] == [m.minutes for m in without.members]
+    assert sum(plan.estimate.values()) + rules.FIXED_SECONDS / 60 == pytest.approx(60, abs=0.05)
+    # the teacher: 1000 images x 3 flip views x the trained fold models x 0.02 s
+    student, trained = plan.distill, len(plan.trained_folds())
+    assert plan.tta == "both"
+    assert student.teacher_minutes == pytest.approx(1000 * 3 * trained * 0.02 / 60, abs=0.01)
+    assert student.minutes == pytest.approx(18 - student.teacher_minutes - rules.EXPORT_SECONDS / 60, abs=0.01)
+    assert student.student == "default" and student.settings["data.batch_size"] == 8
+    assert student.settings["train.max_minutes"] == pytest.approx(student.minutes * 1.25, abs=0.01)
+    assert "student trains" in plan.reasons["distill"]
+
+
+def test_no_time_left_to_distill_is_refused():
+    fp = fingerprint(images=1000, empty=0.2)
+    with pytest.raises(rules.BudgetError, match="no time to distill"):
+        make_plan(fp, ["a", "b"], 30, "cpu", measure=fake_measure(predict_s=0.2), free_bytes=8 * GIB, distill="default")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steelseg.commands.options import add_device, positive_float
+from steelseg.commands.options import add_device, add_distill, positive_float
 
 HELP = "plan, train, select, tune, export and report a whole system from a dataset, within a budget"
 
@@ -26,7 +26,12 @@ def add_arguments(parser) -> None:
         default="full",
         help="with --system: tiny shrinks it to run in minutes (tiny encoders, few epochs)",
     )
-    parser.add_argument("--unlabelled", metavar="IMAGES", help="unlabelled images for pseudo-label rounds")
+    parser.add_argument(
+        "--unlabelled",
+        metavar="IMAGES",
+        help="unlabelled images for pseudo-label rounds (and the distilled student's soft targets)",
+    )
+    add_distill(parser)
     add_device(parser, "device to plan for: auto (default), cpu, cuda, cuda:N")
     parser.add_argument(
         "--skip-bad",
@@ -71,6 +76,7 @@ def run(args) -> None:
         executor=args.executor,
         skip_bad=args.skip_bad,
         address=args.address,
+        distill=args.distill,
     )
     out = fit(request)
     print(describe_result(out))

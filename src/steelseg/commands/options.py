@@ -115,3 +115,12 @@ def say(command: str):
 
 def warn(command: str, message: str) -> None:
     print(f"steelseg {command}: warning: {message}", file=sys.stderr)
+
+
+def add_distill(parser) -> None:
+    parser.add_argument(
+        "--distill",
+        metavar="STUDENT",
+        help="last stage: distill the shipped system into one STUDENT network (a bundled recipe such as default, "
+        "or a config YAML), the run DIR/student; 30%% of the budget is kept for it",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steelseg.commands.options import add_device, positive_float
+from steelseg.commands.options import add_device, add_distill, positive_float
 
 HELP = "fingerprint a dataset and plan a system for it (printed with reasons, written as YAML)"
 
@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--system", metavar="NAME", help="a seed team's whole pipeline instead of the rules' plan")
     parser.add_argument("--scale", choices=["full", "tiny"], default="full", help="with --system (see steelseg fit)")
+    add_distill(parser)
     parser.add_argument("--force", action="store_true", help="replace an existing plan file")
 
 
@@ -44,8 +45,12 @@ def run(args) -> None:
         from steelseg.errors import UsageError
 
         raise UsageError("--scale tiny goes with --system NAME")
+    if args.distill:
+        from steelseg.pipeline.fit import check_student
+
+        check_student(args.distill)  # one line, before the probe
     table = plan_dataset(
-        args.data, out, args.budget, args.device, args.unlabelled, not args.quiet, args.system, args.scale
+        args.data, out, args.budget, args.device, args.unlabelled, not args.quiet, args.system, args.scale, args.distill
     )
     print(table)
     print(f"wrote {out}; edit it and run: steelseg fit {args.data} --out DIR --plan {out}")

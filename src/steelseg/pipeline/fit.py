@@ -6,8 +6,10 @@ a seed system's), folds, train (every member on every fold, each job resumable, 
 out-of-fold files made with the shipped TTA), select (greedy forward selection on the
 out-of-fold predictions, ``pipeline.selection``), tune (the chosen set and the best single
 member on the full grids; the better one ships), export (ONNX of every shipped fold model),
-report (``DIR/report.html``). A killed fit started again with the same arguments skips the
-finished stages and jobs and resumes the interrupted training from its last epoch.
+distill (with ``--distill STUDENT``: the shipped system distilled into one network, the run
+``DIR/student``; ``pipeline.distill_stage``), report (``DIR/report.html``). A killed fit
+started again with the same arguments skips the finished stages and jobs and resumes the
+interrupted training from its last epoch.
 
 ``DIR`` is then a system folder: ``ensemble.yaml`` (members as folders of folds, relative
 paths), ``postprocess.json``, which ``predict``, ``serve``, ``score --run``, ``report --model``
@@ -20,10 +22,23 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from steelseg.files import rundir
 from steelseg.pipeline import stages
 from steelseg.pipeline.state import Tracker
 
-STAGES = ("import", "fingerprint", "plan", "folds", "train", "select", "tune", "pseudo", "export", "report")
+STAGES = (
+    "import",
+    "fingerprint",
+    "plan",
+    "folds",
+    "train",
+    "select",
+    "tune",
+    "pseudo",
+    "export",
+    "distill",
+    "report",
+)
 
 
 @dataclass
@@ -40,11 +55,12 @@ class FitRequest:
     skip_bad: bool = False  # leave out unreadable images and bad annotations (each printed) instead of stopping
     executor: str = "local"  # pipeline.executors; not an argument to repeat: a fit may continue elsewhere
     address: str | None = None  # a Ray cluster's head
+    distill: str | None = None  # a student recipe: the system is distilled into it at the end (DIR/student)
 
     def arguments(self) -> dict[str, object]:
         """What must be repeated to continue a fit (paths as given, made absolute)."""
         absolute = lambda p: None if p is None else str(Path(p).resolve())  # noqa: E731
-        return {
+        arguments = {
             "data": absolute(self.data),
             "budget_minutes": self.budget_minutes,
             "plan": absolute(self.plan),
@@ -54,6 +70,9 @@ class FitRequest:
             "device": self.device,
             "skip_bad": self.skip_bad,
         }
+        if self.distill:  # only when given: folders of fits from before --distill still continue
+            arguments["distill"] = absolute(self.distill) if Path(self.distill).is_file() else self.distill
+        return arguments
 
 
 def fit(request: FitRequest) -> Path:
@@ -91,6 +110,8 @@ def _preflight(request: FitRequest) -> None:
 
         if request.system not in SYSTEMS:
             raise UsageError(f"--system {request.system}: unknown; choose one of {', '.join(SYSTEMS)}")
+    if request.distill:
+        check_student(request.distill)
     if request.unlabelled and not Path(request.unlabelled).is_dir():
         raise UsageError(f"--unlabelled {request.unlabelled}: not a folder of images")
 
@@ -104,6 +125,20 @@ def describe_result(out: Path) -> str:
     lines = [
         f"shipped: {' + '.join(shipped['members'])} ({selection['metric']} Dice on {selection['images']} "
         f"out-of-fold images: {shipped['score']:.4f}{against})",
-        f"report: {out / stages.REPORT}",
     ]
+    student = out / stages.STUDENT
+    if (student / rundir.FINISHED).exists():
+        lines.append(f"distilled into one network: {student} (predict with: steelseg predict {student} IMAGES)")
+    lines.append(f"report: {out / stages.REPORT}")
     return "\n".join(lines)
+
+
+def check_student(recipe: str) -> None:
+    """An unknown or unsuitable ``--distill`` student, in one line, before any training."""
+    from steelseg.config import ConfigError, check_distill_student, load_config
+
+    config = load_config(recipe)  # an unknown recipe or a bad file: its own one line
+    try:
+        check_distill_student(config)
+    except ValueError as err:
+        raise ConfigError(f"--distill {recipe}: {err}") from None

@@ -27,6 +27,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def as_overrides(settings: dict[str, object]) -> list[str]:
+    """``section.key: value`` settings as ``steelseg train --set`` overrides (values as JSON, which is YAML)."""
+    return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+
+
 class MemberPlan(_Strict):
     """One candidate of the ensemble: ``recipe`` (a bundled recipe's name or a config file) with
     ``settings`` (``section.key: value``) laid over it."""
@@ -40,8 +45,7 @@ class MemberPlan(_Strict):
     warm_start: str | None = None
 
     def overrides(self) -> list[str]:
-        """``settings`` as ``steelseg train --set`` overrides (values as JSON, which is YAML)."""
-        return [f"{key}={json.dumps(value)}" for key, value in self.settings.items()]
+        return as_overrides(self.settings)
 
     def config(self, root: str | os.PathLike, folds: str | os.PathLike) -> Config:
         """The member's training config on ``root`` with the fit's ``folds`` file."""
@@ -71,6 +75,22 @@ class PseudoPlan(_Strict):
     minutes: float = Field(0, ge=0)  # retraining time of one fold per round
 
 
+class DistillPlan(_Strict):
+    """The optional last stage: the shipped system distilled into one network (``steelseg
+    distill``), a run in ``DIR/student``. ``student`` is a bundled recipe or config file with
+    ``settings`` laid over it; ``minutes``: its training time; ``teacher_minutes``: the planned
+    time of the system's predictions it learns from (every training image, with the TTA)."""
+
+    student: str = "default"
+    settings: dict[str, object] = Field(default_factory=dict)
+    minutes: float = Field(gt=0)
+    teacher_minutes: float = Field(0, ge=0)
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the teacher's soft targets in the loss
+
+    def overrides(self) -> list[str]:
+        return as_overrides(self.settings)
+
+
 class Plan(_Strict):
     version: Literal[1] = 1
     system: str = "auto"  # "auto": derived by the rules; else a seed system's name
@@ -91,6 +111,7 @@ class Plan(_Strict):
     tune: TunePlan = Field(default_factory=TunePlan)
     pseudo: PseudoPlan = Field(default_factory=PseudoPlan)
     export: bool = True
+    distill: DistillPlan | None = None
     reasons: dict[str, str] = Field(default_factory=dict)  # choice -> why
     estimate: dict[str, float] = Field(default_factory=dict)  # stage -> planned minutes
 

@@ -43,7 +43,7 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
             plan.reasons.get("pseudo-labels", "no unlabelled images given"),
         ),
     ]
-    return rows
+    return rows + _distill_rows(plan)
 
 
 def _system_rows(plan: Plan) -> list[tuple[str, str, str]]:
@@ -58,7 +58,15 @@ def _system_rows(plan: Plan) -> list[tuple[str, str, str]]:
     ]
     if "cost" in plan.reasons:
         rows.append(("cost", "", plan.reasons["cost"]))
-    return rows
+    return rows + _distill_rows(plan)
+
+
+def _distill_rows(plan: Plan) -> list[tuple[str, str, str]]:
+    student = plan.distill
+    if student is None:
+        return [("distill", "no", "not asked for (--distill STUDENT)")]
+    reason = plan.reasons.get("distill", f"{student.minutes:g} min of training")
+    return [("distill", f"into {student.student}", reason)]
 
 
 def format_plan(plan: Plan) -> str:

@@ -15,7 +15,7 @@ from steelseg.config import Config, load_config
 from steelseg.inference.ensemble import TTA
 from steelseg.pipeline import rules
 from steelseg.pipeline.fingerprint import Fingerprint
-from steelseg.pipeline.plan import MemberPlan, Plan, PseudoPlan, TunePlan
+from steelseg.pipeline.plan import DistillPlan, MemberPlan, Plan, PseudoPlan, TunePlan
 
 # Training time of a candidate relative to a segmenter's share of the budget: a classifier
 # has no decoder to train and its screen matters less than the masks.
@@ -39,9 +39,12 @@ def make_plan(
     free_bytes: int | None = None,
     seed: int = 0,
     dataset=None,
+    distill: str | None = None,
 ) -> Plan:
     """The plan (module docstring); ``spent_seconds``: of the budget, already used (the fingerprint);
-    ``dataset``: the probe trains on its real batches (reading and augmenting images included)."""
+    ``dataset``: the probe trains on its real batches (reading and augmenting images included);
+    ``distill``: the student recipe of a last stage that distills the system (``rules.DISTILL_SHARE`` of
+    the budget is kept for it)."""
     measure = measure or partial(_default_measure, dataset=dataset)
     reasons: dict[str, str] = {}
     geo, why = rules.geometry(fp)
@@ -51,8 +54,14 @@ def make_plan(
     base = _base_settings(geo, sampler, pos_weight, seed)
     probes = _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons)
     budget_s = budget_minutes * 60 - spent_seconds
-    kinds, k, trained, tta, train_s = _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons)
+    distill_s = budget_s * rules.DISTILL_SHARE if distill else 0.0
+    kinds, k, trained, tta, train_s = _fit_candidates(fp, kinds, probes, budget_s - distill_s, unlabelled, reasons)
     members = _members(fp, kinds, probes, base, train_s, k, trained, tta, reasons)
+    estimate = _estimate(fp, kinds, probes, k, trained, tta, train_s, spent_seconds)
+    student = None
+    if distill:
+        student, reasons["distill"] = _student(fp, distill, kinds, probes, base, distill_s, trained, tta)
+        estimate["distill"] = round(distill_s / 60, 2)
     area_grid, component_grid, reasons["post-processing search"] = rules.search_space(fp)
     pseudo = PseudoPlan()
     if unlabelled:
@@ -71,9 +80,59 @@ def make_plan(
         members=members,
         tune=TunePlan(recall_floor=0.5, area_grid=area_grid, component_grid=component_grid),
         pseudo=pseudo,
+        distill=student,
         reasons=reasons,
-        estimate=_estimate(fp, kinds, probes, k, trained, tta, train_s, spent_seconds),
+        estimate=estimate,
     )
+
+
+def with_student(plan: Plan, recipe: str, settings: dict[str, object] | None = None) -> Plan:
+    """``plan`` (a plan file's, a seed system's) with ``recipe`` as its student: the plan's own
+    distill settings are kept; a plan without them gets ``settings`` and the rules' share of its
+    budget, which its training stages then leave free."""
+    if plan.distill is not None:
+        student = plan.distill.model_copy(update={"student": recipe})
+    else:
+        minutes = round(plan.budget_minutes * rules.DISTILL_SHARE, 2)
+        student = DistillPlan(student=recipe, settings=dict(settings or {}), minutes=minutes)
+    estimate = dict(plan.estimate)
+    estimate.setdefault("distill", round(student.minutes + student.teacher_minutes, 2))
+    return plan.model_copy(update={"distill": student, "estimate": estimate})
+
+
+def _student(fp, recipe, kinds, probes, base, seconds, trained, tta) -> tuple[DistillPlan, str]:
+    """The distilled student: what is left of its share once the teacher (every candidate's fold
+    models, with the TTA views, on every image: an upper bound of the shipped system) has
+    predicted, scheduled as a segmenter of the probe's batch on all the images."""
+    views = len(TTA[tta])
+    teacher_s = fp.images * views * trained * sum(probes[kind].predict_seconds_per_image for kind in kinds)
+    student_s = seconds - teacher_s - rules.EXPORT_SECONDS
+    if student_s <= 0:
+        raise rules.BudgetError(
+            f"the budget leaves no time to distill: the system's predictions alone take about "
+            f"{teacher_s / 60:.1f} of the {seconds / 60:.1f} min kept for it; give a larger --budget"
+        )
+    probe = probes["segment"]
+    val_images = max(1, round(fp.images * 0.2))  # the student's own validation split (data.val_fraction)
+    plan, why = rules.schedule(
+        student_s / 60,
+        fp.images - val_images,
+        val_images,
+        probe.batch_size,
+        probe.train_seconds_per_image,
+        probe.predict_seconds_per_image,
+    )
+    settings = dict(base, **{"data.batch_size": probe.batch_size})
+    settings.update(_schedule_settings(plan))
+    student = DistillPlan(
+        student=recipe, settings=settings, minutes=round(plan.minutes, 2), teacher_minutes=round(teacher_s / 60, 2)
+    )
+    models = f"{trained} fold model{'s' if trained > 1 else ''}"
+    reason = (
+        f"{rules.DISTILL_SHARE:.0%} of the budget: the system predicts every image ({views} views x {models}, "
+        f"about {teacher_s / 60:.1f} min), the student trains {student_s / 60:.1f} min: {why}"
+    )
+    return student, reason
 
 
 def _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons) -> dict:
@@ -204,16 +263,17 @@ def _base_settings(geo: rules.Geometry, sampler: str, pos_weight: list[float], s
 
 def _member(kind: str, base: dict, batch: int, plan: rules.Schedule, tta: str) -> MemberPlan:
     settings = dict(base, **{"model.task": kind, "data.batch_size": batch})
-    settings.update(
-        {
-            "train.epochs": plan.epochs,
-            "train.batches_per_epoch": plan.batches_per_epoch,
-            "train.val_batches": plan.val_batches,
-            "train.max_minutes": round(plan.minutes * MAX_MINUTES_SLACK, 2),
-            "train.oof_tta": tta,
-        }
-    )
+    settings.update(_schedule_settings(plan), **{"train.oof_tta": tta})
     return MemberPlan(name=NAMES[kind], recipe="default", settings=settings, minutes=round(plan.minutes, 2))
+
+
+def _schedule_settings(plan: rules.Schedule) -> dict[str, object]:
+    return {
+        "train.epochs": plan.epochs,
+        "train.batches_per_epoch": plan.batches_per_epoch,
+        "train.val_batches": plan.val_batches,
+        "train.max_minutes": round(plan.minutes * MAX_MINUTES_SLACK, 2),
+    }
 
 
 def _probe_config(base: dict, kind: str, class_names: list[str]) -> Config:

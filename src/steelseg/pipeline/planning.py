@@ -21,6 +21,7 @@ def plan_dataset(
     progress: bool = True,
     system: str | None = None,
     scale: str = "full",
+    distill: str | None = None,
 ) -> str:
     """Write ``out`` (the plan) and ``<stem>-fingerprint.json`` beside it; return the plan's table.
     Data in another annotation format is converted first into ``<stem>-data/`` beside the plan."""
@@ -32,9 +33,9 @@ def plan_dataset(
     dataset = open_dataset(root)
     fingerprint = fingerprint_dataset(dataset, progress=progress)
     write_fingerprint(out.parent / f"{out.stem}-fingerprint.json", fingerprint)
-    plan = derive_plan(
-        fingerprint, dataset, budget_minutes, device, system, scale, unlabelled is not None, time.monotonic() - start
-    )
+    spent = time.monotonic() - start
+    labelled = unlabelled is not None
+    plan = derive_plan(fingerprint, dataset, budget_minutes, device, system, scale, labelled, spent, distill)
     write_plan(out, plan)
     return format_plan(plan)
 
@@ -48,8 +49,10 @@ def derive_plan(
     scale: str,
     unlabelled: bool,
     spent_seconds: float,
+    distill: str | None = None,
 ) -> Plan:
-    """A seed system's plan (with its full-scale cost measured on ``dataset``), or the rules' plan."""
+    """A seed system's plan (with its full-scale cost measured on ``dataset``), or the rules' plan;
+    ``distill``: the student recipe of the last stage, if any."""
     if system:
         from steelseg.pipeline.costs import estimate_system
         from steelseg.pipeline.systems import system_plan
@@ -57,6 +60,11 @@ def derive_plan(
         plan = system_plan(system, fingerprint, budget_minutes, scale)
         if scale == "full":
             plan = estimate_system(plan, fingerprint, dataset.class_names, device, dataset=dataset)
+        if distill:
+            from steelseg.pipeline.planner import with_student
+            from steelseg.pipeline.systems import student_settings
+
+            plan = with_student(plan, distill, student_settings(distill, scale == "tiny"))
         return plan
     from steelseg.pipeline.planner import make_plan
 
@@ -68,4 +76,5 @@ def derive_plan(
         unlabelled=unlabelled,
         spent_seconds=spent_seconds,
         dataset=dataset,
+        distill=distill,
     )

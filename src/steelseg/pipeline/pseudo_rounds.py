@@ -49,7 +49,7 @@ def pseudo_rounds(ctx) -> str:
         new = [member for member in new if member.name not in {m.name for m in ctx.extra}]
         ctx.extra += new
         write_text(ctx.out / PSEUDO_DIR / EXTRA_FILE, yaml.safe_dump([m.model_dump() for m in ctx.extra]))
-        train_members(ctx, new, later=("select and tune", "export"))
+        train_members(ctx, new, later=("select and tune", "export", "distill"))
         select_members(ctx)
         notes.append(tune_system(ctx))
         ctx.tracker.checkpoint()

@@ -48,6 +48,7 @@ MAX_POS_WEIGHT = 4.0
 TUNE_SECONDS_PER_IMAGE = 0.02  # per member and search (measured: NEU-Seg, 3 members)
 EXPORT_SECONDS = 20  # per fold model (trace, check against PyTorch)
 FIXED_SECONDS = 60  # folds, report, starting each training
+DISTILL_SHARE = 0.3  # of the budget, kept for distilling the system into one network (fit --distill)
 
 
 class BudgetError(UsageError):

@@ -22,6 +22,7 @@ FOLDS = "folds.csv"
 MEMBERS = "members"
 SELECTION = "selection.json"
 REPORT = "report.html"
+STUDENT = "student"  # the run fit --distill trains
 DATA = "data"  # a converted copy of data given in another annotation format
 
 
@@ -66,6 +67,10 @@ def run_plan(ctx: Context) -> str:
     if request.plan:
         ctx.plan = read_plan(request.plan)
         how = f"from {request.plan}"
+        if request.distill:
+            from steelseg.pipeline.planner import with_student
+
+            ctx.plan = with_student(ctx.plan, request.distill)
     else:
         from steelseg.pipeline.planning import derive_plan
 
@@ -78,6 +83,7 @@ def run_plan(ctx: Context) -> str:
             request.scale,
             request.unlabelled is not None,
             ctx.tracker.spent(),
+            request.distill,
         )
         how = f"seed system {request.system} ({request.scale})" if request.system else "by the rules"
     write_plan(ctx.out / PLAN, ctx.plan)
@@ -134,6 +140,12 @@ def run_export(ctx: Context) -> str:
     return f"{len(runs)} fold models to ONNX"
 
 
+def run_distill(ctx: Context) -> str:
+    from steelseg.pipeline.distill_stage import distill_system
+
+    return distill_system(ctx)
+
+
 def run_report(ctx: Context) -> str:
     from steelseg.reports.system import write_system_report
 
@@ -178,6 +190,26 @@ def system_report_data(ctx: Context) -> dict:
         "stages": {k: v.model_dump() for k, v in ctx.tracker.state.stages.items()},
         "cuts": list(ctx.tracker.state.cuts),
         "budget_minutes": ctx.plan.budget_minutes,
+        "student": _student_data(ctx),
+    }
+
+
+def _student_data(ctx: Context) -> dict | None:
+    """The distilled student's validation score and what one image costs it against the system."""
+    folder = ctx.out / STUDENT
+    if ctx.plan.distill is None or not (folder / rundir.FINISHED).exists():
+        return None
+    from steelseg.inference.ensemble import TTA
+
+    summary = rundir.load_summary(folder)
+    shipped = ctx.selection.get("shipped", {}).get("members", [])
+    passes = len(shipped) * len(ctx.plan.trained_folds()) * len(TTA[ctx.plan.tta])
+    return {
+        "run": str(folder),
+        "recipe": ctx.plan.distill.student,
+        "epoch": summary.epoch,
+        "val_dice": summary.val_dice_tuned,
+        "system_passes": passes,
     }
 
 

@@ -143,6 +143,16 @@ def system_plan(name: str, fp: Fingerprint, budget_minutes: float, scale: str = 
     )
 
 
+def student_settings(recipe: str, tiny: bool) -> dict[str, object]:
+    """Settings of a seed system's distilled student (the seed teams had none): the recipe as it
+    is, or at tiny scale shrunk like the members."""
+    if not tiny:
+        return {}
+    settings = _member("student", recipe, {}, "none", tiny).settings
+    settings.pop("train.oof_tta", None)
+    return settings
+
+
 def _member(name: str, recipe: str, settings: dict, tta: str, tiny: bool) -> MemberPlan:
     settings = dict(settings, **{"train.oof_tta": tta})
     if tiny:

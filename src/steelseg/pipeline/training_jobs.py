@@ -16,7 +16,7 @@ from steelseg.pipeline.planner import MAX_MINUTES_SLACK
 from steelseg.pipeline.stages import FOLDS
 from steelseg.training.cv import start_cv_folder, train_fold, write_cv_table
 
-LATER_STAGES = ("out-of-fold prediction", "select and tune", "export")
+LATER_STAGES = ("out-of-fold prediction", "select and tune", "export", "distill")
 CUT_TOLERANCE = 0.98  # a share this close to the plan is not a cut
 
 

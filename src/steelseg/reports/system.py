@@ -1,8 +1,9 @@
 """The system report of ``steelseg fit``: one HTML page with the plan and its reasons, the
 cross-validation table of every candidate, the sets scored by the selection, what shipped
-against the best single member (per class), the tuned post-processing, and the time of each
-stage against the budget with what the budget cut. It is drawn from plain data (the dict
-``pipeline.stages.system_report_data`` builds), so it knows nothing of how the fit ran."""
+against the best single member (per class), the tuned post-processing, the distilled student if
+there is one, and the time of each stage against the budget with what the budget cut. It is
+drawn from plain data (the dict ``pipeline.stages.system_report_data`` builds), so it knows
+nothing of how the fit ran."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def write_system_report(path: str | os.PathLike, data: dict) -> Path:
     _cv(page, data)
     _selection(page, data)
     _postprocess(page, data)
+    _student(page, data)
     _time(page, data)
     return page.write(path.name)
 
@@ -100,6 +102,23 @@ def _postprocess(page: Page, data: dict) -> None:
     keys = [k for k, v in post.items() if isinstance(v, list)]
     rows = [[name, *[post[k][c] for k in keys]] for c, name in enumerate(data["class_names"])]
     page.table(["class", *keys], rows)
+
+
+def _student(page: Page, data: dict) -> None:
+    student = data.get("student")
+    if not student:
+        return
+    page.heading("Distilled student")
+    page.paragraph(
+        f"The shipped system ({student['system_passes']} network passes per image: members x fold models x TTA "
+        f"views) taught one {student['recipe']} network, the run {student['run']}: validation Dice "
+        f"{student['val_dice']:.4f} at its best epoch {student['epoch']}, one pass per image."
+    )
+    page.paragraph(
+        "Its validation images were held out from the student, not from the system's fold models: compare the "
+        "two on images neither saw (steelseg score) before replacing the system with it.",
+        note=True,
+    )
 
 
 def _time(page: Page, data: dict) -> None:

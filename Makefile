@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 # `sys.executable -m steelseg`, ddp_spawn workers) import this clone's src too.
 RUN := PYTHONPATH=$(CURDIR)/src NO_ALBUMENTATIONS_UPDATE=1 $(PY)
 
-.PHONY: demo test test-slow test-all lint format bench venv venv-path where clean
+.PHONY: demo test test-slow test-all lint format bench venv venv-path where clean wheel
 
 demo: venv
 	$(RUN) -m steelseg demo --out $(DEMO_OUT)
@@ -65,6 +65,12 @@ venv:
 		$(PY) -m pip uninstall --quiet --yes --disable-pip-version-check steelseg \
 			|| echo "warning: could not uninstall steelseg from $(VENV); this clone's src still comes first"; \
 	fi
+
+# `make wheel`: dist/steelseg-VERSION-py3-none-any.whl, built with the environment's pinned
+# setuptools (no build isolation: nothing is downloaded). Install it where steelseg runs:
+# pip install 'dist/steelseg-VERSION-py3-none-any.whl[serve]'.
+wheel: venv
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 venv-path:
 	@echo $(VENV)

@@ -4,12 +4,20 @@ masks alone, on the 20% hold-out of ``neu_engine.py`` (its split function, seed 
 
     python benchmarks/distill_benchmark.py [--data ../shared/data/neu-seg] [--k 3] [--minutes 6]
                                            [--out runs/neu-distill] [--quick]
+    python benchmarks/distill_benchmark.py --half-clean runs/fit-half-clean-50 [--minutes 10]
 
 Every figure is the competition mean Dice on the held-out images and the seconds per image of
 prediction (CPU unless a GPU is visible). The teacher is ``neu_engine``'s fold ensemble (trained
 here if ``OUT/default`` has not finished); the students get ``--minutes`` each. ``--quick`` runs
 the whole path in a few minutes on a subset (300 training images, 100 held-out, 2 folds, 0.5 min
 per run): it shows the path works, not what distillation gains.
+
+``--half-clean FIT_BENCH`` instead takes the folder of ``fit_benchmark.py half-clean`` (its fit's
+U-Net and classifier screen members, its 400 training and 100 held-out synthetic strips). The
+teacher is both members gated and tuned on their out-of-fold files (``steelseg tune``), so a
+classifier is in it; the students are two-headed U-Nets (a class head learns the teacher's class
+scores), distilled or trained on the masks alone for ``--minutes`` each, scored on the held-out
+strips with competition and dataset Dice.
 """
 
 from __future__ import annotations
@@ -50,6 +58,41 @@ def students(cv_data: Path, teacher: Path, out: Path, minutes: float) -> tuple[P
     return distilled, plain
 
 
+def half_clean(bench: Path, minutes: float) -> None:
+    """The ``--half-clean`` comparison (module docstring), in ``BENCH/distill``."""
+    from neu_engine import SRC
+
+    sys.path.insert(0, str(SRC))
+    from engine_figures import holdout_scores
+
+    fit, out = bench / "fit", bench / "distill"
+    train_data, test_data = bench / "data" / "train", bench / "data" / "test"
+    teacher = out / "teacher"
+    if not (teacher / "ensemble.yaml").is_file():
+        steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(teacher))
+    two_head = ["--set", "model.task=two_head", "--set", "train.epochs=1000", "--set", f"train.max_minutes={minutes}"]
+    distilled, plain = out / "student-distilled", out / "student-masks"
+    start = time.monotonic()
+    if not (distilled / "finished").is_file():
+        teachers = [str(teacher / "ensemble.yaml"), str(train_data)]
+        steelseg("distill", *teachers, "--out", str(distilled), *two_head, "--quiet")
+    if not (plain / "finished").is_file():
+        steelseg("train", str(train_data), "--out", str(plain), *two_head, "--quiet")
+    print(f"students: {(time.monotonic() - start) / 60:.1f} min")
+    images = len(list((test_data / "train_images").iterdir()))
+    rows = [
+        ("teacher: U-Net + classifier screen, tuned, flip TTA", [teacher / "ensemble.yaml"], None),
+        ("fit's shipped system (the U-Net alone, flip TTA)", [fit], None),
+        ("two-headed student distilled from the teacher", [distilled], None),
+        ("two-headed student of the masks alone", [plain], None),
+    ]
+    print(f"\n{'held-out half-clean strips (' + str(images) + ')':<56}{'competition':>12}{'dataset':>9}  ms/image")
+    for name, models, tta in rows:
+        result, seconds, _ = holdout_scores(models, test_data, None, tta, None)
+        dataset = float(result.dataset_dice.mean())
+        print(f"{name:<56}{result.mean_dice:>12.4f}{dataset:>9.4f}  {1000 * seconds / images:8.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -57,7 +100,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=6)
     parser.add_argument("--out", type=Path, help="default runs/neu-distill (--quick: runs/neu-distill-quick)")
     parser.add_argument("--quick", action="store_true", help="a few minutes on a subset: the path, not the gain")
+    parser.add_argument("--half-clean", type=Path, metavar="FIT_BENCH", help="fit_benchmark.py half-clean's folder")
     args = parser.parse_args()
+    if args.half_clean:
+        return half_clean(args.half_clean, args.minutes)
     if not (args.data / "masks").is_dir():
         sys.exit(f"NEU-Seg not found at {args.data}")
     args.out = args.out or Path("runs/neu-distill-quick" if args.quick else "runs/neu-distill")

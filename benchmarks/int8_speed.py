@@ -1,14 +1,16 @@
 """INT8 and the fastest backend on the 20 real 256x1600 strips: images/s, agreement, Dice.
 
     python benchmarks/int8_speed.py [--data ../shared/data/severstal-mini] [--run RUN]
-        [--train-minutes 4] [--copies 3] [--trials 3] [--batch 4]
+        [--train-minutes 4] [--copies 3] [--trials 3] [--batch 4] [--set KEY=VALUE ...]
 
 A trained network is needed (a random one's masks say nothing about agreement): ``--run``, or
 the default recipe (U-Net / resnet18) trained here with ``steelseg train --max-minutes`` on 15
-of the strips. The other 5 (every 4th by name) are held out: neither training nor calibration
-sees them. Then ``steelseg export --int8`` calibrates on the 15 and checks on the 5, and every
-backend predicts all 20 strips (each ``--copies`` times per pass, best of ``--trials`` passes)
-end to end as ``steelseg predict`` does (read, decode, network, post-processing, RLE, CSV):
+of the strips (``--set`` changes that recipe, e.g. a slimmer decoder:
+``--set "model.arch_params={decoder_channels: [128, 64, 32, 16, 8]}"``). The other 5 (every
+4th by name) are held out: neither training nor calibration sees them. Then ``steelseg export
+--int8`` calibrates on the 15 and checks on the 5, and every backend predicts all 20 strips
+(each ``--copies`` times per pass, best of ``--trials`` passes) end to end as ``steelseg
+predict`` does (read, decode, network, post-processing, RLE, CSV):
 
     images/s; pixel agreement of its masks with torch fp32's over the 20 strips; competition
     Dice on the 5 held-out strips and its difference from fp32's; minutes for Kaggle's 5,506.
@@ -70,9 +72,10 @@ def split(data: Path, root: Path) -> tuple[Path, Path]:
     return folders["fit"], folders["held-out"]
 
 
-def train(fit: Path, run: Path, minutes: float) -> None:
+def train(fit: Path, run: Path, minutes: float, settings: list[str]) -> None:
     command = [sys.executable, "-m", "steelseg", "train", str(fit), "--out", str(run), "--quiet"]
     command += ["--max-minutes", str(minutes), "--set", "train.epochs=1000", "--set", "data.val_fraction=0.2"]
+    command += [arg for value in settings for arg in ("--set", value)]
     subprocess.run(command, check=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent / "src")))
 
 
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a training override")
     args = parser.parse_args()
     if not (args.data / "train_images").is_dir():
         sys.exit(f"severstal-mini not found at {args.data}")
@@ -122,7 +126,7 @@ def main() -> None:
             skip = shutil.ignore_patterns("*.ckpt", "oof.npz", "top", "stages", "*.onnx", "backend.json")
             shutil.copytree(args.run, run, ignore=skip)
         else:
-            train(fit, run, args.train_minutes)
+            train(fit, run, args.train_minutes, args.set)
         print(export_int8(run, fit / "train_images", check=held).report())
         folder = tmp / "strips"
         folder.mkdir()

@@ -165,20 +165,20 @@ class TrainConfig(_Strict):
     devices: int = Field(1, ge=1)
     strategy: str = "auto"  # with devices > 1: "ddp" (GPUs) or "ddp_spawn" (also CPU, gloo)
     tune_postprocess: bool = True  # search pixel threshold and min area on validation
-    # An "epoch" of at most this many training batches (validation after each): for large data
-    # sets or slow machines, so that validation, checkpoints and time budgets come often.
+    # An "epoch" of at most this many batches (then validation): checkpoints, budgets come often.
     batches_per_epoch: int | None = Field(None, ge=1)
     val_batches: int | None = Field(None, ge=1)  # validate on this many batches only (smoke tests)
     mixup_alpha: float | None = Field(None, gt=0)  # mixup (7th place): lam ~ Beta(alpha, alpha)
-    # Keep the weights of the k best epochs and, at the end, try their average; it replaces
-    # the best single epoch only if it scores at least as well on validation.
+    # Average the k best epochs' weights at the end if that scores at least as well on validation.
     average_best: int = Field(0, ge=0)
-    # Out-of-fold probabilities of the best model on the validation images, saved as float16 at
-    # this scale (oof.npz) for threshold tuning and ensembling later; None: not saved.
+    # Out-of-fold probabilities (oof.npz, float16) at this scale, for tuning later; None: not saved.
     oof_scale: float | None = Field(0.25, gt=0, le=1)
     # The TTA views the out-of-fold images are predicted with: those the shipped ensemble uses
     # (`steelseg fit` sets it), so that what is tuned on them is what predicts later.
     oof_tta: Literal["none", "hflip", "vflip", "both"] = "none"  # inference.ensemble.TTA's names
+    # Trackers beside metrics.csv, the record (training.loggers); mlflow: a file store in RUN/mlruns or mlflow_uri
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] | None = None  # None: tensorboard if installed
+    mlflow_uri: str | None = None
 
     @field_validator("loss", "class_loss", mode="before")
     @classmethod

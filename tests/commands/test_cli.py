@@ -218,3 +218,19 @@ def test_usage_errors_are_one_line_naming_the_command(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)  # nothing may be written, wherever the relative paths point
     assert _refusal(capsys, argv) == f"steelseg {argv[0]}: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_printed_from_its_one_source(capsys):
+    import tomllib
+    from pathlib import Path
+
+    import steelseg
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"steelseg {steelseg.__version__}"
+    # the package metadata reads the same attribute: there is no second number to forget
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "steelseg.version.__version__"}

@@ -1,5 +1,6 @@
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,33 @@ def test_a_killed_write_leaves_the_old_file_and_a_leftover_that_leftovers_finds(
     assert [p.name.startswith(".resume.ckpt.") and p.name.endswith(".tmp") for p in left] == [True]
     assert left[0].read_bytes() == b"half a checkpo"
     assert atomic.leftovers(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize("writer", ["write_text", "atomic_path"])
+def test_the_file_is_synced_before_the_rename_and_its_folder_after(tmp_path, monkeypatch, writer):
+    """A power cut must find the old file or the complete new one: data synced before the name
+    points at it, the folder (the rename) synced after."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "out.txt"
+    if writer == "write_text":
+        write_text(target, "new")
+    else:
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert Path(events[0][1]).name.startswith(".out.txt.")  # the temporary file, before the rename
+    assert events[2][1] == str(tmp_path)  # the folder, after
+    assert target.read_text() == "new"

@@ -258,3 +258,55 @@ def test_decode_gray_names_the_upload_and_refuses_too_many_pixels_from_the_heade
     ):
         decode_gray((tmp_path / "wide.png").read_bytes(), "wide.png", max_pixels=2999)
     assert decode_gray((tmp_path / "wide.png").read_bytes(), "wide.png", max_pixels=3000).shape == (10, 300)
+
+
+def test_a_block_boundary_changes_no_pixel(tmp_path, monkeypatch):
+    """Converting a block of rows at a time gives what converting the whole image gives: the
+    same colour ramp read with blocks of 7 pixels (rows of 5: one row a block) and of 1 Mpx."""
+    from steelseg.files import images
+
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 65536, (9, 5, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "ramp.png"), bgr)
+    whole = read_gray(tmp_path / "ramp.png")
+    monkeypatch.setattr(images, "BLOCK_PIXELS", 7)
+    np.testing.assert_array_equal(read_gray(tmp_path / "ramp.png"), whole)
+    # and against an independent luminance: ITU-R 601 weights, scaled by bit depth
+    luminance = bgr[..., 2] * 0.299 + bgr[..., 1] * 0.587 + bgr[..., 0] * 0.114
+    assert np.abs(whole.astype(int) - np.round(luminance * 255 / 65535)).max() <= 1
+
+
+def test_a_large_16bit_colour_image_costs_its_samples_and_a_bounded_buffer(tmp_path):
+    """No float64 copy of the whole image: decoding 8 Mpx of 16-bit colour (48 MB of samples)
+    peaks well below one float64 plane per channel (192 MB)."""
+    import tracemalloc
+
+    height, width = 2048, 4096
+    ramp = (np.arange(width, dtype=np.uint32) * 16).astype(np.uint16)
+    bgr = np.broadcast_to(ramp[None, :, None], (height, width, 3))
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    data = png.tobytes()
+    del bgr
+    tracemalloc.start()
+    try:
+        gray = decode_gray(data, "big.png", max_pixels=height * width)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert gray.shape == (height, width) and gray[0, -1] == round(int(ramp[-1]) * 255 / 65535)
+    samples, result = height * width * 6, height * width
+    assert peak < samples + result + 80 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_formats_whose_decoders_run_programs_are_never_tried(tmp_path, monkeypatch):
+    """An EPS file (Pillow would hand it to Ghostscript) is refused by name, its plugin unopened."""
+    from PIL import EpsImagePlugin
+
+    Image.new("L", (20, 10), 128).save(tmp_path / "strip.eps", "EPS")
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+    with pytest.raises(ImageError, match=r"strip\.eps: cannot read image: not PNG, JPEG, BMP, TIFF or PGM/PPM"):
+        read_gray(tmp_path / "strip.eps")
+    with pytest.raises(ImageError, match="not PNG, JPEG"):
+        decode_gray((tmp_path / "strip.eps").read_bytes(), "upload.eps")
+    assert opened == []

@@ -151,13 +151,13 @@ BAD_IMAGES = [  # id, file name, writer, what the error says
         "zero bytes",
         "b-empty.png",
         lambda path, strip: path.write_bytes(b""),
-        r"cannot read image \(cannot identify image file",
+        r"cannot read image: the file is empty",
     ),
     (
         "text behind .png",
         "b-notes.png",
         lambda path, strip: path.write_text("not an image\n"),
-        r"cannot identify image file",
+        r"cannot read image: not PNG, JPEG, BMP, TIFF or PGM/PPM",
     ),
     (
         "2-channel TIFF",
@@ -259,8 +259,8 @@ def test_every_image_bad_is_an_error_even_with_skip_bad(inference_run, tmp_path,
     code, _, err = result
     if skip_bad:
         assert code == 1 and err.splitlines()[:2] == [
-            f"skipped {folder / 'a.png'}: cannot read image (cannot identify image file '{folder / 'a.png'}')",
-            f"skipped {folder / 'b.jpg'}: cannot read image (cannot identify image file '{folder / 'b.jpg'}')",
+            f"skipped {folder / 'a.png'}: cannot read image: the file is empty",
+            f"skipped {folder / 'b.jpg'}: cannot read image: not PNG, JPEG, BMP, TIFF or PGM/PPM",
         ]
         assert err.splitlines()[2] == (
             f"steelseg predict: error: every one of the 2 images of {folder} was skipped as bad "
@@ -375,6 +375,13 @@ ENSEMBLES = [  # id, YAML (RUN: the run's path), what the error says after the f
     ("syntax error", "members:\n  - run: RUN\n   weight: [\n", r": line 3: not valid YAML"),
     ("no members", "members: []", r": members: List should have at least 1 item"),
     ("bad weight", "members: [{run: RUN, weight: -1}]", r": members\.0\.weight: Input should be greater than 0"),
+    ("infinite weight", "members: [{run: RUN, weight: .inf}]", r": members\.0\.weight: .*a finite number"),
+    ("nan weight", "members: [{run: RUN, weight: .nan}]", r": members\.0\.weight: .*a finite number"),
+    (
+        "nan temperature",
+        "members: [{run: RUN, temperature: .nan}]",
+        r": members\.0\.temperature: Input should be a finite number",
+    ),
     ("bad TTA", "members: [{run: RUN, tta: sideways}]", r": members\.0\.tta: .*unknown TTA 'sideways'; choose one of"),
     (
         "missing postprocess",
@@ -393,6 +400,32 @@ def test_a_bad_ensemble_file_is_one_line(inference_run, tmp_path, capsys, text, 
     result = _cli(capsys, "predict", ensemble, images, "--out", tmp_path / "sub.csv", *PREDICT)
     named = other if other else ensemble  # other classes: the runs are named, else the file
     _one_line_error(result, "predict", re.escape(str(named)), message)
+    assert not (tmp_path / "sub.csv").exists()
+
+
+BROKEN_CONFIGS = [  # id, change to the run's config.yaml (None: empty file), what the error says
+    ("empty", None, r"data\.class_names is missing or empty"),
+    ("no class names", {"data": {"class_names": None}}, r"data\.class_names is missing or empty"),
+    ("unknown encoder", {"model": {"encoder_name": "resnet999"}}, r"'resnet999' is not an encoder .*did you mean"),
+    ("unknown timm encoder", {"model": {"encoder_name": "tu-resnet181"}}, r"'tu-resnet181' .*did you mean tu-resnet18"),
+]
+
+
+@pytest.mark.parametrize("change, message", [pytest.param(c, m, id=i) for i, c, m in BROKEN_CONFIGS])
+def test_a_run_with_a_broken_config_is_one_line(inference_run, tmp_path, capsys, change, message):
+    import shutil
+
+    import yaml
+
+    source, images = inference_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for section, values in (change or {}).items():
+        config[section].update(values)
+    (run / "config.yaml").write_text("" if change is None else yaml.safe_dump(config))
+    result = _cli(capsys, "predict", run, images, "--out", tmp_path / "sub.csv", *PREDICT)
+    _one_line_error(result, "predict", re.escape(str(run / "config.yaml")), message)
     assert not (tmp_path / "sub.csv").exists()
 
 
@@ -688,9 +721,7 @@ def test_a_classifier_skips_bad_images_and_scores_the_rest(tmp_path):
     skip = SkippedImages(logged.append)
     image_ids, scores = predictor.score_folder(tmp_path, progress=False, skip=skip)
     assert image_ids == ["a.png", "c.png"] and np.allclose(scores[:, 0], [0.2, 0.8])
-    assert logged == [
-        f"skipped {tmp_path / 'b.png'}: cannot read image (cannot identify image file '{tmp_path / 'b.png'}')"
-    ]
+    assert logged == [f"skipped {tmp_path / 'b.png'}: cannot read image: the file is empty"]
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "c.png").write_bytes(b"")
     image_ids, scores = predictor.score_folder(tmp_path, progress=False, skip=SkippedImages(logged.append))

@@ -309,8 +309,8 @@ def test_skips_kept_in_the_parts_are_reported_again_or_stop_a_run_without_skip_b
     assert main(["predict", str(run), str(images), "--out", str(out), *map(str, without)]) == 1
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
-        f"steelseg predict: error: {images / 'synth_11_00000b.jpg'}: cannot read image (cannot identify "
-        f"image file '{images / 'synth_11_00000b.jpg'}') (8 images done are kept in "
+        f"steelseg predict: error: {images / 'synth_11_00000b.jpg'}: cannot read image: the file is empty "
+        f"(8 images done are kept in "
         f"{resume.parts_folder(out)}: run again to resume)"
     )
     assert main(["predict", str(run), str(images), "--out", str(out), *map(str, options)]) == 0

@@ -105,3 +105,44 @@ def test_onnx_backend_without_an_export_says_how_to_make_one(run, capsys):
     images.mkdir()
     assert main(["predict", str(run), str(images), "--out", str(run.parent / "s.csv"), "--backend", "onnx"]) == 1
     assert "export the run first with `steelseg export" in capsys.readouterr().err
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_an_exported_model_changed_after_the_export_is_refused(run, backend, capsys):
+    export_onnx(run)
+    record = (run / rundir.WEIGHTS_SHA256).read_text()
+    assert rundir.WEIGHTS in record and rundir.ONNX in record  # one record, both files
+    assert rundir.recorded_sha256(run / rundir.ONNX) == [rundir.file_sha256(run / rundir.ONNX)]
+    _flip_last_byte(run / rundir.ONNX)
+    images = run.parent / "images"
+    images.mkdir()
+    out = run.parent / "s.csv"
+    assert main(["predict", str(run), str(images), "--out", str(out), "--backend", backend]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "model.onnx" in err and "does not match" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_model_file_outside_a_run_is_named_with_its_sha256(run, tmp_path):
+    check = export_onnx(run, tmp_path / "steel.onnx")
+    assert check.sha256 == rundir.file_sha256(tmp_path / "steel.onnx") and check.sha256 in check.report()
+    assert not (tmp_path / rundir.WEIGHTS_SHA256).exists()  # no record beside a file outside a run
+    notes = Predictor.load([tmp_path / "steel.onnx"], backend="onnx").backend_notes()
+    assert any(check.sha256 in note and "unchecked" in note for note in notes)
+
+
+def test_the_export_names_no_folder_of_the_training_machine(run, tmp_path):
+    config = rundir.load_run_config(run)
+    assert config.data.root and config.data.root.startswith("/")  # the run records absolute paths
+    export_onnx(run)
+    meta = {p.key: p.value for p in onnx.load(str(run / rundir.ONNX)).metadata_props}
+    for key, value in meta.items():
+        assert config.data.root not in value and str(tmp_path) not in value, key
+    carried = Predictor.load([run / rundir.ONNX]).members[0].config.data.root
+    assert carried == config.data.root.rsplit("/", 1)[-1]

@@ -133,3 +133,31 @@ def test_two_processes_write_the_single_process_submission(half_scale_run, seven
     assert table.image_ids == sorted(p.name for p in seven_images.iterdir())  # the file order, not the shards'
     encoded = [table.get(i, c) for i in table.image_ids for c in range(1, 5)]
     assert any(encoded) and not all(encoded)  # masks to compare, and empty ones too
+
+
+def test_candidates_travel_between_ranks_as_arrays_not_pickles():
+    """What a rank sends is an .npz of plain arrays and JSON: read back bit for bit, and a payload
+    holding a pickled object is refused instead of unpickled."""
+    import io
+
+    from steelseg.inference.candidates import Candidate, CandidateCodec
+
+    codec = CandidateCodec(num_classes=2, heads=True, embedding=False)
+    rng = np.random.default_rng(0)
+    mine = {
+        f"{i}.jpg": Candidate(["1 3 10 2", ""], rng.random(2, np.float32), rng.random(2, np.float32), rng.random(2))
+        for i in range(3)
+    }
+    data = sharding._pack(codec.encode(mine), {"bad.jpg": "cannot read image"})
+    back, skipped = sharding._unpack(codec, data)
+    assert skipped == {"bad.jpg": "cannot read image"} and list(back) == list(mine)
+    for name, candidate in mine.items():
+        assert back[name].encoded == candidate.encoded
+        np.testing.assert_array_equal(back[name].heads, candidate.heads)
+        np.testing.assert_array_equal(back[name].scores, candidate.scores)
+    empty, _ = sharding._unpack(codec, sharding._pack(codec.encode({}), {}))
+    assert empty == {}
+    planted = io.BytesIO()
+    np.savez(planted, image_ids=np.array([object()], dtype=object), skipped=np.frombuffer(b"{}", np.uint8))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        sharding._unpack(codec, planted.getvalue())

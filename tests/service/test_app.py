@@ -3,6 +3,8 @@ masks planted in the image (conftest): the truth is the rectangles drawn, not th
 
 import io
 import struct
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -14,7 +16,7 @@ from steelseg.core import rle
 from steelseg.inference.predictor import SizeLimits
 from steelseg.service.app import ServiceSettings, create_app
 
-from .conftest import CLASS_NAMES, GRAY, make_predictor, planted, png_bytes
+from .conftest import CLASS_NAMES, GRAY, ThresholdNetwork, make_predictor, planted, png_bytes
 
 
 def client(predictor, **settings) -> TestClient:
@@ -215,11 +217,14 @@ def test_api_key_is_required_before_the_body_is_read_and_no_inference_runs(predi
     image, _ = planted()
     c = client(predictor, api_key="s3cret")
     upload = {"file": ("a.png", png_bytes(image), "image/png")}
-    assert c.post("/predict", files=upload).status_code == 401
+    keyless = c.post("/predict", files=upload)
+    assert keyless.status_code == 401 and "x-api-key" in keyless.json()["detail"]
+    assert keyless.headers["www-authenticate"] == 'APIKey header="X-API-Key"'  # names the header to send
     assert c.post("/predict", files=upload, headers={"x-api-key": "wrong"}).status_code == 401
     assert c.get("/model").status_code == 401
     assert network_calls(predictor) == 0
-    assert c.get("/health").status_code == 200 and c.get("/").status_code == 200  # liveness and the page stay open
+    for open_path in ("/health", "/ready", "/metrics", "/"):  # probes, scrapers and the page need no key
+        assert c.get(open_path).status_code == 200, open_path
     response = c.post("/predict", files=upload, headers={"x-api-key": "s3cret"})
     assert response.status_code == 200
     check_planted(response.json())
@@ -257,3 +262,82 @@ def test_classifier_only_model_answers_presence_by_score():
     assert all(c["rle"] is None and c["area"] is None for c in answer["classes"])
     overlay = client(predictor).post("/predict?overlay=1", files={"file": ("a.png", png_bytes(image), "image/png")})
     assert overlay.status_code == 200 and overlay.headers["content-type"] == "image/png"
+
+
+def test_openapi_declares_the_key_and_the_answers_shapes(predictor):
+    keyed = client(predictor, api_key="s3cret").get("/openapi.json").json()
+    assert keyed["components"]["securitySchemes"]["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "the service's API key",
+    }
+    paths = keyed["paths"]
+    assert paths["/predict"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert paths["/model"]["get"]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in paths["/health"]["get"] and "security" not in paths["/metrics"]["get"]
+    ok = paths["/predict"]["post"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictAnswer"}
+    assert "image/png" in ok and "504" in paths["/predict"]["post"]["responses"]
+    model = paths["/model"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert model == {"$ref": "#/components/schemas/ModelInfo"}
+    open_service = client(predictor).get("/openapi.json").json()  # no key: none declared
+    assert "securitySchemes" not in open_service.get("components", {})
+    assert "security" not in open_service["paths"]["/predict"]["post"]
+
+
+class StuckNetwork(ThresholdNetwork):
+    """The planted network, but each call first waits for ``release``: a backend that hangs."""
+
+    def __init__(self, release: threading.Event):
+        super().__init__()
+        self.release = release
+        self.entered = threading.Event()
+
+    def __call__(self, x):
+        self.entered.set()
+        self.release.wait(30)
+        return super().__call__(x)
+
+
+def test_a_stuck_backend_gives_504_after_the_request_timeout_and_ready_503():
+    release = threading.Event()
+    predictor = make_predictor()
+    network = predictor.members[0].backend = StuckNetwork(release)
+    c = client(predictor, request_timeout_s=0.5)
+    upload = {"file": ("a.png", png_bytes(planted()[0]), "image/png")}
+    try:
+        assert c.get("/ready").status_code == 200
+        began = time.monotonic()
+        first = c.post("/predict", files=upload)
+        first_s = time.monotonic() - began
+        assert network.entered.is_set()  # the batch runs and hangs
+        began = time.monotonic()
+        queued = c.post("/predict", files=upload)  # waits behind the hung batch
+        queued_s = time.monotonic() - began
+        ready = c.get("/ready")
+        health = c.get("/health")
+    finally:
+        release.set()
+    for answer, seconds in ((first, first_s), (queued, queued_s)):
+        assert answer.status_code == 504 and answer.json()["detail"] == "a.png: the model did not answer within 0.5 s"
+        assert 0.5 <= seconds < 3.0, seconds  # the timeout, not the 30 s the network would hang
+    assert ready.status_code == 503 and "a batch has been running for" in ready.json()["detail"]
+    assert "longer than the 0.5 s deadline" in ready.json()["detail"]
+    assert health.status_code == 200  # alive all along: liveness is not readiness
+    deadline = time.monotonic() + 10
+    while c.get("/ready").status_code != 200:  # released: the batch ends and the service is ready again
+        assert time.monotonic() < deadline, "not ready again 10 s after the backend was released"
+        time.sleep(0.05)
+    assert network.batch_sizes == [1]  # the request that timed out in the queue was dropped, never run
+    assert c.post("/predict", files=upload).status_code == 200
+
+
+def test_ready_is_503_once_the_batcher_worker_has_stopped(predictor):
+    app = create_app(predictor, ServiceSettings())
+    c = TestClient(app)
+    assert c.get("/ready").json() == {"status": "ready", "waiting": 0}
+    app.state.batcher.close()  # what shutdown does; a worker that died looks the same
+    ready = c.get("/ready")
+    assert ready.status_code == 503 and ready.json() == {"detail": "the batcher's worker thread has stopped"}
+    assert c.get("/health").status_code == 200

@@ -2,6 +2,7 @@
 sizes are never mixed, a full queue refuses at once, and a failing batch fails its requests."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +107,20 @@ def test_a_batch_waits_max_wait_for_company():
 def test_bad_settings_are_refused(options):
     with pytest.raises(ValueError):
         MicroBatcher(lambda x: x, **options)
+
+
+def test_the_running_batchs_age_liveness_and_on_batch_hook():
+    run, sizes = Gated(), []
+    batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=8, on_batch=sizes.append)
+    assert batcher.alive and batcher.running_for() == 0
+    first = batcher.submit(image(1))
+    assert run.started.wait(5)
+    rest = [batcher.submit(image(v)) for v in (2, 3)]
+    time.sleep(0.3)
+    assert 0.3 <= batcher.running_for() < 5  # the gated batch is still running
+    run.release.set()
+    for future in [first, *rest]:
+        future.result(5)
+    assert batcher.running_for() == 0 and sizes == [1, 2]
+    batcher.close()
+    assert not batcher.alive

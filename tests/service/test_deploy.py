@@ -82,8 +82,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "steelseg", "serve", *args, "--port", str(port), "--quiet"]
+def start_server(args: list[str], port: int, env: dict | None = None, quiet: bool = True) -> subprocess.Popen:
+    command = [sys.executable, "-m", "steelseg", "serve", *args, "--port", str(port)] + (["--quiet"] if quiet else [])
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -172,3 +172,60 @@ def test_port_in_use_is_one_line(tiny_export):
         )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"steelseg serve: error: cannot listen on 127.0.0.1:{port} "), done.stderr
+
+
+def test_real_server_logs_one_json_object_per_line_with_request_ids(tiny_export):
+    _, onnx_file, images = tiny_export
+    image = sorted(images.iterdir())[0]
+    port = free_port()
+    env = dict(os.environ, STEELSEG_API_KEY="k3y", STEELSEG_LOG_FORMAT="json", OMP_NUM_THREADS="1")
+    server = start_server([str(onnx_file)], port, env, quiet=False)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        headers = {"X-API-Key": "k3y", "X-Request-ID": "line-7-strip-42"}
+        files = {"file": (image.name, image.read_bytes(), "image/jpeg")}
+        answer = httpx.post(f"{url}/predict", files=files, headers=headers, timeout=60)
+        keyless = httpx.post(f"{url}/predict", files=files, timeout=60)
+        ready = httpx.get(f"{url}/ready", timeout=10)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "line-7-strip-42"
+    assert keyless.status_code == 401 and len(keyless.headers["x-request-id"]) == 32
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    load = next(line for line in metrics.splitlines() if line.startswith("steelseg_model_load_seconds "))
+    assert float(load.split()[1]) > 0
+    lines = [json.loads(line) for line in server.stdout.read().splitlines() if line.strip()]  # each one JSON
+    access = [line for line in lines if line["request_id"] == "line-7-strip-42"]
+    assert [(a["route"], a["status"], a["level"]) for a in access] == [("/predict", 200, "INFO")] and access[0][
+        "ms"
+    ] > 0
+    assert any("with the API key from $STEELSEG_API_KEY" in line["message"] for line in lines)
+    assert any(line["logger"].startswith("uvicorn") for line in lines)  # uvicorn's own lines are JSON too
+
+
+def without_steelseg_variables() -> dict:
+    return {name: value for name, value in os.environ.items() if not name.startswith("STEELSEG_")}
+
+
+def dockerfile_command(instruction: str) -> list[str]:
+    dockerfile = Path(__file__).resolve().parents[2] / "Dockerfile"
+    line = next(line for line in dockerfile.read_text().splitlines() if line.startswith(instruction + " "))
+    return json.loads(line.removeprefix(instruction + " "))
+
+
+def test_the_dockerfile_serves_every_interface_only_with_a_key_or_no_auth():
+    entrypoint = dockerfile_command("ENTRYPOINT")
+    assert entrypoint[:2] == ["steelseg", "serve"] and "0.0.0.0" in entrypoint and "--no-auth" not in entrypoint
+    assert "--no-auth" not in dockerfile_command("CMD")
+    command = [sys.executable, "-m", "steelseg", *entrypoint[1:], "/no/such/model.onnx", "--port", str(free_port())]
+    env = without_steelseg_variables()
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("steelseg serve: error: refusing to serve 0.0.0.0 without an API key: set ")
+    assert "$STEELSEG_API_KEY" in refused.stderr and "--no-auth" in refused.stderr
+    # either way out gets past the check, to the model (which does not exist here)
+    for extra, more_env in (([], {"STEELSEG_API_KEY": "k"}), (["--no-auth"], {})):
+        done = subprocess.run(command + extra, capture_output=True, text=True, timeout=60, env={**env, **more_env})
+        assert done.returncode == 1 and "/no/such/model.onnx" in done.stderr and "API key" not in done.stderr

@@ -185,6 +185,23 @@ def test_too_few_images_for_k_folds_fails_before_writing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_same_images_on_both_sides_are_refused_before_writing(tmp_path):
+    """An AUC of training images against themselves means nothing: the same folder, or a test
+    folder holding (links to) training images, is refused naming it."""
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        _write(tmp_path / "train" / f"{i}.png", DARK, (32, 64), rng)
+    with pytest.raises(AdversarialError, match="are the same folder"):
+        run_adversarial(tmp_path / "train", tmp_path / "train" / ".", tmp_path / "out", progress=False)
+    (tmp_path / "test").mkdir()
+    for i in range(4):
+        _write(tmp_path / "test" / f"t{i}.png", BRIGHT, (32, 64), rng)
+    (tmp_path / "test" / "3.png").symlink_to(tmp_path / "train" / "3.png")
+    with pytest.raises(AdversarialError, match=r"3\.png is among the training images too \(1 of the test images"):
+        run_adversarial(tmp_path / "train", tmp_path / "test", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_command_line_parses_and_reports_errors_in_one_line(tmp_path, capsys):
     parser = build_parser()
     args = parser.parse_args(

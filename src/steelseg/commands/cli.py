@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command in ``COMMANDS``, each with ``--quiet``."""
     parser = argparse.ArgumentParser(prog="steelseg", description="Find and outline defects on photos of steel sheet.")
+    from steelseg.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"steelseg {__version__}")
     commands = parser.add_subparsers(dest="command")
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, help=module.HELP)

@@ -1,6 +1,7 @@
 """``steelseg export RUN_DIR [--int8 --calibration IMAGES]``: the run's network as ONNX, checked
 against PyTorch; with ``--int8`` also an INT8 model calibrated on the user's images, kept only if
-it agrees with fp32 on held-out ones."""
+it agrees with fp32 on held-out ones. ``--format smp --out DIR``: the folder smp's
+``from_pretrained`` loads."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ class ExportOptionError(SteelsegError, ValueError):
 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir")
-    parser.add_argument("--out", help="ONNX file to write (default RUN_DIR/model.onnx; not with --int8)")
+    parser.add_argument(
+        "--format",
+        choices=["onnx", "smp"],
+        default="onnx",
+        help="onnx (default), or smp: a folder segmentation_models_pytorch's from_pretrained loads (--out DIR)",
+    )
+    parser.add_argument(
+        "--out", help="ONNX file to write (default RUN_DIR/model.onnx; not with --int8), or the folder of --format smp"
+    )
     parser.add_argument(
         "--tolerance", type=float, default=1e-4, help="largest |probability difference| accepted (default 1e-4)"
     )
@@ -35,6 +44,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
+    if args.format == "smp":
+        if not args.out or args.int8:
+            raise ExportOptionError("--format smp writes a folder: give --out DIR (and no --int8)")
+        from steelseg.inference.export_smp import export_smp
+
+        print(export_smp(args.run_dir, args.out).report())
+        return
     if args.int8 and not args.calibration:
         raise ExportOptionError("--int8 needs --calibration IMAGES: a folder of images like those it will predict")
     if args.calibration and not args.int8:

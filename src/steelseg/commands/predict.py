@@ -49,6 +49,14 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
         default="long",
         help="CSV layout (default long: ImageId,ClassId,EncodedPixels)",
     )
+    parser.add_argument(
+        "--review",
+        type=positive_int,
+        metavar="N",
+        help="also write the N images the model is least sure of, with its masks as pre-annotations for CVAT "
+        "(COCO 1.0) and LabelMe, into --review-out (the README's Review loop)",
+    )
+    parser.add_argument("--review-out", metavar="DIR", help="with --review: the new or empty folder to write into")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +118,8 @@ def run(args: argparse.Namespace) -> None:
         chunk_size=args.chunk_size,
         progress=not args.quiet,
         log=options.say("predict"),
+        review=args.review,
+        review_out=args.review_out,
     )
     for line in written.lines:
         print(line)

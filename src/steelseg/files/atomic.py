@@ -1,7 +1,9 @@
 """Write files so that a crash never leaves a half-written output behind.
 
 Each writer fills a temporary file next to the target and renames it over the target: the
-rename is atomic on POSIX, so readers see either the old file or the complete new one.
+rename is atomic on POSIX, so readers see either the old file or the complete new one. The file
+is synced to disk before the rename and its folder after it, so a power cut, not only a killed
+process, leaves the old file or the complete new one.
 ``tempfile.mkstemp`` creates that file readable by its owner only (0600); before the rename it
 gets the mode a plain ``open`` would give (0666 minus the umask), so other users and containers
 can read the outputs.
@@ -30,18 +32,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~current_umask())
+        _fsync(tmp_path)  # the data on disk before the name points at it: a power cut leaves old or new
         os.replace(tmp_path, path)
+        _fsync(path.parent)  # and the rename itself
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and folders on some) cannot be synced: the rename still holds
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """``open`` for writing, atomically: the target appears only once the file is complete."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
+        yield handle  # closed, then synced and renamed by atomic_path
 
 
 def leftovers(folder: str | os.PathLike) -> list[Path]:

@@ -2,7 +2,8 @@
 
 Severstal JPEGs are gray pictures stored as 3 identical channels, and some copies of the data
 are PNG bytes behind a .jpg name, so files are opened by content (Pillow sniffs the bytes),
-never by extension.
+never by extension; but only as one of ``READ_FORMATS`` (PNG, JPEG, BMP, TIFF, PGM/PPM):
+formats whose decoders run other programs (EPS runs Ghostscript) are never tried.
 
 How sample values become 0..255 (rounding is half up: ``floor(v + 0.5)``, so 127.5 -> 128):
 
@@ -49,6 +50,9 @@ from steelseg.errors import SteelsegError
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# The only decoders ever tried, whatever the bytes claim to be (PPM: Netpbm's PGM and PPM).
+# Pillow would otherwise try every plugin it has, EPS among them, which runs Ghostscript.
+READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")
 MAX_PIXELS = 256 * 16_000 * 4  # four 256 x 16,000 strips; see pixel_limit()
 MAX_PIXELS_ENV = "STEELSEG_MAX_PIXELS"
 
@@ -149,7 +153,7 @@ def _read(path: Path, kind: str, decode) -> np.ndarray:
 def _open(file: Path | io.BytesIO, limit: int) -> Image.Image:
     """``Image.open`` (which reads the header only), refused over ``limit`` pixels."""
     try:
-        image = Image.open(file)
+        image = Image.open(file, formats=READ_FORMATS)
     except Image.DecompressionBombError as err:  # Pillow's own limit (~179 Mpx), when ours is set above it
         raise TooManyPixelsError(
             f"{str(err).rstrip('.')}; the limit is {limit:,} (set {MAX_PIXELS_ENV} to change it)"
@@ -194,8 +198,10 @@ def _decode_gray(path: Path | io.BytesIO, data: bytes | None = None, *, limit: i
             return _gray_from_pillow(image, raw_modes)
     except UnidentifiedImageError:
         raw = read_bytes()
+        if not raw:
+            raise ImageError("cannot read image: the file is empty") from None
         if raw[:4] not in _TIFF_MAGIC:
-            raise
+            raise ImageError(f"cannot read image: not {', '.join(READ_FORMATS[:-1])} or PGM/PPM") from None
         _check_pixels(*_tiff_shape(raw), limit)  # OpenCV would decode it whole: size it first
         return _decode_gray_cv2(raw)  # e.g. 3-channel float TIFF, which Pillow does not open
 
@@ -256,53 +262,78 @@ def _decode_gray_cv2(raw: bytes) -> np.ndarray:
         raise ImageError("cannot read image (neither Pillow nor OpenCV can decode it)")
     if pixels.ndim == 3 and pixels.shape[2] >= 3 and pixels.dtype == np.uint8:
         return np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., 2::-1])).convert("L"))
-    gray = _luminance_bgr(pixels)
-    if pixels.dtype == np.uint8:
-        return gray.astype(np.uint8)
+    if pixels.dtype == np.uint8:  # gray, or gray + alpha
+        return np.ascontiguousarray(pixels if pixels.ndim == 2 else pixels[..., 0])
     if pixels.dtype == np.uint16:
-        return _scale_16bit(gray)
+        return _scale_16bit(pixels)
     if pixels.dtype.kind == "f":
-        return _scale_float(gray)
-    return _scale_integer(gray)
+        return _scale_float(pixels)
+    return _scale_integer(pixels)
 
 
-def _luminance_bgr(pixels: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) BGR(A) / gray(+alpha) -> (H, W); colour becomes float64 luminance."""
-    if pixels.ndim == 2:
-        return pixels
-    if pixels.shape[2] < 3:
-        return pixels[..., 0]  # gray, or gray + alpha
-    return pixels[..., 2::-1].astype(np.float64) @ _LUMINANCE_RGB
+# Samples wider than 8 bits are converted a block of rows at a time (about BLOCK_PIXELS pixels):
+# the float64 work arrays then stay near 100 MB whatever the image's size, so decoding costs its
+# decoded samples (up to 8 bytes a pixel for 16-bit RGBA), 1 byte a pixel for the result, and that.
+BLOCK_PIXELS = 1 << 20
 
 
-def _round_half_up(values: np.ndarray) -> np.ndarray:
-    return np.floor(values + 0.5).astype(np.uint8)
+def _luminance(block: np.ndarray) -> np.ndarray:
+    """(h, W) or (h, W, C) BGR(A) / gray(+alpha) samples -> (h, W) float64; colour becomes luminance."""
+    if block.ndim == 2:
+        return block.astype(np.float64)
+    if block.shape[2] < 3:
+        return block[..., 0].astype(np.float64)  # gray, or gray + alpha
+    return block[..., 2::-1].astype(np.float64) @ _LUMINANCE_RGB
+
+
+def _blocks(values: np.ndarray) -> Iterator[slice]:
+    height, width = values.shape[:2]
+    rows = max(1, BLOCK_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield slice(top, top + rows)
+
+
+def _converted(values: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 (H, W): each block's luminance x ``scale``, rounded half up."""
+    out = np.empty(values.shape[:2], np.uint8)
+    for rows in _blocks(values):
+        out[rows] = np.floor(_luminance(values[rows]) * scale + 0.5)
+    return out
+
+
+def _span(values: np.ndarray) -> tuple[float, float, bool]:
+    """(lowest, highest finite luminance, whether any is NaN or infinite), block by block."""
+    low, high, bad = np.inf, -np.inf, False
+    for rows in _blocks(values):
+        block = _luminance(values[rows])
+        finite = np.isfinite(block)
+        bad = bad or not finite.all()
+        if finite.any():
+            low, high = min(low, block[finite].min()), max(high, block[finite].max())
+    return (np.nan, np.nan, bad) if low > high else (low, high, bad)
 
 
 def _scale_16bit(values: np.ndarray) -> np.ndarray:
     """0..65535 -> 0..255 by bit depth: v * 255 / 65535 rounded half up (v / 257 is never a tie)."""
-    return _round_half_up(np.asarray(values, np.float64) * 255 / 65535)
+    return _converted(values, 255 / 65535)
 
 
 def _scale_float(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, np.float64)
-    finite = values[np.isfinite(values)]
-    low, high = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-    if finite.size < values.size:
+    low, high, bad = _span(values)
+    if bad:
         raise ImageError(f"float image holds NaN or infinite values (finite values span {low:g}..{high:g})")
     if low < 0 or high > 255:
         raise ImageError(f"float image values span {low:g}..{high:g}; expected 0..1 or 0..255")
-    return _round_half_up(values * 255 if high <= 1 else values)
+    return _converted(values, 255 if high <= 1 else 1)
 
 
 def _scale_integer(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values)
     if values.size == 0:
-        return values.astype(np.uint8)
-    low, high = int(values.min()), int(values.max())
+        return np.zeros(values.shape[:2], np.uint8)
+    low, high, _ = _span(values)
     if low < 0 or high > 65535:
-        raise ImageError(f"integer image values span {low}..{high}; expected 0..255 or 0..65535")
-    return _round_half_up(np.asarray(values, np.float64)) if high <= 255 else _scale_16bit(values)
+        raise ImageError(f"integer image values span {low:g}..{high:g}; expected 0..255 or 0..65535")
+    return _converted(values, 1 if high <= 255 else 255 / 65535)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

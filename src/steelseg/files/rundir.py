@@ -2,9 +2,10 @@
 
     config.yaml         the fully resolved configuration (class names, absolute paths)
     model.safetensors   the best weights (no pickle: loading runs no code)
-    weights.sha256      SHA-256 of model.safetensors, as ``sha256sum`` writes it (so
-                        ``sha256sum -c weights.sha256`` checks it too); weights that do not
-                        match are refused. Runs made before it existed load unchecked.
+    weights.sha256      SHA-256 of model.safetensors and of the exported model.onnx and
+                        model.int8.onnx, as ``sha256sum`` writes it (so ``sha256sum -c
+                        weights.sha256`` checks it too); files that do not match are refused.
+                        Files written before their line existed load unchecked.
     postprocess.json    per-class pixel threshold and minimum area, tuned on validation
                         (runs with pixel outputs)
     gate.json           per-class screening threshold on the class scores, tuned on validation
@@ -42,6 +43,7 @@ from steelseg.core.screening import ScreeningReport, thresholds_from_json, thres
 from steelseg.errors import SteelsegError
 from steelseg.files import system_dir
 from steelseg.files.atomic import atomic_path, write_text
+from steelseg.files.config_paths import absolute_paths
 from steelseg.files.system_dir import first_member_run
 
 CONFIG = "config.yaml"
@@ -157,35 +159,17 @@ def save_config(run_dir: str | os.PathLike, config: Config) -> None:
     write_text(Path(run_dir) / CONFIG, absolute_paths(config).to_yaml())
 
 
-def absolute_paths(config: Config) -> Config:
-    """``config`` with data.root, data.folds, data.pseudo, model.init_from and a weights file
-    made absolute."""
-    data, model = config.data, config.model
-    weights = model.encoder_weights
-    if weights and (Path(weights).suffix in (".pth", ".pt", ".safetensors", ".bin") or Path(weights).exists()):
-        weights = _absolute(weights)
-    return config.model_copy(
-        update={
-            "data": data.model_copy(
-                update={
-                    "root": _absolute(data.root),
-                    "folds": _absolute(data.folds),
-                    "pseudo": data.pseudo and [_absolute(p) for p in data.pseudo],
-                }
-            ),
-            "model": model.model_copy(update={"init_from": _absolute(model.init_from), "encoder_weights": weights}),
-        }
-    )
-
-
 def load_run_config(run_dir: str | os.PathLike) -> Config:
     if not (Path(run_dir) / CONFIG).is_file() and (Path(run_dir) / ENSEMBLE).is_file():
         return load_run_config(first_member_run(run_dir))  # a system folder names its classes so
     path = _need(run_dir, CONFIG)
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as err:
         raise RunDirError(str(err)) from None
+    if not config.data.class_names:  # training always writes them: an empty or edited file
+        raise RunDirError(f"{path}: data.class_names is missing or empty; a run's config.yaml names its classes")
+    return config
 
 
 def save_postprocess(run_dir: str | os.PathLike, postprocess: PostProcess) -> None:
@@ -327,8 +311,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @contextmanager
 def writing_weights(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file to write weights to; when the block succeeds it replaces ``path``
-    and its SHA-256 is recorded in ``weights.sha256`` beside it.
+    """Yield a temporary file to write weights (or an exported model) to; when the block succeeds
+    it replaces ``path`` and its SHA-256 is recorded in ``weights.sha256`` beside it.
 
     The record is written in two steps so that a kill at any moment leaves weights that match
     it: before the rename it accepts the old and the new checksum, after it only the new one.
@@ -355,7 +339,7 @@ def verify_weights(path: str | os.PathLike) -> None:
     if actual not in expected:
         raise WeightsChecksumError(
             f"{path}: SHA-256 {actual} does not match {expected[0]} recorded in {path.parent / WEIGHTS_SHA256}: "
-            "the weights were changed or replaced after they were written; they are not loaded"
+            "the file was changed or replaced after it was written; it is not loaded"
         )
 
 
@@ -386,11 +370,16 @@ def _recorded_or_none(path: Path) -> list[str]:
 
 
 def _record(path: Path, checksums: list[str]) -> None:
-    write_text(path.parent / WEIGHTS_SHA256, "".join(f"{sha}  {path.name}\n" for sha in checksums))
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
+    """Record ``checksums`` for ``path``, keeping the lines of the folder's other files (the
+    weights and the exported models share the record)."""
+    record = path.parent / WEIGHTS_SHA256
+    others = []
+    if record.is_file():
+        for line in record.read_text(errors="replace").splitlines():
+            match = _RECORD_LINE.fullmatch(line)
+            if match and match["name"] != path.name:
+                others.append(line + "\n")
+    write_text(record, "".join(others) + "".join(f"{sha}  {path.name}\n" for sha in checksums))
 
 
 def _need(run_dir: str | os.PathLike, name: str) -> Path:

@@ -21,11 +21,16 @@ def check_output_file(path: str | os.PathLike, option: str = "--out") -> None:
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{option} {path} is a folder; give the name of a file to write")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(path.parent)
     if not ancestor.is_dir():
         raise OutputPathError(f"{option} {path}: {ancestor} is a file, not a folder")
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists: where a new output would be created."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def write_submission(

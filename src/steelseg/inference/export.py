@@ -25,6 +25,7 @@ from steelseg.core.screening import present
 from steelseg.errors import SteelsegError
 from steelseg.files import rundir
 from steelseg.files.atomic import atomic_path
+from steelseg.files.config_paths import without_machine_paths
 from steelseg.inference.backend_choice import steel_texture
 from steelseg.inference.backends import onnx_backend as meta
 from steelseg.inference.backends.onnx_backend import OnnxBackend
@@ -51,12 +52,13 @@ class ExportCheck:
     mask_agreement: float
     size_bytes: int
     agreement_of: str = "mask"  # "label" for a classifier
+    sha256: str = ""
 
     def report(self) -> str:
         n, h, w = self.check_shape
         return (
-            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB); onnx checker passed; onnxruntime vs PyTorch fp32 "
-            f"on {n} images of {h}x{w}: max |diff| {self.max_abs_diff:.2e}, "
+            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB, SHA-256 {self.sha256}); onnx checker passed; "
+            f"onnxruntime vs PyTorch fp32 on {n} images of {h}x{w}: max |diff| {self.max_abs_diff:.2e}, "
             f"{self.agreement_of} agreement {100 * self.mask_agreement:.4f}%"
         )
 
@@ -80,7 +82,9 @@ def export_onnx(
     net = load_net(run_dir, config)
     postprocess = run.postprocess
     trace_shape = (1, config.model.in_channels, 64, 96)
-    with atomic_path(out) as tmp:
+    # Inside the run its SHA-256 is recorded beside the weights', and checked on every load.
+    in_run = out.resolve().parent == run_dir.resolve()
+    with rundir.writing_weights(out) if in_run else atomic_path(out) as tmp:
         _trace(net, torch.zeros(trace_shape), tmp, TASK_OUTPUTS[config.model.task])
         _add_metadata(tmp, run_dir, config, postprocess)
         try:
@@ -89,7 +93,8 @@ def export_onnx(
             raise ExportError(f"{out}: the onnx checker refused the exported graph: {err}") from None
         check = _compare(run, net, tmp, tolerance, min_agreement)
     agreement_of = "mask" if PIXELS in TASK_OUTPUTS[config.model.task] else "label"
-    return ExportCheck(out, check[0], check[1], check[2], out.stat().st_size, agreement_of)
+    size = out.stat().st_size
+    return ExportCheck(out, check[0], check[1], check[2], size, agreement_of, rundir.file_sha256(out))
 
 
 def _trace(net: torch.nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...]) -> None:
@@ -116,7 +121,7 @@ def _add_metadata(path: Path, run_dir: Path, config, postprocess: PostProcess) -
     the checksum of the weights it came from (a stale export is refused by the onnx backend)."""
     graph = onnx.load(str(path))
     entries = {
-        meta.META_CONFIG: config.to_yaml(),
+        meta.META_CONFIG: without_machine_paths(config).to_yaml(),
         meta.META_POSTPROCESS: postprocess.to_json(),
         meta.META_CLASS_NAMES: json.dumps(config.output_class_names),
         meta.META_WEIGHTS: rundir.weights_sha256(run_dir),

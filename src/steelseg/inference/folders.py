@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,10 +86,12 @@ def iter_candidates(
     shard: tuple[int, int] = (0, 1),
     budget: Budget | None = None,
     skip: SkippedImages | None = None,
+    observe: Callable[[Path, Outputs], None] | None = None,
 ) -> Iterator[tuple[str, Candidate]]:
     """Yield (image id, ``Candidate``) for every image of a folder (or ``paths``), in their
     order; arguments as ``iter_folder``. Post-processing and encoding run in a second
-    thread, one batch behind the networks."""
+    thread, one batch behind the networks. ``observe(path, outputs)``, when given, sees each
+    image's ``Outputs`` as they are made (``--review`` keeps its uncertainty from them)."""
     if not predictor.has_masks:
         raise InputError(f"a {predictor.task} run gives class scores, not masks: use score_folder")
     paths = require_images(image_dir) if paths is None else paths
@@ -100,6 +102,8 @@ def iter_candidates(
             predictor, image_dir, progress, paths=paths, shard=shard, budget=budget, skip=skip
         ):
             embedding = embed(image) if embed is not None else None
+            if observe is not None:
+                observe(path, outputs)
             encoded = encoder.submit(predictor.postprocess.candidates, outputs.pixels, outputs.heads)
             pending.append((path.name, outputs, embedding, encoded))
             while len(pending) > 2 * predictor.batch_size:  # bounded: probabilities are large

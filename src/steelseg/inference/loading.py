@@ -69,6 +69,10 @@ def _member(cls, network: Network, name: str, position: dict[int, int], device: 
     else:
         name, note = resolve_backend(name, device), ""
         backend = create_backend(name, network.run_dir, network.config, device)
+    if is_model_file(Path(network.run_dir)):  # no run beside it whose record could check it
+        sha = rundir.file_sha256(network.run_dir)
+        unchecked = f"{Path(network.run_dir).name} is a file outside a run, unchecked: SHA-256 {sha}"
+        note = "; ".join(filter(None, [note, f"{unchecked} (compare it with the one export printed)"]))
     return Member(
         str(network.run_dir),
         network.config,

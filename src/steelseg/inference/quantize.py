@@ -28,7 +28,6 @@ from steelseg.core.metrics import DiceAccumulator
 from steelseg.core.screening import present
 from steelseg.errors import SteelsegError
 from steelseg.files import rundir
-from steelseg.files.atomic import atomic_path
 from steelseg.files.datasets import DatasetError, open_dataset
 from steelseg.files.images import ImageError, read_gray, require_images
 from steelseg.inference.backends import BackendError
@@ -111,7 +110,7 @@ def export_int8(
         config, run.postprocess, TorchBackend(net, "cpu"), batch_size=1, screen_threshold=run.gate
     )
     out = run_dir / rundir.ONNX_INT8
-    with atomic_path(out) as tmp:
+    with rundir.writing_weights(out) as tmp:  # its SHA-256 recorded, checked on every load
         inputs = _network_inputs(reference, calibrate)
         _quantize(fp32, tmp, inputs)
         _add_metadata(fp32, tmp, {"calibration": str(calibrate.source), "images": len(calibrate.paths)})

@@ -333,10 +333,12 @@ def predict_candidates(
     skip: SkippedImages | None = None,
     size: int = CHUNK,
     log: Callable[[str], None] | None = None,
+    observe: Callable | None = None,
 ) -> tuple[dict, WorkFolder]:
     """Every image's ``Candidate`` of ``image_dir`` in file order, resumed from and saved to
     ``out``'s work folder (module docstring); also that folder, to ``remove`` once ``out`` is
-    written. ``skip``: as ``Predictor.iter_folder``."""
+    written. ``skip``: as ``Predictor.iter_folder``; ``observe``: as ``iter_candidates``, for
+    the images predicted now (not those resumed)."""
     from steelseg.files.images import require_images
 
     paths = require_images(image_dir)
@@ -351,6 +353,6 @@ def predict_candidates(
     )
 
     def compute(todo: list[Path]):
-        return predictor.iter_candidates(image_dir, progress, paths=todo, budget=budget, skip=skip)
+        return predictor.iter_candidates(image_dir, progress, paths=todo, budget=budget, skip=skip, observe=observe)
 
     return work.run(compute, skip), work

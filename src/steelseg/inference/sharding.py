@@ -6,12 +6,18 @@ Each process predicts every world-size-th batch of the same batches a single pro
 process computes; rank 0 gathers the candidates, gates them all at once (near-duplicate
 clusters see every image) and writes the submission, byte for byte a single process's.
 Candidates are a few run-length strings per image, so the gather goes through gloo (TCP) on
-GPUs too.
+GPUs too. They travel as bytes, never pickles (``gather_object`` would unpickle whatever another
+rank sent): each rank's candidates as the arrays of ``CandidateCodec`` in an ``.npz`` read with
+``allow_pickle=False``, its skipped images as JSON.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+
+import numpy as np
 
 from steelseg.files.images import require_images
 
@@ -43,12 +49,13 @@ def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | 
         mine = predictor.candidates_folder(
             image_dir, progress and rank == 0, shard=(rank, size), budget=budget, skip=skip
         )
-        gathered = [None] * size if rank == 0 else None
-        dist.gather_object((mine, dict(skip.reasons) if skip is not None else {}), gathered, dst=0)
+        codec = _codec(predictor)
+        payload = _pack(codec.encode(mine), dict(skip.reasons) if skip is not None else {})
+        gathered = _gather_bytes(dist, payload, rank, size)
         if rank != 0:
             return None
         merged = {}
-        for part, skipped in gathered:
+        for part, skipped in (_unpack(codec, data) for data in gathered):
             merged.update(part)
             if skip is not None:
                 skip.merge(skipped)
@@ -57,3 +64,40 @@ def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | 
         return predictor.finish(ordered, str(image_dir), scores)
     finally:
         dist.destroy_process_group()
+
+
+def _codec(predictor):
+    from steelseg.inference.candidates import CandidateCodec
+
+    return CandidateCodec(predictor.num_classes, predictor.has_heads, predictor.clusters is not None)
+
+
+def _pack(arrays: dict[str, np.ndarray], skipped: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, skipped=np.frombuffer(json.dumps(skipped).encode(), np.uint8), **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(codec, data: bytes) -> tuple[dict, dict[str, str]]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    skipped = json.loads(arrays.pop("skipped").tobytes().decode())
+    return (codec.decode(arrays) if "image_ids" in arrays else {}), skipped
+
+
+def _gather_bytes(dist, payload: bytes, rank: int, size: int) -> list[bytes] | None:
+    """Every rank's ``payload`` on rank 0 (None elsewhere): lengths first, then the bytes padded
+    to the longest, as uint8 tensors."""
+    import torch
+
+    length = torch.tensor([len(payload)], dtype=torch.int64)
+    lengths = [torch.zeros(1, dtype=torch.int64) for _ in range(size)]
+    dist.all_gather(lengths, length)
+    longest = int(max(n.item() for n in lengths))
+    mine = torch.zeros(longest, dtype=torch.uint8)
+    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    buffers = [torch.zeros(longest, dtype=torch.uint8) for _ in range(size)] if rank == 0 else None
+    dist.gather(mine, buffers, dst=0)
+    if rank != 0:
+        return None
+    return [bytes(buffer[: int(n.item())].numpy()) for buffer, n in zip(buffers, lengths)]

@@ -73,9 +73,9 @@ class MemberSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run: str  # a run directory or a folder of runs, relative to the ensemble file
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
     tta: str | list[str] = "none"  # none, hflip, vflip, both (none+hflip+vflip), or a list of views
-    temperature: float = Field(1.0, gt=0)  # member probabilities become sigmoid(logit / T)
+    temperature: float = Field(1.0, gt=0, allow_inf_nan=False)  # member probabilities become sigmoid(logit / T)
     backend: str | None = None  # None: the command's --backend
 
     @field_validator("tta")

@@ -83,8 +83,12 @@ def _with_encoder_weights(config: ModelConfig, create: Callable[[str | None], nn
     local_file = is_local_file(weights)
     try:
         net = create(None if local_file else weights)
-    except KeyError as err:
-        raise ConfigError(f"unknown architecture or encoder: {err}") from None
+    except KeyError:
+        raise ConfigError(_unknown_encoder(config)) from None
+    except RuntimeError as err:
+        if str(err).startswith("Unknown model"):  # timm's word for a tu- name it lacks
+            raise ConfigError(_unknown_encoder(config)) from None
+        raise
     except Exception as err:  # the hub raises many kinds of network errors
         if weights is None:
             raise
@@ -93,3 +97,23 @@ def _with_encoder_weights(config: ModelConfig, create: Callable[[str | None], nn
         load_encoder_weights(net.encoder, weights)
     avoid_bf16_crash(net)
     return net
+
+
+def _unknown_encoder(config: ModelConfig) -> str:
+    """One line: the unknown name, the nearest known ones, and timm's ``tu-`` prefix."""
+    import difflib
+
+    import segmentation_models_pytorch as smp
+
+    name = config.encoder_name
+    if name.startswith("tu-"):
+        import timm
+
+        near = ["tu-" + n for n in difflib.get_close_matches(name[3:], timm.list_models(), n=3, cutoff=0.6)]
+    else:
+        near = difflib.get_close_matches(name, smp.encoders.get_encoder_names(), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    return (
+        f"model.encoder_name {config.encoder_name!r} is not an encoder of model.arch {config.arch!r}: {hint}"
+        "smp's names (resnet18, efficientnet-b0, ...) or any timm model as tu-<name>"
+    )

@@ -43,15 +43,27 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
-    """Load a run's weights into ``model``; ``run_dir`` may also be a .safetensors file."""
+    """Load a run's weights into ``model``; ``run_dir`` may also be a .safetensors file, or a folder
+    smp's ``save_pretrained`` wrote (``export --format smp``), whose keys are those of the smp
+    network a segment or two_head model wraps as ``net``."""
     path = Path(run_dir) if str(run_dir).endswith(".safetensors") else Path(run_dir) / WEIGHTS
     if Path(run_dir).is_file() and path != Path(run_dir):
         # A .pth or .ckpt here would have to be unpickled: weights come as safetensors only.
         raise RunDirError(f"{run_dir}: not a run directory or a .safetensors file; other weights files are not loaded")
+    state = read_weights(path)
+    what = "the model in its config.yaml"
+    if is_smp_folder(run_dir):
+        state, what = {f"net.{key}": value for key, value in state.items()}, "this run's model (arch, encoder, classes)"
     try:
-        model.load_state_dict(read_weights(path))
+        model.load_state_dict(state)
     except RuntimeError as err:
-        raise RunDirError(f"{path}: weights do not fit the model in its config.yaml: {err}") from None
+        raise RunDirError(f"{path}: weights do not fit {what}: {err}") from None
+
+
+def is_smp_folder(path: str | os.PathLike) -> bool:
+    """A folder of smp's ``save_pretrained`` (its config.json names the model class), not a run."""
+    config = Path(path) / "config.json"
+    return config.is_file() and not (Path(path) / rundir.CONFIG).is_file() and '"_model_class"' in config.read_text()
 
 
 def read_torch_file(path: str | os.PathLike) -> object:

@@ -4,9 +4,15 @@
                        content type) -> per class the RLE, area, score and component boxes;
                        ``?overlay=1`` -> the image with its masks drawn, as PNG
     GET  /model        classes, colours, thresholds, post-processing, backend, versions
-    GET  /health       liveness, and the batcher's queue and counters
+    GET  /health       liveness (the process answers), and the batcher's queue and counters
+    GET  /ready        readiness: 200 while the batcher's worker runs and no batch has run longer
+                       than ``request_timeout_s``; else 503 with the reason
+    GET  /metrics      Prometheus metrics (``metrics``)
     GET  /             the viewer page
     GET  /docs         OpenAPI documentation (FastAPI's)
+
+Only /predict and /model need the API key: probes (/health, /ready) and scrapers (/metrics)
+run without one and learn nothing of the images, and the page asks for the key itself.
 
 The model is loaded once. Networks run in the micro-batcher's thread (``batching``), so
 concurrent requests share batches and the event loop never waits on them; decoding and
@@ -15,7 +21,8 @@ upload size over the limit 413 before the body is read (``guard``), an undeclare
 streams in (FastAPI's ``max_body_size``); a body slower than ``body_timeout_s`` 408 and headers
 slower than ``header_timeout_s`` a closed connection (``protocol``); an image over the pixel limit 413
 from its header, before decoding; a declared non-image type 415; bytes that decode to no image
-400; an image the model cannot take 422; a full queue 503.
+400; an image the model cannot take 422; a full queue 503; a model that does not answer within
+``request_timeout_s`` 504. Every answer carries its request id in ``X-Request-ID`` (``observe``).
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from contextlib import asynccontextmanager
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steelseg.errors import SteelsegError
@@ -41,13 +49,19 @@ from steelseg.files.overlay import overlay
 from steelseg.inference.predictor import InputError, Predictor
 from steelseg.service.batching import MicroBatcher, QueueFullError
 from steelseg.service.guard import API_KEY_HEADER, Guard
+from steelseg.service.metrics import ServiceMetrics
+from steelseg.service.observe import Observe
 from steelseg.service.results import color_hex, image_result
+from steelseg.service.schemas import ModelInfo, PredictAnswer, Ready
 from steelseg.service.settings import ServiceSettings
 from steelseg.version import __version__
 
 log = logging.getLogger("steelseg.service")
 
 IMAGE_TYPES = ("image/", "application/octet-stream")  # declared types taken as images
+# The key as OpenAPI sees it, so that /docs can send it; auto_error=False because ``Guard``
+# checks it, before the body is read, which a dependency cannot.
+API_KEY_SCHEME = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key")
 
 
 # /predict's answers besides 200 JSON, for the OpenAPI page
@@ -62,13 +76,20 @@ PREDICT_RESPONSES = {
     415: {"description": "not an image type"},
     422: {"description": "an image the model cannot take (size)"},
     503: {"description": "too many waiting requests"},
+    504: {"description": "the model did not answer within the request timeout"},
 }
 
 
-def create_app(predictor: Predictor, settings: ServiceSettings | None = None) -> FastAPI:
-    """The service of ``predictor`` under ``settings`` (None: the defaults): the routes of the module docstring."""
+def create_app(
+    predictor: Predictor, settings: ServiceSettings | None = None, load_seconds: float | None = None
+) -> FastAPI:
+    """The service of ``predictor`` under ``settings`` (None: the defaults): the routes of the
+    module docstring. ``load_seconds``: how long the model took to load, for /metrics."""
     settings = settings or ServiceSettings()
-    batcher = MicroBatcher(predictor.predict_outputs, settings.max_batch, settings.max_wait_ms, settings.max_queue)
+    metrics = ServiceMetrics(lambda: batcher.waiting, settings.max_batch, load_seconds)
+    batcher = MicroBatcher(
+        predictor.predict_outputs, settings.max_batch, settings.max_wait_ms, settings.max_queue, metrics.batch_done
+    )
 
     @asynccontextmanager
     async def lifespan(app):
@@ -83,8 +104,10 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
     )
     app.state.predictor, app.state.batcher, app.state.settings = predictor, batcher, settings
     max_bytes = round(settings.max_upload_mb * 1e6)
-    _add_predict(app, predictor, batcher, settings, max_bytes)
-    _add_pages(app, _model_info(predictor, settings), batcher)
+    keyed = [Security(API_KEY_SCHEME)] if settings.api_key else []  # declared only when one is needed
+    _add_predict(app, predictor, batcher, settings, max_bytes, keyed)
+    _add_pages(app, _model_info(predictor, settings), keyed)
+    _add_probes(app, batcher, metrics, settings.request_timeout_s)
     _add_error_handlers(app, max_bytes)
     app.add_middleware(
         Guard,
@@ -94,13 +117,21 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
         max_bytes=max_bytes,
         body_timeout=settings.body_timeout_s,
     )
+    app.add_middleware(Observe, metrics=metrics, routes={route.path for route in app.routes})  # outermost
     return app
 
 
 def _add_predict(
-    app: FastAPI, predictor: Predictor, batcher: MicroBatcher, settings: ServiceSettings, max_bytes: int
+    app: FastAPI, predictor: Predictor, batcher: MicroBatcher, settings: ServiceSettings, max_bytes: int, keyed: list
 ) -> None:
-    @app.post("/predict", summary="Defects of one image", max_body_size=max_bytes, responses=PREDICT_RESPONSES)
+    @app.post(
+        "/predict",
+        summary="Defects of one image",
+        max_body_size=max_bytes,
+        response_model=PredictAnswer,
+        responses=PREDICT_RESPONSES,
+        dependencies=keyed,
+    )
     async def predict(
         request: Request,
         file: UploadFile | None = File(None, description="the image (PNG, JPEG, BMP, TIFF; gray or colour)"),
@@ -111,12 +142,7 @@ def _add_predict(
         if declared and not declared.startswith(IMAGE_TYPES):
             raise HTTPException(415, f"{name}: content type {declared} is not an image")
         image = await run_in_threadpool(_decode, data, name, settings.max_pixels)
-        try:
-            outputs = await asyncio.wrap_future(batcher.submit(image))
-        except QueueFullError as err:
-            raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from None
-        except InputError as err:
-            raise HTTPException(422, f"{name}: {err}") from None
+        outputs = await _outputs(batcher, image, name, settings.request_timeout_s)
         if overlay_png:
             png = await run_in_threadpool(_overlay_png, predictor, image, outputs)
             return Response(png, media_type="image/png")
@@ -128,18 +154,65 @@ def _add_predict(
         }
 
 
-def _add_pages(app: FastAPI, model_info: dict, batcher: MicroBatcher) -> None:
-    @app.get("/model", summary="The model: classes, thresholds, post-processing, backend, versions")
+async def _outputs(batcher: MicroBatcher, image: np.ndarray, name: str, timeout: float):
+    """The networks' outputs for ``image``, waited for at most ``timeout`` seconds: a backend that
+    hangs must not hang its clients too. A request still queued at the deadline is dropped from
+    the queue (its future is cancelled); one already running finishes unheard."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(batcher.submit(image)), timeout)
+    except QueueFullError as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from None
+    except InputError as err:
+        raise HTTPException(422, f"{name}: {err}") from None
+    except TimeoutError:
+        raise HTTPException(504, f"{name}: the model did not answer within {timeout:g} s") from None
+
+
+def _add_pages(app: FastAPI, model_info: dict, keyed: list) -> None:
+    @app.get(
+        "/model",
+        summary="The model: classes, thresholds, post-processing, backend, versions",
+        response_model=ModelInfo,
+        dependencies=keyed,
+    )
     async def model():
         return model_info
-
-    @app.get("/health", summary="Liveness and the batcher's queue")
-    async def health():
-        return {"status": "ok", "waiting": batcher.waiting, "batches": batcher.batches, "images": batcher.images}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
         return HTMLResponse(_viewer_html())
+
+
+def _add_probes(app: FastAPI, batcher: MicroBatcher, metrics: ServiceMetrics, deadline: float) -> None:
+    @app.get("/health", summary="Liveness and the batcher's queue (no API key)")
+    async def health():
+        return {"status": "ok", "waiting": batcher.waiting, "batches": batcher.batches, "images": batcher.images}
+
+    @app.get(
+        "/ready",
+        summary="Readiness: the batcher runs and no batch is stuck (no API key)",
+        response_model=Ready,
+        responses={503: {"description": "not ready; detail says why"}},
+    )
+    async def ready():
+        reason = _not_ready(batcher, deadline)
+        if reason:
+            raise HTTPException(503, reason)
+        return {"status": "ready", "waiting": batcher.waiting}
+
+    @app.get("/metrics", summary="Prometheus metrics (no API key: for scrapers)", response_class=PlainTextResponse)
+    async def prometheus():
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+
+def _not_ready(batcher: MicroBatcher, deadline: float) -> str | None:
+    if not batcher.alive:
+        return "the batcher's worker thread has stopped"
+    running = batcher.running_for()
+    if running > deadline:
+        return f"a batch has been running for {running:.1f} s, longer than the {deadline:g} s deadline"
+    return None
 
 
 def _add_error_handlers(app: FastAPI, max_bytes: int) -> None:

@@ -1,9 +1,11 @@
-"""What is refused before a request's body is read: a missing or wrong API key (401) and a
-declared Content-Length over the upload limit (413); and a body that does not arrive in time
-(408). Pure ASGI, outside FastAPI's routing, because FastAPI reads and parses a multipart body
-before any dependency of the endpoint runs: a key checked there would let an unauthorised
-client make the server receive its whole upload first. A body that streams in without a length
-is cut by FastAPI's own ``max_body_size``."""
+"""What is refused before a request's body is read: a missing or wrong API key (401, with a
+``WWW-Authenticate`` header naming the key's header) and a declared Content-Length over the
+upload limit (413); and a body that does not arrive in time (408). Pure ASGI, outside
+FastAPI's routing, because FastAPI reads and parses a multipart body before any dependency of
+the endpoint runs: a key checked there would let an unauthorised client make the server receive
+its whole upload first (the app declares the key to OpenAPI as well, for the docs page, but
+checks it here). A body that streams in without a length is cut by FastAPI's own
+``max_body_size``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import json
 from starlette.exceptions import HTTPException
 
 API_KEY_HEADER = "x-api-key"
+# No standard scheme exists for API keys; this one names the header a client must send.
+AUTHENTICATE = 'APIKey header="X-API-Key"'
 
 
 class Guard:
@@ -42,7 +46,8 @@ class Guard:
             headers = dict(scope["headers"])
             if self.api_key is not None and scope["path"] in self.protected:
                 if not hmac.compare_digest(headers.get(API_KEY_HEADER.encode(), b""), self.api_key):
-                    return await _refuse(send, 401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
+                    detail = f"missing or wrong API key: send it in the {API_KEY_HEADER} header"
+                    return await _refuse(send, 401, detail, [(b"www-authenticate", AUTHENTICATE.encode())])
             length = headers.get(b"content-length", b"0")
             if scope["path"] in self.limited:
                 if not length.isdigit() or int(length) > self.max_bytes:
@@ -71,13 +76,17 @@ class Guard:
         return timed_receive
 
 
-async def _refuse(send, status: int, detail: str) -> None:
+async def _refuse(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

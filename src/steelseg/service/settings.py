@@ -18,6 +18,8 @@ class ServiceSettings:
     max_queue: int = 64
     body_timeout_s: float = 30.0  # a request's body must arrive within this (408)
     header_timeout_s: float = 10.0  # and its headers within this (the connection is closed; ``protocol``)
+    # the model must answer a request within this (504), and a batch running longer makes /ready 503
+    request_timeout_s: float = 60.0
 
     def public(self) -> dict:
         settings = asdict(self)

@@ -175,6 +175,7 @@ def run_adversarial(
     """
     train_paths, test_paths = require_images(train_images), require_images(test_images)
     out = Path(out).absolute()
+    _check_apart(train_images, train_paths, test_images, test_paths)
     _check_options({train_images: len(train_paths), test_images: len(test_paths)}, k, val_fraction, minutes, out)
     is_test = np.array([False] * len(train_paths) + [True] * len(test_paths))
     folds = assign_folds(is_test, k, seed)
@@ -220,6 +221,21 @@ def _check_options(counts: dict, k: int, val_fraction: float, minutes: float | N
     for name in (DATA_DIR, RUNS_DIR):
         if (out / name).exists():
             raise OutputExistsError(f"{out / name} already exists; choose another output folder")
+
+
+def _check_apart(train_images, train_paths: list[Path], test_images, test_paths: list[Path]) -> None:
+    """The same image on both sides makes the AUC meaningless: refuse it, naming one."""
+    if Path(train_images).resolve() == Path(test_images).resolve():
+        raise AdversarialError(
+            f"{train_images} and {test_images} are the same folder: give the training and the test images"
+        )
+    train_files = {p.resolve() for p in train_paths}
+    shared = [p for p in test_paths if p.resolve() in train_files]
+    if shared:
+        raise AdversarialError(
+            f"{shared[0]} is among the training images too ({len(shared)} of the test images are): "
+            "the two sides must not share images"
+        )
 
 
 def adversarial_config(

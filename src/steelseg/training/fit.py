@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from steelseg.hardware import cuda_available, resolve_precision
 from steelseg.models.weights import read_checkpoint, read_weights, save_weights
 from steelseg.training.averaging import average_state_dicts
 from steelseg.training.data import loaders, warn_if_no_defects, write_skipped
+from steelseg.training.loggers import make_loggers
 from steelseg.training.module import SegmentationModule
 from steelseg.training.oof import save_oof
 from steelseg.training.splits import train_val_sets
@@ -228,7 +228,7 @@ def _fit(
         limit_train_batches=config.train.batches_per_epoch,
         limit_val_batches=config.train.val_batches,
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
-        logger=_tensorboard(run_dir),
+        logger=make_loggers(config, run_dir) or False,
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -304,16 +304,6 @@ def _accelerator(config: Config) -> str:
     if accelerator == "auto":
         return "cuda" if cuda_available() else "cpu"
     return "cuda" if accelerator == "gpu" else accelerator
-
-
-def _tensorboard(run_dir: Path):
-    """Lightning's TensorBoard logger into ``run_dir/tensorboard`` when tensorboard is
-    installed (it is not a dependency); metrics.csv is written either way."""
-    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-        return False
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    return TensorBoardLogger(save_dir=str(run_dir), name=rundir.TENSORBOARD_DIR, version="")
 
 
 def _quiet_lightning() -> None:

@@ -136,6 +136,7 @@ def exported_file(run_dir: Path, int8: bool = False) -> Path:
     if not path.is_file():
         how = f"steelseg export {run_dir} --int8 --calibration IMAGES" if int8 else f"steelseg export {run_dir}"
         raise BackendError(f"{path} not found: export the run first with `{how}`")
+    rundir.verify_weights(path)  # changed since the export: refused, as changed weights are
     return path
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steelseg.config import Config
+from steelseg.config import Config, ConfigError
+from steelseg.files import rundir
+from steelseg.files.rundir import RunDirError
 from steelseg.models.nets import net_outputs
 from steelseg.models.registry import build_model
 from steelseg.models.weights import load_weights
@@ -63,7 +65,10 @@ def load_net(run_dir: Path, config: Config) -> torch.nn.Module:
     """The run's network with its trained weights, on the CPU, in eval mode."""
     # The run's own weights replace whatever the network was initialised from.
     model_config = config.model.model_copy(update={"encoder_weights": None, "init_from": None})
-    net = build_model(model_config, len(config.output_class_names))
+    try:
+        net = build_model(model_config, len(config.output_class_names))
+    except ConfigError as err:  # a config.yaml edited by hand: name it
+        raise RunDirError(f"{run_dir / rundir.CONFIG}: {err}") from None
     load_weights(run_dir, net)
     return net.eval()
 

@@ -14,8 +14,12 @@ Printed: the count of answers by status for good requests and for each attack (e
 must be 200, no answer may be 5xx, every attack must be refused with its 4xx or a closed
 connection); requests/s and p50 / p99 latency of the good requests; the server's RSS after
 the warm-up, after every quarter of the load, and at the end; and the number of images the
-networks ran, which must equal the good requests (refused requests run no inference). It exits
-1 if any of these fail. ``--max-seconds`` bounds the run: the load stops there and says so.
+networks ran, which must equal the good requests (refused requests run no inference). Meanwhile
+``/metrics`` is scraped every ``--scrape-seconds`` (as Prometheus would, without the key): at
+the end its answers by route and status, its latency quantiles (from the histogram's buckets),
+its errors by status, queue depth seen, and batch sizes are printed next to the client's own
+counts, which they must match for /predict. It exits 1 if any of these fail. ``--max-seconds``
+bounds the run: the load stops there and says so.
 """
 
 from __future__ import annotations
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "torch-amp", "onnx"])
+    parser.add_argument("--scrape-seconds", type=float, default=2.0, help="how often /metrics is read")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
     uploads = crops(args.data, height, width)
@@ -227,6 +232,9 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
                     if done % quarter == 0:
                         rss.append((f"after {done} requests", rss_mb(server.pid)))
 
+    scraper = Scraper(url, args.scrape_seconds, server.pid)
+    scraper.start()
+    before = scraper.read()
     attacks = Attacks(url, port)
     attackers = attacks.threads(uploads[0])
     for thread in attackers:
@@ -239,6 +247,9 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
         thread.join(60)
     health = httpx.get(f"{url}/health").json()
     rss.append(("at the end", rss_mb(server.pid)))
+    scraper.stop.set()
+    scraper.join(30)
+    after = scraper.read()
 
     good = sum(statuses.values())
     p50, p99 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 99))
@@ -253,7 +264,7 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
     ran = health["images"] - warm
     print(f"images the networks ran during the load: {ran} (good requests answered 200: {statuses[200]})")
 
-    failures = []
+    failures = report_metrics(before, after, scraper, statuses)
     if good < args.requests:
         failures.append(f"the load stopped at --max-seconds {args.max_seconds:g} after {good} requests")
     if set(statuses) != {200}:
@@ -279,6 +290,81 @@ def load_and_attack(server: subprocess.Popen, url: str, port: int, uploads: list
             f"the networks ran {ran} images for {statuses[200]} good requests: refused requests ran inference"
         )
     return failures
+
+
+class Scraper(threading.Thread):
+    """Reads /metrics every ``every`` seconds, keeping the largest queue depth seen and the
+    server's RSS at each scrape."""
+
+    def __init__(self, url: str, every: float, pid: int):
+        super().__init__(daemon=True)
+        self.url, self.every, self.pid = url, every, pid
+        self.stop = threading.Event()
+        self.scrapes, self.max_queue, self.rss = 0, 0.0, []
+
+    def read(self) -> dict:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=30).text
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            samples = self.read()
+            self.scrapes += 1
+            self.max_queue = max(self.max_queue, samples.get(("steelseg_queue_depth", ()), 0.0))
+            self.rss.append(rss_mb(self.pid))
+
+
+def _delta(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def _quantile(before: dict, after: dict, q: float) -> float:
+    """The q-quantile of /predict's latency during the load, from the histogram's buckets (the
+    upper bound of the bucket it falls in, as Prometheus' histogram_quantile without interpolation)."""
+    buckets = sorted(
+        (
+            float("inf") if dict(labels)["le"] == "+Inf" else float(dict(labels)["le"]),
+            after[(name, labels)] - before.get((name, labels), 0.0),
+        )
+        for name, labels in after
+        if name == "steelseg_request_seconds_bucket" and dict(labels).get("route") == "/predict"
+    )
+    total = buckets[-1][1]
+    return next(bound for bound, count in buckets if count >= q * total)
+
+
+def report_metrics(before: dict, after: dict, scraper: Scraper, statuses: Counter) -> list[str]:
+    by_status = {
+        dict(labels)["status"]: after[(name, labels)] - before.get((name, labels), 0.0)
+        for name, labels in after
+        if name == "steelseg_requests_total" and dict(labels).get("route") == "/predict"
+    }
+    errors = {
+        dict(labels)["status"]: after[(name, labels)] - before.get((name, labels), 0.0)
+        for name, labels in after
+        if name == "steelseg_errors_total"
+    }
+    batches = _delta(before, after, "steelseg_batch_size_count")
+    images = _delta(before, after, "steelseg_images_predicted_total")
+    print(
+        f"/metrics ({scraper.scrapes} scrapes): /predict by status {by_status}; latency p50 <= "
+        f"{1000 * _quantile(before, after, 0.5):.0f} ms, p99 <= {1000 * _quantile(before, after, 0.99):.0f} ms; "
+        f"errors by status {errors}; largest queue depth seen {scraper.max_queue:.0f}; {images:.0f} images in "
+        f"{batches:.0f} batches ({images / max(batches, 1):.2f} per batch); RSS at the scrapes "
+        f"{min(scraper.rss, default=0):.0f}-{max(scraper.rss, default=0):.0f} MB"
+    )
+    return (
+        []
+        if by_status.get("200", 0) == statuses[200]
+        else [f"/metrics counted {by_status.get('200', 0):.0f} /predict 200s, the clients {statuses[200]}"]
+    )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,40 @@ def test_a_backend_that_disagrees_with_fp32_is_never_chosen(run, monkeypatch):
     predictor = Predictor.from_run_dir(run, device="cpu")
     assert predictor.backend.name in ("torch", "torch-amp")
     note = predictor.backend_notes()[0]
-    assert "refused below 99% agreement: onnx, openvino" in note
+    assert "refused (below 99% agreement" in note and note.endswith("onnx, openvino")
+
+
+class _Blind(_Shifted):
+    """A backend that answers fast and marks nothing: on mostly clean steel its masks still
+    equal fp32's on most pixels (what OpenVINO 2026.4 did with one INT8 graph)."""
+
+    def __call__(self, x):
+        return {k: np.zeros_like(v) for k, v in self.inner(x).items()}
+
+
+def test_agreeing_on_the_empty_pixels_alone_is_not_agreeing():
+    from steelseg.inference.backend_choice import Parity
+
+    assert Parity(agreement=0.995, dice=0.95, mean_diff=0.004).passes
+    assert not Parity(agreement=0.995, dice=0.0, mean_diff=0.004).passes  # marks none of fp32's defects
+    assert not Parity(agreement=0.995, dice=None, mean_diff=0.045).passes  # probabilities shifted
+    assert not Parity(agreement=0.98, dice=None, mean_diff=0.0).passes
+    assert Parity(agreement=1.0, dice=None, mean_diff=0.0).passes
+
+
+def test_a_backend_that_marks_nothing_is_never_chosen(run, monkeypatch):
+    export_onnx(run)
+    real = create_backend
+
+    def planted(name, run_dir, config, device):
+        backend = real(name, run_dir, config, device)
+        return _Blind(backend) if name == "onnx" else backend
+
+    monkeypatch.setattr(backend_choice, "create_backend", planted)
+    predictor = Predictor.from_run_dir(run, device="cpu")
+    assert predictor.backend.name != "onnx"
+    note = predictor.backend_notes()[0]
+    assert "refused (below" in note and note.split("refused (below", 1)[1].split(": ", 1)[1].startswith("onnx")
 
 
 def test_a_read_only_run_is_measured_but_not_written(run, monkeypatch):

@@ -82,6 +82,24 @@ def test_a_model_that_disagrees_is_refused_in_one_line_and_not_written(run, monk
     assert not (run / rundir.ONNX_INT8).exists() and not list(run.glob(".model.int8.onnx*"))
 
 
+def test_a_model_that_marks_none_of_fp32_s_defects_is_refused_though_most_pixels_agree(run, monkeypatch, capsys):
+    """Steel is mostly clean: fp32 marks 200 of 81,920 mask pixels, INT8 none; 99.76% of the pixels
+    still agree, but the masks' Dice is 0."""
+    run, data = run
+
+    def masks(predictor, image):
+        marked = np.zeros((predictor.num_classes, *image.shape), bool)
+        if predictor.describe().startswith("torch"):
+            marked[0, :10, :20] = True
+        return marked
+
+    monkeypatch.setattr(quantize, "_masks", masks)
+    assert main(["export", str(run), "--int8", "--calibration", str(data / "train_images")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "pixel agreement 99.756%" in err and "mask Dice against fp32's 0.0000 (needs 0.9)" in err
+    assert not (run / rundir.ONNX_INT8).exists()
+
+
 def test_a_tiny_plant_passes(run, monkeypatch):
     # the same plant, 1e-6 in the logits: the refusal above is the check, not the plant
     run, data = run

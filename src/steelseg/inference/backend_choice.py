@@ -4,10 +4,14 @@ Which runtime is fastest depends on the network and the CPU (on this 2-core EPYC
 beats torch-amp on efficientnet-b1 and loses on resnet18), so a rule cannot know it. Where a
 run has been exported (``model.onnx``, and ``model.int8.onnx`` after ``export --int8``), every
 backend that can run it here predicts the same batch of images the size of the run's training
-images; those whose masks agree with PyTorch fp32 on at least ``MIN_AGREEMENT`` of the pixels
-(labels, for a classifier) after the run's post-processing compete on images/s, and the fastest
-wins. The answer is kept in the run's ``backend.json`` with the machine's signature (CPU, thread
-count, library versions, the files measured), and used again while that signature holds.
+images; those that agree with PyTorch fp32 compete on images/s, and the fastest wins. Agreeing
+is three things (``Parity``): at least ``MIN_AGREEMENT`` of the mask pixels equal after the run's
+post-processing (labels, for a classifier); where fp32 marks pixels, a Dice of at least
+``MIN_MASK_DICE`` between the two masks (steel is mostly clean: a backend that marks nothing
+still "agrees" on 99% of the pixels); and probabilities within ``MAX_MEAN_DIFF`` of fp32's on
+average (an INT8 graph a runtime executes wrongly shifts them everywhere). The answer is kept
+in the run's ``backend.json`` with the machine's signature (CPU, thread count, library versions,
+the files measured), and used again while that signature holds.
 
 Without an exported file the rule stands: torch-amp where the device computes in half precision
 natively, torch fp32 elsewhere, onnx where torch is not installed; a GPU gets torch-amp.
@@ -30,6 +34,9 @@ from steelseg.files.atomic import write_text
 from steelseg.inference.backends import EXPORTED, Backend, BackendError, create_backend, resolve_backend
 
 MIN_AGREEMENT = 0.99
+MIN_MASK_DICE = 0.9  # where fp32's masks mark at least MARKED of the pixels
+MARKED = 1e-3
+MAX_MEAN_DIFF = 0.02  # mean |probability - fp32's|: bf16 and a good INT8 graph stay below 0.005
 BATCH = 4
 REPEATS = 2  # timed calls after one warm-up; the best counts (a shared machine's noise only slows)
 LIBRARIES = ("torch", "onnxruntime", "openvino")
@@ -91,8 +98,8 @@ def _measure(cls, run_dir: Path, config, run, device: str, candidates: list[str]
             reference = (predictor, outputs)
         backends[name], rates[name] = backend, rate
         if reference is not None:
-            agreements[name] = _agreement(reference[0], reference[1], outputs)
-    passing = [n for n in rates if agreements.get(n, 0.0) >= MIN_AGREEMENT]
+            agreements[name] = _parity(reference[0], reference[1], outputs)
+    passing = [n for n in rates if n in agreements and agreements[n].passes]
     if not passing:
         raise BackendError(f"{run_dir}: --backend auto found no backend that agrees with fp32; choose one by name")
     best = max(passing, key=rates.get)
@@ -104,13 +111,14 @@ def _measure(cls, run_dir: Path, config, run, device: str, candidates: list[str]
 
 
 def _reason(best: str, shape: tuple, rates: dict, agreements: dict) -> str:
-    table = ", ".join(
-        f"{n} {rates[n]:.1f}/s" + (f" ({100 * agreements[n]:.2f}% agree)" if n in agreements else "") for n in rates
-    )
+    table = ", ".join(f"{n} {rates[n]:.1f}/s" + (f" ({agreements[n]})" if n in agreements else "") for n in rates)
     reason = f"{best}, the fastest that agrees with fp32 on {shape[0]} images of {shape[1]}x{shape[2]}: {table}"
-    failed = [n for n in rates if agreements.get(n, 0.0) < MIN_AGREEMENT]
+    failed = [n for n in rates if n in agreements and not agreements[n].passes]
     if failed:
-        reason += f"; refused below {100 * MIN_AGREEMENT:g}% agreement: {', '.join(failed)}"
+        reason += (
+            f"; refused (below {100 * MIN_AGREEMENT:g}% agreement, mask Dice {MIN_MASK_DICE:g} or above "
+            f"{MAX_MEAN_DIFF:g} mean probability difference): {', '.join(failed)}"
+        )
     return reason
 
 
@@ -124,16 +132,35 @@ def _timed(predictor, images: np.ndarray):
     return outputs, len(images) / best
 
 
-def _agreement(reference_predictor, reference, outputs) -> float:
-    """Share of mask pixels (presence labels, for a classifier) equal after post-processing."""
+@dataclass(frozen=True)
+class Parity:
+    """A backend against fp32 (module docstring): ``dice`` is None where fp32 marks too little."""
+
+    agreement: float
+    dice: float | None
+    mean_diff: float
+
+    @property
+    def passes(self) -> bool:
+        dice_ok = self.dice is None or self.dice >= MIN_MASK_DICE
+        return self.agreement >= MIN_AGREEMENT and dice_ok and self.mean_diff <= MAX_MEAN_DIFF
+
+    def __str__(self) -> str:
+        dice = "" if self.dice is None else f", mask Dice {self.dice:.3f}"
+        return f"{100 * self.agreement:.2f}% agree{dice}, mean |dp| {self.mean_diff:.4f}"
+
+
+def _parity(reference_predictor, reference, outputs) -> Parity:
+    """Masks (presence labels, for a classifier) after post-processing, and probabilities."""
     if reference.pixels is None:
         threshold = reference_predictor.presence_threshold
-        return float((present(reference.scores, threshold) == present(outputs.scores, threshold)).mean())
-    equal = [
-        (reference_predictor.masks(reference[i]) == reference_predictor.masks(outputs[i])).mean()
-        for i in range(len(reference))
-    ]
-    return float(np.mean(equal))
+        agree = (present(reference.scores, threshold) == present(outputs.scores, threshold)).mean()
+        return Parity(float(agree), None, float(np.abs(reference.scores - outputs.scores).mean()))
+    ours = np.stack([reference_predictor.masks(reference[i]) for i in range(len(reference))])
+    theirs = np.stack([reference_predictor.masks(outputs[i]) for i in range(len(outputs))])
+    dice = 2 * (ours & theirs).sum() / (ours.sum() + theirs.sum()) if ours.mean() >= MARKED else None
+    diff = float(np.abs(reference.pixels - outputs.pixels).mean())
+    return Parity(float((ours == theirs).mean()), None if dice is None else float(dice), diff)
 
 
 def _images(run, config) -> np.ndarray:

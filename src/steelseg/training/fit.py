@@ -311,3 +311,5 @@ def _quiet_lightning() -> None:
     # inside Lightning itself say nothing about this run; real warnings still show.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=Warning)
+    # short epochs log once per epoch anyway: the trackers' step interval is not the user's concern
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval", category=Warning)

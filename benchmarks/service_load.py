@@ -354,7 +354,8 @@ def report_metrics(before: dict, after: dict, scraper: Scraper, statuses: Counte
     batches = _delta(before, after, "steelseg_batch_size_count")
     images = _delta(before, after, "steelseg_images_predicted_total")
     print(
-        f"/metrics ({scraper.scrapes} scrapes): /predict by status {by_status}; latency p50 <= "
+        f"/metrics ({scraper.scrapes} scrapes): /predict by status {by_status}; latency of every /predict answer "
+        f"(refusals included) p50 <= "
         f"{1000 * _quantile(before, after, 0.5):.0f} ms, p99 <= {1000 * _quantile(before, after, 0.99):.0f} ms; "
         f"errors by status {errors}; largest queue depth seen {scraper.max_queue:.0f}; {images:.0f} images in "
         f"{batches:.0f} batches ({images / max(batches, 1):.2f} per batch); RSS at the scrapes "

@@ -177,7 +177,7 @@ class TrainConfig(_Strict):
     # (`steelseg fit` sets it), so that what is tuned on them is what predicts later.
     oof_tta: Literal["none", "hflip", "vflip", "both"] = "none"  # inference.ensemble.TTA's names
     # Trackers beside metrics.csv, the record (training.loggers); mlflow: a file store in RUN/mlruns or mlflow_uri
-    loggers: list[Literal["csv", "tensorboard", "mlflow"]] | None = None  # None: tensorboard if installed
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] | None = None  # None: none, metrics.csv only
     mlflow_uri: str | None = None
 
     @field_validator("loss", "class_loss", mode="before")

@@ -64,14 +64,12 @@ def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, monkeypatch):
         make_loggers(config, tmp_path)
 
 
-def test_unset_loggers_mean_tensorboard_only_where_it_is_installed(tmp_path, monkeypatch):
+def test_no_tracker_unless_asked_and_one_asked_for_must_be_installed(tmp_path, monkeypatch):
     import importlib.util
 
     config = load_config(None, [])
-    assert config.train.loggers is None
-    assert [type(logger).__name__ for logger in make_loggers(config, tmp_path)] == ["TensorBoardLogger"]
+    assert config.train.loggers is None and make_loggers(config, tmp_path) == []  # fast by default
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "tensorboard" in name else real(name, *a))
-    assert make_loggers(config, tmp_path) == []  # a training without it still runs
     with pytest.raises(ConfigError, match="tensorboard needs the tensorboard package"):
         make_loggers(load_config(None, ["train.loggers=[tensorboard]"]), tmp_path)

@@ -1,8 +1,7 @@
 """Experiment trackers (``train.loggers``), each Lightning's own logger, offline by default:
 
     csv           RUN/lightning/metrics.csv (Lightning's CSVLogger: every logged value by step)
-    tensorboard   RUN/tensorboard (event files for ``tensorboard --logdir``); the default
-                  (``train.loggers`` unset) where tensorboard is installed
+    tensorboard   RUN/tensorboard (event files for ``tensorboard --logdir``)
     mlflow        an MLflow file store in RUN/mlruns (``mlflow ui --backend-store-uri RUN/mlruns``),
                   or ``train.mlflow_uri`` (another file store, or a tracking server)
 
@@ -25,10 +24,9 @@ PACKAGES = {"csv": None, "tensorboard": ("tensorboard", "tensorboardX"), "mlflow
 
 def make_loggers(config: Config, run_dir: Path) -> list:
     """The Lightning loggers ``config.train.loggers`` names, the config logged to each; unset:
-    TensorBoard where it is installed (a tracker asked for by name must be)."""
-    names = config.train.loggers
-    if names is None:
-        names = ["tensorboard"] if _installed(PACKAGES["tensorboard"]) else []
+    none (metrics.csv is the record, and a tracker costs time at every step; asked for by name,
+    its package must be installed)."""
+    names = config.train.loggers or []
     loggers = []
     for name in dict.fromkeys(names):  # once each, in order
         packages = PACKAGES[name]

@@ -25,6 +25,11 @@ class CandidateCodec:
     peaks, class scores, class heads and embeddings stacked in their own dtypes, so that they
     load bit for bit."""
 
+    @classmethod
+    def of(cls, predictor) -> CandidateCodec:
+        """The codec of ``predictor``'s candidates (class heads, near-duplicate embeddings or not)."""
+        return cls(predictor.num_classes, predictor.has_heads, predictor.clusters is not None)
+
     def __init__(self, num_classes: int, heads: bool, embedding: bool):
         self.num_classes = num_classes
         self.optional = {"heads": heads, "embedding": embedding}  # which of them the predictor's candidates have

@@ -342,7 +342,7 @@ def predict_candidates(
     from steelseg.files.images import require_images
 
     paths = require_images(image_dir)
-    codec = CandidateCodec(predictor.num_classes, predictor.has_heads, predictor.clusters is not None)
+    codec = CandidateCodec.of(predictor)
     work = WorkFolder(
         parts_folder(out),
         {"command": "predict", **predictor.fingerprint()},

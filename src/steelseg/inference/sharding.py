@@ -49,7 +49,9 @@ def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | 
         mine = predictor.candidates_folder(
             image_dir, progress and rank == 0, shard=(rank, size), budget=budget, skip=skip
         )
-        codec = _codec(predictor)
+        from steelseg.inference.candidates import CandidateCodec
+
+        codec = CandidateCodec.of(predictor)
         payload = _pack(codec.encode(mine), dict(skip.reasons) if skip is not None else {})
         gathered = _gather_bytes(dist, payload, rank, size)
         if rank != 0:
@@ -64,12 +66,6 @@ def predict_sharded(predictor, image_dir, progress: bool = True, scores: dict | 
         return predictor.finish(ordered, str(image_dir), scores)
     finally:
         dist.destroy_process_group()
-
-
-def _codec(predictor):
-    from steelseg.inference.candidates import CandidateCodec
-
-    return CandidateCodec(predictor.num_classes, predictor.has_heads, predictor.clusters is not None)
 
 
 def _pack(arrays: dict[str, np.ndarray], skipped: dict[str, str]) -> bytes:

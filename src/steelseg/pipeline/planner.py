@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from functools import partial
 
-from steelseg.config import Config, load_config
+from steelseg.config import Config, DataConfig, load_config
 from steelseg.inference.ensemble import TTA
 from steelseg.pipeline import rules
 from steelseg.pipeline.fingerprint import Fingerprint
@@ -113,7 +113,7 @@ def _student(fp, recipe, kinds, probes, base, seconds, trained, tta) -> tuple[Di
             f"{teacher_s / 60:.1f} of the {seconds / 60:.1f} min kept for it; give a larger --budget"
         )
     probe = probes["segment"]
-    val_images = max(1, round(fp.images * 0.2))  # the student's own validation split (data.val_fraction)
+    val_images = max(1, round(fp.images * DataConfig().val_fraction))  # the student's own validation split
     plan, why = rules.schedule(
         student_s / 60,
         fp.images - val_images,

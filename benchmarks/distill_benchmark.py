@@ -12,17 +12,20 @@ here if ``OUT/default`` has not finished); the students get ``--minutes`` each. 
 the whole path in a few minutes on a subset (300 training images, 100 held-out, 2 folds, 0.5 min
 per run): it shows the path works, not what distillation gains.
 
-``--half-clean FIT_BENCH`` instead takes the folder of ``fit_benchmark.py half-clean`` (its fit's
+``--half-clean FIT_BENCH [--from-member]`` instead takes the folder of ``fit_benchmark.py half-clean`` (its fit's
 U-Net and classifier screen members, its 400 training and 100 held-out synthetic strips). The
 teacher is both members gated and tuned on their out-of-fold files (``steelseg tune``), so a
 classifier is in it; the students are two-headed U-Nets (a class head learns the teacher's class
 scores), distilled or trained on the masks alone for ``--minutes`` each, scored on the held-out
-strips with competition and dataset Dice.
+strips with competition and dataset Dice. ``--from-member`` starts both students from the
+weights of the teacher's own trained U-Net fold model (its class head fresh): the student then
+has to learn what the screen adds, not the whole segmenter again, in the same minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,8 +61,10 @@ def students(cv_data: Path, teacher: Path, out: Path, minutes: float) -> tuple[P
     return distilled, plain
 
 
-def half_clean(bench: Path, minutes: float) -> None:
-    """The ``--half-clean`` comparison (module docstring), in ``BENCH/distill``."""
+def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
+    """The ``--half-clean`` comparison (module docstring), in ``BENCH/distill``; with
+    ``from_member`` both students start from the weights of the teacher's trained U-Net fold model
+    (its class head fresh) instead of from scratch, in ``BENCH/distill-from-member``."""
     from neu_engine import SRC
 
     sys.path.insert(0, str(SRC))
@@ -71,6 +76,11 @@ def half_clean(bench: Path, minutes: float) -> None:
     if not (teacher / "ensemble.yaml").is_file():
         steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(teacher))
     two_head = ["--set", "model.task=two_head", "--set", "train.epochs=1000", "--set", f"train.max_minutes={minutes}"]
+    if from_member:
+        folds = sorted(path.parent for path in (fit / "members" / "unet").glob("fold-*/finished"))
+        two_head += ["--set", f"model.init_from={folds[0].resolve()}"]
+        out = bench / "distill-from-member"
+        print(f"both students start from {folds[0]} (the teacher's U-Net; class head fresh)")
     distilled, plain = out / "student-distilled", out / "student-masks"
     start = time.monotonic()
     if not (distilled / "finished").is_file():
@@ -80,9 +90,10 @@ def half_clean(bench: Path, minutes: float) -> None:
         steelseg("train", str(train_data), "--out", str(plain), *two_head, "--quiet")
     print(f"students: {(time.monotonic() - start) / 60:.1f} min")
     images = len(list((test_data / "train_images").iterdir()))
+    shipped = json.loads((fit / "selection.json").read_text())["shipped"]["members"]
     rows = [
         ("teacher: U-Net + classifier screen, tuned, flip TTA", [teacher / "ensemble.yaml"], None),
-        ("fit's shipped system (the U-Net alone, flip TTA)", [fit], None),
+        (f"fit's shipped system ({' + '.join(shipped)})", [fit], None),
         ("two-headed student distilled from the teacher", [distilled], None),
         ("two-headed student of the masks alone", [plain], None),
     ]
@@ -101,9 +112,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default runs/neu-distill (--quick: runs/neu-distill-quick)")
     parser.add_argument("--quick", action="store_true", help="a few minutes on a subset: the path, not the gain")
     parser.add_argument("--half-clean", type=Path, metavar="FIT_BENCH", help="fit_benchmark.py half-clean's folder")
+    parser.add_argument(
+        "--from-member", action="store_true", help="--half-clean: students start from the teacher's U-Net weights"
+    )
     args = parser.parse_args()
     if args.half_clean:
-        return half_clean(args.half_clean, args.minutes)
+        return half_clean(args.half_clean, args.minutes, args.from_member)
     if not (args.data / "masks").is_dir():
         sys.exit(f"NEU-Seg not found at {args.data}")
     args.out = args.out or Path("runs/neu-distill-quick" if args.quick else "runs/neu-distill")

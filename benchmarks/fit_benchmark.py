@@ -10,6 +10,7 @@ DATASET:
               (seed 0); fit reads the LabelMe folder itself, the hold-out is converted to masks
   half-clean  synthetic 256x1600 strips, half without defects (files/synth.py): 400 to fit on,
               100 held out (other seed)
+  half-clean-1k  the same kind of strips, 1,000 to fit on and 200 held out (other seeds)
   mixed       a mask folder of 300 (+100 held out) images of 24 sizes with five classes, the fifth
               rare (5% of images) and small (discs of 3-6 px radius): files/synth.py strips
               resized and cut, discs painted on
@@ -104,7 +105,7 @@ def _previous(out: Path, key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["neu", "bsdata", "half-clean", "mixed"])
+    parser.add_argument("dataset", choices=["neu", "bsdata", "half-clean", "half-clean-1k", "mixed"])
     parser.add_argument("--budget", type=float, required=True)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")

@@ -15,7 +15,8 @@ sys.path.insert(0, str(SRC))
 
 
 def prepare(name: str, out: Path, shared: Path) -> tuple[Path, Path]:
-    return {"neu": _neu, "bsdata": _bsdata, "half-clean": _half_clean, "mixed": _mixed}[name](out, shared)
+    sets = {"neu": _neu, "bsdata": _bsdata, "half-clean": _half_clean, "half-clean-1k": _half_clean_1k, "mixed": _mixed}
+    return sets[name](out, shared)
 
 
 def _neu(out: Path, shared: Path) -> tuple[Path, Path]:
@@ -58,6 +59,16 @@ def _half_clean(out: Path, shared: Path) -> tuple[Path, Path]:
 
     train = write_dataset(out / "data" / "train", 400, seed=11, progress=False)
     test = write_dataset(out / "data" / "test", 100, seed=12, progress=False)
+    return train, test
+
+
+def _half_clean_1k(out: Path, shared: Path) -> tuple[Path, Path]:
+    """The same strips, 1,000 to fit on and 200 held out: one trained fold of five then leaves 200
+    out-of-fold images to select on instead of 80 (other seeds than ``half-clean``)."""
+    from steelseg.files.synth import write_dataset
+
+    train = write_dataset(out / "data" / "train", 1000, seed=13, progress=False)
+    test = write_dataset(out / "data" / "test", 200, seed=14, progress=False)
     return train, test
 
 

@@ -93,7 +93,7 @@ class _Blind(_Shifted):
 
 
 def test_agreeing_on_the_empty_pixels_alone_is_not_agreeing():
-    from steelseg.inference.backend_choice import Parity
+    from steelseg.core.parity import Parity
 
     assert Parity(agreement=0.995, dice=0.95, mean_diff=0.004).passes
     assert not Parity(agreement=0.995, dice=0.0, mean_diff=0.004).passes  # marks none of fp32's defects
@@ -123,3 +123,13 @@ def test_a_read_only_run_is_measured_but_not_written(run, monkeypatch):
     predictor = Predictor.from_run_dir(run, device="cpu")
     assert predictor.backend_notes()[0].endswith("(not cached: the run folder is read-only)")
     assert not (run / rundir.BACKEND_CHOICE).exists()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_torch_amp_on_a_cpu_without_bf16_says_it_is_emulated(run, monkeypatch, native):
+    from steelseg import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: native)
+    notes = Predictor.from_run_dir(run, backend="torch-amp", device="cpu").backend_notes()
+    assert any("no native bf16" in note for note in notes) is not native
+    assert not Predictor.from_run_dir(run, backend="torch", device="cpu").backend_notes()

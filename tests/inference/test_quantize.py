@@ -36,10 +36,12 @@ def test_int8_export_writes_a_quantised_graph_close_to_fp32(run, capsys):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
     assert int8_weights, "no convolution weight is stored as INT8"
-    per_channel = [
-        i for i in graph.graph.initializer if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] > 1
-    ]
-    assert per_channel, "weights are not quantised per channel"
+    # one scale per tensor (OpenVINO mis-runs per-channel QDQ weights) and 7-bit weights (no u8 x s8
+    # saturation on CPUs without VNNI): see quantize's docstring
+    per_channel = [i.name for i in graph.graph.initializer if i.name.endswith("_scale") and sum(i.dims) > 1]
+    assert not per_channel, per_channel
+    widest = max(np.abs(onnx.numpy_helper.to_array(i).astype(int)).max() for i in int8_weights)
+    assert 32 <= widest <= 64, widest
     meta = {p.key: p.value for p in graph.metadata_props}
     assert meta["steelseg.weights_sha256"] == rundir.weights_sha256(run)
     assert json.loads(meta[quantize.META_INT8])["images"] == 8

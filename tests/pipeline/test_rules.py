@@ -102,11 +102,22 @@ def test_schedule_makes_whole_passes_when_they_fit():
 
 
 def test_schedule_shortens_epochs_when_passes_do_not_fit():
-    # 10 min; 1000 images x 0.5 s = 500 s a pass -> 1 pass: 8 epochs of (75 s - 256 x 0.1 s) / 0.5 s = 98.8 images
-    plan, _ = rules.schedule(10, train_images=1000, val_images=400, batch=8, train_s=0.5, predict_s=0.1)
+    # 10 min; 1000 images x 0.5 s = 500 s a pass -> 1 pass: 8 epochs of (75 s - 256 x 0.01 s) / 0.5 s = 144.9 images
+    plan, _ = rules.schedule(10, train_images=1000, val_images=400, batch=8, train_s=0.5, predict_s=0.01)
     assert plan.epochs == rules.VALIDATIONS
-    assert plan.batches_per_epoch == 12  # 98.8 images // 8
+    assert plan.batches_per_epoch == 18  # 144.9 images // 8
     assert plan.val_batches == 64  # at most 256 validation images, batches of 4
+
+
+def test_validation_takes_at_most_a_fifth_of_the_time():
+    # 600 s: 8 x 256 x 0.1 s = 205 s > 120 s -> 8 x 150 images (120 s); epochs of (75 - 15) / 0.5 = 120 images
+    plan, why = rules.schedule(10, train_images=1000, val_images=400, batch=8, train_s=0.5, predict_s=0.1)
+    assert (plan.epochs, plan.batches_per_epoch, plan.val_batches) == (8, 15, 38)
+    assert "8 x 150 images" in why
+    # slower still, 1 s an image: 64 images (the least), validated 3 times (the least): 192 s
+    plan, why = rules.schedule(10, train_images=1000, val_images=400, batch=8, train_s=0.5, predict_s=1.0)
+    assert (plan.epochs, plan.batches_per_epoch, plan.val_batches) == (3, 34, 16)  # (200 - 64) / 0.5 = 272 images
+    assert rules.validation(600, 40, 1.0) == (40, 3)  # fewer images than the least: all of them
 
 
 def test_flips_are_dropped_when_they_cost_too_much():

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1e-4, help="largest |probability difference| accepted (default 1e-4)"
     )
-    int8 = parser.add_argument_group("INT8 (onnxruntime static quantisation, QDQ, per-channel weights)")
+    int8 = parser.add_argument_group("INT8 (onnxruntime static quantisation, QDQ, 7-bit weights per tensor)")
     int8.add_argument("--int8", action="store_true", help="also write RUN_DIR/model.int8.onnx")
     int8.add_argument("--calibration", metavar="IMAGES", help="folder of images (or a dataset) to calibrate on")
     int8.add_argument(

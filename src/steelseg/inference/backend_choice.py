@@ -4,12 +4,9 @@ Which runtime is fastest depends on the network and the CPU (on this 2-core EPYC
 beats torch-amp on efficientnet-b1 and loses on resnet18), so a rule cannot know it. Where a
 run has been exported (``model.onnx``, and ``model.int8.onnx`` after ``export --int8``), every
 backend that can run it here predicts the same batch of images the size of the run's training
-images; those that agree with PyTorch fp32 compete on images/s, and the fastest wins. Agreeing
-is three things (``Parity``): at least ``MIN_AGREEMENT`` of the mask pixels equal after the run's
-post-processing (labels, for a classifier); where fp32 marks pixels, a Dice of at least
-``MIN_MASK_DICE`` between the two masks (steel is mostly clean: a backend that marks nothing
-still "agrees" on 99% of the pixels); and probabilities within ``MAX_MEAN_DIFF`` of fp32's on
-average (an INT8 graph a runtime executes wrongly shifts them everywhere). The answer is kept
+images; those that agree with PyTorch fp32 (``core.parity``: mask pixels, mask Dice and
+probabilities, after the run's post-processing; labels, for a classifier) compete on images/s,
+and the fastest wins. The answer is kept
 in the run's ``backend.json`` with the machine's signature (CPU, thread count, library versions,
 the files measured), and used again while that signature holds.
 
@@ -28,15 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from steelseg import hardware, threads
+from steelseg.core.parity import MAX_MEAN_DIFF, MIN_AGREEMENT, MIN_MASK_DICE, Parity, compare
 from steelseg.core.screening import present
 from steelseg.files import rundir
 from steelseg.files.atomic import write_text
 from steelseg.inference.backends import EXPORTED, Backend, BackendError, create_backend, resolve_backend
 
-MIN_AGREEMENT = 0.99
-MIN_MASK_DICE = 0.9  # where fp32's masks mark at least MARKED of the pixels
-MARKED = 1e-3
-MAX_MEAN_DIFF = 0.02  # mean |probability - fp32's|: bf16 and a good INT8 graph stay below 0.005
 BATCH = 4
 REPEATS = 2  # timed calls after one warm-up; the best counts (a shared machine's noise only slows)
 LIBRARIES = ("torch", "onnxruntime", "openvino")
@@ -132,35 +126,16 @@ def _timed(predictor, images: np.ndarray):
     return outputs, len(images) / best
 
 
-@dataclass(frozen=True)
-class Parity:
-    """A backend against fp32 (module docstring): ``dice`` is None where fp32 marks too little."""
-
-    agreement: float
-    dice: float | None
-    mean_diff: float
-
-    @property
-    def passes(self) -> bool:
-        dice_ok = self.dice is None or self.dice >= MIN_MASK_DICE
-        return self.agreement >= MIN_AGREEMENT and dice_ok and self.mean_diff <= MAX_MEAN_DIFF
-
-    def __str__(self) -> str:
-        dice = "" if self.dice is None else f", mask Dice {self.dice:.3f}"
-        return f"{100 * self.agreement:.2f}% agree{dice}, mean |dp| {self.mean_diff:.4f}"
-
-
 def _parity(reference_predictor, reference, outputs) -> Parity:
     """Masks (presence labels, for a classifier) after post-processing, and probabilities."""
     if reference.pixels is None:
         threshold = reference_predictor.presence_threshold
-        agree = (present(reference.scores, threshold) == present(outputs.scores, threshold)).mean()
-        return Parity(float(agree), None, float(np.abs(reference.scores - outputs.scores).mean()))
+        return compare(
+            present(reference.scores, threshold), present(outputs.scores, threshold), reference.scores, outputs.scores
+        )
     ours = np.stack([reference_predictor.masks(reference[i]) for i in range(len(reference))])
     theirs = np.stack([reference_predictor.masks(outputs[i]) for i in range(len(outputs))])
-    dice = 2 * (ours & theirs).sum() / (ours.sum() + theirs.sum()) if ours.mean() >= MARKED else None
-    diff = float(np.abs(reference.pixels - outputs.pixels).mean())
-    return Parity(float((ours == theirs).mean()), None if dice is None else float(dice), diff)
+    return compare(ours, theirs, reference.pixels, outputs.pixels)
 
 
 def _images(run, config) -> np.ndarray:

@@ -42,10 +42,16 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise RunDirError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
 
 
-def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
+CLASS_HEAD = "net.classification_head."  # smp's aux_params head: what a two_head net adds to a segment net
+
+
+def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, new_class_head: bool = False) -> None:
     """Load a run's weights into ``model``; ``run_dir`` may also be a .safetensors file, or a folder
     smp's ``save_pretrained`` wrote (``export --format smp``), whose keys are those of the smp
-    network a segment or two_head model wraps as ``net``."""
+    network a segment or two_head model wraps as ``net``. With ``new_class_head`` (``init_from``
+    into a two_head model) the weights of a segment network of the same shape load too, and the
+    class head keeps its fresh initialisation: e.g. a two-headed student started from the
+    teacher's own U-Net. Every other mismatch is refused."""
     path = Path(run_dir) if str(run_dir).endswith(".safetensors") else Path(run_dir) / WEIGHTS
     if Path(run_dir).is_file() and path != Path(run_dir):
         # A .pth or .ckpt here would have to be unpickled: weights come as safetensors only.
@@ -54,6 +60,11 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module) -> None:
     what = "the model in its config.yaml"
     if is_smp_folder(run_dir):
         state, what = {f"net.{key}": value for key, value in state.items()}, "this run's model (arch, encoder, classes)"
+    expected = model.state_dict().keys()
+    if new_class_head and not any(key.startswith(CLASS_HEAD) for key in state) and set(state) < set(expected):
+        missing = set(expected) - set(state)
+        if all(key.startswith(CLASS_HEAD) for key in missing):
+            state = {**{key: value for key, value in model.state_dict().items() if key in missing}, **state}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

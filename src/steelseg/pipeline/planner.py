@@ -207,15 +207,16 @@ def _steps(fp, kinds, probes, budget_s, unlabelled, k, trained) -> float:
     planned shorter by its share and does not count."""
     train_s = _train_seconds(fp, kinds, probes, budget_s, unlabelled, k, trained, "both")
     total_share = sum(SHARES[kind] for kind in kinds)
-    val_images = min(rules.VAL_IMAGES, max(1, fp.images // k))
+    val_images = max(1, fp.images // k)
     steps = []
     for kind in kinds:
         if kind == "classify":
             continue
         probe = probes[kind]
         seconds = train_s * SHARES[kind] / (trained * total_share)
-        seconds -= rules.VALIDATIONS * val_images * probe.predict_seconds_per_image
-        steps.append(seconds / (probe.train_seconds_per_image * probe.batch_size))
+        images, times = rules.validation(seconds, val_images, probe.predict_seconds_per_image)
+        seconds -= times * images * probe.predict_seconds_per_image
+        steps.append(max(0.0, seconds) / (probe.train_seconds_per_image * probe.batch_size))
     return min(steps)
 
 

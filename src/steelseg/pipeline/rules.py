@@ -15,8 +15,9 @@ Time (``folds``, ``schedule``): the budget less what the other stages are estima
 member-fold trainings; a small budget trains fewer of the k fold models, each for longer. The
 probe's seconds per image turn a fold's minutes into training images; a fold validates
 ``VALIDATIONS`` times on at most ``VAL_IMAGES`` images (the out-of-fold files at the end cover
-the whole fold). Whole passes over the data when they fit, else shorter "epochs"
-(``train.batches_per_epoch``).
+the whole fold), unless that would take over ``VAL_SHARE`` of its time (``validation``: on a
+slow CPU, 8 validations of 200 whole 256x1600 strips took half of a 43-minute fold). Whole
+passes over the data when they fit, else shorter "epochs" (``train.batches_per_epoch``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ GPU_MAX_BATCH = 32
 MEMORY_SHARE = 0.5  # of the free memory, for one training's samples
 VALIDATIONS = 8  # per fold training
 VAL_IMAGES = 256  # images per validation at most
+VAL_SHARE = 0.2  # of a fold's training time at most spent validating ...
+MIN_VAL_IMAGES = 64  # ... by validating fewer images, down to this many (or all there are) ...
+MIN_VALIDATIONS = 3  # ... then validating less often, down to this many times
 SCREEN_EMPTY_SHARE = 0.5  # a classifier screen joins when at least this share of (image, class) pairs is empty
 TWO_HEAD_EMPTY_SHARE = 0.3  # a two-headed net joins the candidates from this share, when time allows
 MIN_FOLD_STEPS = 1000  # optimiser steps per fold model below which fewer fold models are trained
@@ -149,22 +153,42 @@ def schedule(
     minutes: float, train_images: int, val_images: int, batch: int, train_s: float, predict_s: float
 ) -> tuple[Schedule, str]:
     """Epochs and their length for one fold's ``minutes`` (module docstring)."""
-    val_n = min(val_images, VAL_IMAGES)
-    val_batches = max(1, math.ceil(val_n / max(1, batch // 2)))
     seconds = minutes * 60
+    val_n, validations = validation(seconds, val_images, predict_s)
+    val_batches = max(1, math.ceil(val_n / max(1, batch // 2)))
+    capped = (
+        f" (validation kept to {VAL_SHARE:.0%} of the time: {validations} x {val_n} images)"
+        if (val_n, validations) != (min(val_images, VAL_IMAGES), VALIDATIONS)
+        else ""
+    )
     per_pass = train_images * train_s + val_n * predict_s
     epochs = int(seconds // per_pass)
-    if epochs >= VALIDATIONS:
+    if epochs >= validations:
         plan = Schedule(epochs, None, val_batches, minutes, epochs * train_images)
-        return plan, f"{epochs} passes over {train_images} images, each validated on {val_n}"
-    per_epoch = (seconds / VALIDATIONS - val_n * predict_s) / train_s
+        return plan, f"{epochs} passes over {train_images} images, each validated on {val_n}{capped}"
+    per_epoch = (seconds / validations - val_n * predict_s) / train_s
     batches = max(1, int(per_epoch // batch))
-    plan = Schedule(VALIDATIONS, batches, val_batches, minutes, VALIDATIONS * batches * batch)
+    plan = Schedule(validations, batches, val_batches, minutes, validations * batches * batch)
     passes = plan.train_images / max(1, train_images)
     return plan, (
-        f"{VALIDATIONS} epochs of {batches} batches ({passes:.1f} passes over {train_images} images), "
-        f"each validated on {val_n}"
+        f"{validations} epochs of {batches} batches ({passes:.1f} passes over {train_images} images), "
+        f"each validated on {val_n}{capped}"
     )
+
+
+def validation(seconds: float, val_images: int, predict_s: float) -> tuple[int, int]:
+    """(images per validation, validations) in a fold training of ``seconds``: ``VALIDATIONS``
+    times at most ``VAL_IMAGES`` images while that takes at most ``VAL_SHARE`` of the time;
+    beyond it fewer images (down to ``MIN_VAL_IMAGES``), then fewer validations (down to
+    ``MIN_VALIDATIONS``): a model checked less often, not one trained less."""
+    allowed = VAL_SHARE * seconds
+    images = min(val_images, VAL_IMAGES)
+    if VALIDATIONS * images * predict_s > allowed:
+        images = max(min(images, MIN_VAL_IMAGES), int(allowed / (VALIDATIONS * predict_s)))
+    times = VALIDATIONS
+    if times * images * predict_s > allowed:
+        times = max(MIN_VALIDATIONS, int(allowed / (images * predict_s)))
+    return images, times
 
 
 def fold_count(fp: Fingerprint) -> int:

@@ -57,7 +57,7 @@ class SegmentationModule(L.LightningModule):
         self.outputs = TASK_OUTPUTS[self.task]
         self.model = build_model(config.model, num_classes)
         if config.model.init_from:  # a previous stage or run: every layer, not just the encoder
-            load_weights(config.model.init_from, self.model)
+            load_weights(config.model.init_from, self.model, new_class_head=self.task == "two_head")
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         # Mask R-CNN brings its own losses (RPN, boxes, classes, masks).

@@ -6,13 +6,12 @@ whose ranges are calibrated (min/max) on the network inputs the Predictor makes 
 images, so preprocessing, scale and padding are those of prediction. The fp32 ``model.onnx`` is
 exported first when missing or stale.
 
-Why not per-channel 8-bit weights, the usual choice (measured on a trained U-Net / resnet18 and
-the real strips, ``benchmarks/int8_speed.py``): OpenVINO 2026.4 runs onnxruntime's per-channel
-QDQ weights wrongly on every CPU tried (mean probability 0.09 off fp32's, against 0.012 per
-tensor; its masks missed every defect fp32 marked), and on CPUs without VNNI (AVX2 only)
-onnxruntime's own u8 x s8 kernels saturate with full-range 8-bit weights (mask Dice 0.000
-against fp32; 0.947 with 7-bit weights). Per-tensor 7-bit weights agree on both runtimes on
-every CPU, at the same speed.
+Why not per-channel 8-bit weights, the usual choice (``benchmarks/int8_variants.py``, a trained
+U-Net / resnet18 on the real strips): OpenVINO 2026.4 runs onnxruntime's per-channel QDQ weights
+wrongly on both CPUs tried (mean probability 0.09 off fp32's, against 0.012 per tensor; its
+masks missed every defect fp32 marked), and on CPUs without VNNI (AVX2 only) onnxruntime's own
+u8 x s8 kernels saturate with full-range 8-bit weights (mask Dice 0.000 against fp32's; 0.974
+with 7-bit weights). Per-tensor 7-bit weights agree on both runtimes, at the same speed.
 
 Before ``model.int8.onnx`` is kept it predicts held-out images next to PyTorch fp32 with the
 run's post-processing: the share of mask pixels that agree, and the competition Dice (against

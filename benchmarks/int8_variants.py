@@ -15,7 +15,6 @@ Variants: weights per channel or per tensor, in 8 bits or 7 (``reduce_range``).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -30,9 +29,7 @@ threads.configure()  # before torch loads, as the steelseg command does
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import openvino as ov  # noqa: E402
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
 
-from steelseg.core.parity import compare  # noqa: E402
 from steelseg.files import rundir  # noqa: E402
 from steelseg.inference import quantize  # noqa: E402
 from steelseg.inference.backends.onnx_backend import INPUT, OnnxBackend  # noqa: E402
@@ -60,46 +57,21 @@ def main() -> None:
     exact = ort.InferenceSession(str(fp32))
     truth = [exact.run(None, {INPUT: x})[0] for x in shown]
     core = ov.Core()
-    images = _images(args)
-    fp32_masks = np.stack([reference.masks(reference.predict_outputs(x[None])[0]) for x in images])
+    images = quantize.open_images(args.images, run.config)
+    images = images.subset(list(range(min(SHOWN, len(images.paths)))))
     print(f"{'INT8 weights':<36}{'onnxruntime':>12}{'OpenVINO':>10}  onnxruntime's masks vs fp32's")
     with tempfile.TemporaryDirectory() as tmp:
         for name, options in VARIANTS.items():
             path = Path(tmp) / "int8.onnx"
-            logging.disable(logging.WARNING)  # the quantiser's advice to pre-process
-            quantize_static(
-                str(fp32),
-                str(path),
-                Reader(inputs),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                **options,
-            )
-            logging.disable(logging.NOTSET)
+            quantize._quantize(fp32, path, inputs, **options)
             session, compiled = ort.InferenceSession(str(path)), core.compile_model(str(path), "CPU")
             ours = _mean_diff([session.run(None, {INPUT: x})[0] for x in shown], truth)
             theirs = _mean_diff([compiled(x)[0] for x in shown], truth)
             quantize._add_metadata(fp32, path, {})
             backend = OnnxBackend(path, "cpu")
             int8 = Predictor.single(run.config, run.postprocess, backend, batch_size=1, screen_threshold=run.gate)
-            int8_masks = np.stack([int8.masks(int8.predict_outputs(x[None])[0]) for x in images])
-            print(f"{name:<36}{ours:>12.4f}{theirs:>10.4f}  {compare(fp32_masks, int8_masks)}")
-
-
-class Reader(CalibrationDataReader):
-    def __init__(self, inputs):
-        self.batches = iter(inputs)
-
-    def get_next(self):
-        x = next(self.batches, None)
-        return None if x is None else {INPUT: x}
-
-
-def _images(args) -> list[np.ndarray]:
-    from steelseg.files.images import read_gray
-
-    return [read_gray(p) for p in sorted(args.images.iterdir())[:SHOWN]]
+            parity = quantize._compare(reference, int8, images)[0]  # masks, as export --int8 checks them
+            print(f"{name:<36}{ours:>12.4f}{theirs:>10.4f}  {parity}")
 
 
 def _mean_diff(outputs: list[np.ndarray], truth: list[np.ndarray]) -> float:

@@ -119,9 +119,8 @@ def test_a_segmenter_beats_the_all_empty_submission_on_held_out_strips(strips, t
 
 
 def test_a_classifier_ranks_held_out_defects_well_above_chance(strips, tmp_path):
-    # 30 epochs, not 20: at 20 the mean AUC was 0.83 with 2 torch threads but 0.67 with 1 (as an
-    # xdist worker may have it after another test), the same seed summed in another order; at 30
-    # it was 0.83 and 0.91
+    # 30 epochs, not 20: at 20 an xdist worker left at 1 torch thread by an earlier test (the same
+    # seed, sums in another order) fell to a mean AUC of 0.67 in `make test-slow`
     predictor = _trained(strips, tmp_path, "classify", "train.epochs=30")
     _, images, masks = strips
     assert _mean_auc(predictor, images, masks) >= MIN_MEAN_AUC

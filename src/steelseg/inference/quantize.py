@@ -140,15 +140,14 @@ def export_int8(
         blind = mask_dice is not None and mask_dice < MIN_MASK_DICE
         refused = None
         if agreement < min_agreement or drop > max_dice_drop or blind:
-            refused = QuantizeError(
+            refused = (
                 f"{run_dir}: the INT8 model disagrees with fp32 on {len(held_out.paths)} held-out images: pixel "
                 f"agreement {100 * agreement:.3f}% (needs {100 * min_agreement:g}%), Dice drop {drop:+.4f} "
                 f"(at most {max_dice_drop:g}), mask Dice against fp32's "
-                f"{'-' if mask_dice is None else f'{mask_dice:.4f}'} (needs {MIN_MASK_DICE:g}); "
-                f"{out.name} was not written"
+                f"{'-' if mask_dice is None else f'{mask_dice:.4f}'} (needs {MIN_MASK_DICE:g})"
             )
             if enforce:
-                raise refused
+                raise QuantizeError(f"{refused}; {out.name} was not written")
     return Int8Check(
         out,
         len(calibrate.paths),
@@ -160,7 +159,7 @@ def export_int8(
         out.stat().st_size,
         fp32.stat().st_size,
         mask_dice,
-        None if refused is None else str(refused).replace(f"; {out.name} was not written", ""),
+        refused,
     )
 
 
@@ -226,7 +225,11 @@ def _network_inputs(reference: Predictor, images: Images) -> list[np.ndarray]:
     return seen
 
 
-def _quantize(fp32: Path, out: Path, inputs: list[np.ndarray]) -> None:
+def _quantize(
+    fp32: Path, out: Path, inputs: list[np.ndarray], per_channel: bool = False, reduce_range: bool = True
+) -> None:
+    """``fp32`` quantised into ``out``, calibrated on ``inputs``; the defaults are what runs right
+    on both runtimes (module docstring; ``benchmarks/int8_variants.py`` tries the others)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -245,8 +248,8 @@ def _quantize(fp32: Path, out: Path, inputs: list[np.ndarray]) -> None:
             str(out),
             Reader(),
             quant_format=QuantFormat.QDQ,
-            per_channel=False,  # OpenVINO mis-runs per-channel QDQ weights (module docstring)
-            reduce_range=True,  # 7-bit weights: no u8 x s8 saturation on CPUs without VNNI
+            per_channel=per_channel,  # OpenVINO mis-runs per-channel QDQ weights (module docstring)
+            reduce_range=reduce_range,  # 7-bit weights: no u8 x s8 saturation on CPUs without VNNI
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )

@@ -60,11 +60,11 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, new_class_h
     what = "the model in its config.yaml"
     if is_smp_folder(run_dir):
         state, what = {f"net.{key}": value for key, value in state.items()}, "this run's model (arch, encoder, classes)"
-    expected = model.state_dict().keys()
-    if new_class_head and not any(key.startswith(CLASS_HEAD) for key in state) and set(state) < set(expected):
-        missing = set(expected) - set(state)
-        if all(key.startswith(CLASS_HEAD) for key in missing):
-            state = {**{key: value for key, value in model.state_dict().items() if key in missing}, **state}
+    if new_class_head:
+        own = model.state_dict()
+        missing = own.keys() - state.keys()
+        if missing and state.keys() <= own.keys() and all(key.startswith(CLASS_HEAD) for key in missing):
+            state = {**{key: own[key] for key in missing}, **state}  # the head keeps its initialisation
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -13,11 +13,12 @@ the whole path in a few minutes on a subset (300 training images, 100 held-out, 
 per run): it shows the path works, not what distillation gains.
 
 ``--half-clean FIT_BENCH [--from-member]`` instead takes the folder of ``fit_benchmark.py half-clean`` (its fit's
-U-Net and classifier screen members, its 400 training and 100 held-out synthetic strips). The
+U-Net and classifier screen members, its training and held-out synthetic strips). The
 teacher is both members gated and tuned on their out-of-fold files (``steelseg tune``), so a
 classifier is in it; the students are two-headed U-Nets (a class head learns the teacher's class
 scores), distilled or trained on the masks alone for ``--minutes`` each, scored on the held-out
-strips with competition and dataset Dice. ``--from-member`` starts both students from the
+strips with competition and dataset Dice. Both students see images at the
+input scale and crop of the teacher's U-Net. ``--from-member`` starts both students from the
 weights of the teacher's own trained U-Net fold model (its class head fresh): the student then
 has to learn what the screen adds, not the whole segmenter again, in the same minutes.
 """
@@ -76,8 +77,9 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
     if not (teacher / "ensemble.yaml").is_file():
         steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(teacher))
     two_head = ["--set", "model.task=two_head", "--set", "train.epochs=1000", "--set", f"train.max_minutes={minutes}"]
+    folds = sorted(path.parent for path in (fit / "members" / "unet").glob("fold-*/finished"))
+    two_head += geometry_of(folds[0])
     if from_member:
-        folds = sorted(path.parent for path in (fit / "members" / "unet").glob("fold-*/finished"))
         two_head += ["--set", f"model.init_from={folds[0].resolve()}"]
         out = bench / "distill-from-member"
         print(f"both students start from {folds[0]} (the teacher's U-Net; class head fresh)")
@@ -102,6 +104,20 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
         result, seconds, _ = holdout_scores(models, test_data, None, tta, None)
         dataset = float(result.dataset_dice.mean())
         print(f"{name:<56}{result.mean_dice:>12.4f}{dataset:>9.4f}  {1000 * seconds / images:8.1f}")
+
+
+def geometry_of(run: Path) -> list[str]:
+    """``--set`` options for a student to see images as the teacher's U-Net ``run`` did: its input
+    scale and crop (a plan halves the resolution where the budget is short for the hardware)."""
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    settings = {
+        "model.input_scale": config["model"]["input_scale"],
+        "data.crop_height": config["data"]["crop_height"],
+        "data.crop_width": config["data"]["crop_width"],
+    }
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
 
 
 def main() -> None:

@@ -13,11 +13,15 @@ GIB = 2**30
 
 
 def fake_measure(train_s=0.05, predict_s=0.02, per_sample=50 * 2**20):
+    """Seconds per image as given for 256x512 crops and 256x1600 images, in proportion to the
+    pixels for others (as a network's cost is)."""
     calls = []
 
     def measure(config, crop, image, batch, device, dataset=None):
         calls.append((config.model.task, crop, image, batch))
-        return Probe(train_s, predict_s, per_sample, batch, crop, image, "bf16-mixed", device)
+        train = train_s * crop[0] * crop[1] / (256 * 512)
+        predict = predict_s * image[0] * image[1] / (256 * 1600)
+        return Probe(train, predict, per_sample, batch, crop, image, "bf16-mixed", device)
 
     measure.calls = calls
     return measure
@@ -49,10 +53,36 @@ def test_members_share_the_training_time_and_the_estimate_fits_the_budget():
 
 
 def test_extra_candidates_are_dropped_when_time_is_short():
-    fp = fingerprint(images=1000, empty=0.75)
+    # defects of 10.5 px (25th percentile) would fall below 6 px at half the resolution: it stays
+    fp = fingerprint(images=1000, empty=0.75, extent=14)
     plan = make_plan(fp, ["a", "b"], 20, "cpu", measure=fake_measure(train_s=0.3), free_bytes=8 * GIB)
     assert [m.name for m in plan.members] == ["unet"]
     assert "two-head dropped" in plan.reasons["families"] and "screen dropped" in plan.reasons["families"]
+    assert plan.members[0].settings["model.input_scale"] == 1.0
+
+
+def test_a_short_budget_halves_the_resolution_before_it_drops_the_screen():
+    # at full resolution a fold's unet alone would get (1200 s - 60 fixed - 20 export - 12 s of
+    # flipped out-of-fold prediction - validations) / (0.3 s x 8 images) < 1000 steps; at half the
+    # resolution a step costs a quarter: the unet and its screen (half a unet's share) get 2/3 and
+    # 1/3 of the time, and the unet still over 1000 steps; a two-headed net would leave it too few
+    fp = fingerprint(images=1000, empty=0.75)  # 25th-percentile defect 30 px: 15 px at half
+    measure = fake_measure(train_s=0.3)
+    plan = make_plan(fp, ["a", "b"], 20, "cpu", measure=measure, free_bytes=8 * GIB)
+    assert [m.name for m in plan.members] == ["unet", "screen"]
+    assert "two-head dropped" in plan.reasons["families"]
+    for member in plan.members:
+        assert member.settings["model.input_scale"] == 0.5
+        assert (member.settings["data.crop_height"], member.settings["data.crop_width"]) == (128, 256)
+    # the unet probed at full resolution, then at half; the other candidates at half only
+    assert measure.calls[:4] == [
+        ("segment", (256, 512), (256, 1600), 2),
+        ("segment", (256, 512), (256, 1600), 8),
+        ("segment", (128, 256), (128, 800), 2),
+        ("segment", (128, 256), (128, 800), 8),
+    ]
+    assert {(c[0], c[1]) for c in measure.calls[4:]} == {("classify", (128, 256)), ("two_head", (128, 256))}
+    assert "half of 1" in plan.reasons["input scale"] and "optimiser steps in a fold" in plan.reasons["input scale"]
 
 
 def test_a_budget_with_no_time_to_train_is_refused():
@@ -82,7 +112,7 @@ def test_a_small_budget_trains_fewer_fold_models_for_longer():
 
 
 def test_flips_are_dropped_before_a_budget_is_refused():
-    fp = fingerprint(images=1000, empty=0.2)
+    fp = fingerprint(images=1000, empty=0.2, extent=14)  # defects too small to halve the resolution
     # predicting 200 out-of-fold images x 3 views x 2 s = 20 min > 15% of 30 min; 2 views also too many
     plan = make_plan(fp, ["a", "b"], 30, "cpu", measure=fake_measure(predict_s=2.0), free_bytes=8 * GIB)
     assert (plan.tta, len(plan.trained_folds())) == ("none", 1)

@@ -51,6 +51,26 @@ def test_strips_keep_their_scale_and_train_on_wide_crops():
     assert geo.net_image == (256, 1600)
 
 
+def test_coarser_halves_the_resolution_on_the_same_field_of_view():
+    fp = fingerprint(256, 1600)  # 25th-percentile defect extent (20 + 40) / 2 = 30 px
+    geo, _ = rules.geometry(fp)
+    half, why = rules.coarser(geo, fp)
+    assert (half.scale, half.crop, half.net_crop, half.net_image) == (0.5, (128, 256), (128, 256), (128, 800))
+    assert "15.0 >= 6 px" in dict(why)["input scale"]
+    quarter, _ = rules.coarser(half, fp)
+    assert (quarter.scale, quarter.crop, quarter.net_image) == (0.25, (64, 128), (64, 416))  # 400 up to 416
+    assert rules.coarser(quarter, fp) is None  # 30 px x 1/8 = 3.75 px < 6
+
+
+def test_coarser_stops_at_small_defects_and_keeps_whole_images_whole():
+    fp = fingerprint(256, 1600, extent=14)  # 25th percentile 10.5 px: 5.25 px at half
+    assert rules.coarser(rules.geometry(fp)[0], fp) is None
+    fp = fingerprint(200, 200, extent=30)
+    half, why = rules.coarser(rules.geometry(fp)[0], fp)
+    assert (half.scale, half.crop, half.net_crop) == (0.5, None, (128, 128))  # 100 px up to 128
+    assert dict(why)["crop"] == "whole images"
+
+
 def test_small_images_train_whole():
     geo, _ = rules.geometry(fingerprint(200, 200, extent=30))
     assert geo.crop is None and geo.scale == 1.0
@@ -121,9 +141,9 @@ def test_validation_takes_at_most_a_fifth_of_the_time():
 
 
 def test_flips_are_dropped_when_they_cost_too_much():
-    assert rules.tta_views(0.1, 1000, 1, 3600)[0] == "both"  # 300 s <= 540 s
-    assert rules.tta_views(0.25, 1000, 1, 3600)[0] == "hflip"  # 750 s > 540 s; 500 s fits
-    assert rules.tta_views(1.0, 1000, 1, 3600)[0] == "none"
+    assert rules.tta_views(0.1, 1000, 3600)[0] == "both"  # 300 s <= 540 s
+    assert rules.tta_views(0.25, 1000, 3600)[0] == "hflip"  # 750 s > 540 s; 500 s fits
+    assert rules.tta_views(1.0, 1000, 3600)[0] == "none"
 
 
 def test_search_space_spans_the_defect_areas():

@@ -8,6 +8,7 @@ default it trains a few steps of each candidate on this machine.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -51,8 +52,12 @@ def make_plan(
     reasons.update(why)
     kinds, reasons["families"] = rules.families(fp)
     sampler, pos_weight, reasons["sampler, loss weights"] = rules.sampler_and_weights(fp)
-    base = _base_settings(geo, sampler, pos_weight, seed)
-    probes = _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons)
+    settings_at = partial(_base_settings, sampler=sampler, pos_weight=pos_weight, seed=seed)
+    probe_at = partial(_probe_all, class_names=class_names, measure=measure, device=device, free_bytes=free_bytes)
+    left_s = (budget_minutes * 60 - spent_seconds) * (1 - rules.DISTILL_SHARE if distill else 1.0)
+    geo, probes, probe_s = _probed(fp, geo, kinds, settings_at, probe_at, left_s, unlabelled, reasons)
+    spent_seconds += probe_s  # the probes' minutes are the budget's too (2-3 min on a slow CPU)
+    base = settings_at(geo)
     budget_s = budget_minutes * 60 - spent_seconds
     distill_s = budget_s * rules.DISTILL_SHARE if distill else 0.0
     kinds, k, trained, tta, train_s = _fit_candidates(fp, kinds, probes, budget_s - distill_s, unlabelled, reasons)
@@ -135,6 +140,32 @@ def _student(fp, recipe, kinds, probes, base, seconds, trained, tta) -> tuple[Di
     return student, reason
 
 
+def _probed(fp, geo, kinds, settings_at, probe_at, budget_s, unlabelled, reasons):
+    """The geometry for the budget (``_geometry_for_budget``), every candidate's probe there, and
+    the seconds the probing took."""
+    started = time.monotonic()
+    geo, probes = _geometry_for_budget(fp, geo, settings_at, probe_at, budget_s, unlabelled, reasons)
+    probes.update(probe_at([kind for kind in kinds if kind not in probes], settings_at(geo), geo=geo, reasons=reasons))
+    return geo, probes, time.monotonic() - started
+
+
+def _geometry_for_budget(fp, geo, settings_at, probe_at, budget_s, unlabelled, reasons):
+    """``geo`` and the segmenter's probe there; the next coarser geometry (``rules.coarser``)
+    while the segmenter alone would get fewer than ``rules.MIN_FOLD_STEPS`` steps in one fold."""
+    while True:
+        probes = probe_at(["segment"], settings_at(geo), geo=geo, reasons=reasons)
+        steps = _steps(fp, ["segment"], probes, budget_s, unlabelled, rules.fold_count(fp), 1)
+        step = rules.coarser(geo, fp) if steps < rules.MIN_FOLD_STEPS else None
+        if step is None:
+            return geo, probes
+        scale, (geo, why) = geo.scale, step
+        reasons.update(why)
+        reasons["input scale"] += (
+            f"; at {scale:g} the unet would get {steps:.0f} optimiser steps in a fold ({rules.MIN_FOLD_STEPS} "
+            f"wanted), at half the resolution a step costs about a quarter"
+        )
+
+
 def _probe_all(kinds, base, class_names, geo, measure, device, free_bytes, reasons) -> dict:
     """Each candidate measured at ``PROBE_BATCH`` for its memory, then at the batch chosen from it."""
     probes = {}
@@ -183,7 +214,7 @@ def _fit_candidates(fp, kinds, probes, budget_s, unlabelled, reasons):
         reasons["families"] += f"; {NAMES[dropped]} dropped: too little time for it to learn"
     k, trained, reasons["folds"] = rules.folds(fp, steps_at)
     tta, reasons["TTA"] = rules.tta_views(
-        max(probes[kind].predict_seconds_per_image for kind in kinds), _oof_images(fp, k, trained), len(kinds), budget_s
+        sum(probes[kind].predict_seconds_per_image for kind in kinds), _oof_images(fp, k, trained), budget_s
     )
     train_s = _train_seconds(fp, kinds, probes, budget_s, unlabelled, k, trained, tta)
     if train_s <= 0:

@@ -8,7 +8,12 @@ Geometry (``geometry``): the network sees images scaled so that their median hei
 ``MAX_NET_HEIGHT`` pixels, unless that would make a quarter of the defects shorter than
 ``MIN_DEFECT_PX`` pixels; it trains on whole images when a scaled image has at most
 ``WHOLE_IMAGE_PIXELS`` pixels, else on crops (multiples of 32, as long as most images allow,
-wider than tall for strips).
+wider than tall for strips). Where even the segmenter alone would get fewer than
+``MIN_FOLD_STEPS`` optimiser steps in one fold (a slow CPU, a small budget), it sees the same
+field of view at half the resolution (``coarser``): a step costs about a quarter, so it learns
+from four times as many, as long as the 25th-percentile defect keeps ``MIN_COARSE_DEFECT_PX``
+pixels (on a 10-minute budget on a 2-core CPU a half-resolution U-Net learned where the full one
+did not: ``benchmarks/half_scale.py``).
 
 Time (``folds``, ``schedule``): the budget less what the other stages are estimated to take
 (prediction of every out-of-fold image with every TTA view, tuning, export) is shared among the
@@ -32,6 +37,8 @@ from steelseg.pipeline.fingerprint import Fingerprint
 
 MAX_NET_HEIGHT = 384  # px: median image height the network sees at most
 MIN_DEFECT_PX = 12  # px: the longest side of the 25th-percentile defect, after scaling
+MIN_COARSE_DEFECT_PX = 6  # px: the same, at most, when a short budget halves the resolution
+MIN_COARSE_CROP = 64  # px: a crop's side (network pixels) below which resolution is not halved
 WHOLE_IMAGE_PIXELS = 256 * 512  # scaled images up to this size train whole, larger ones on crops
 CROP_SIDE = 256  # px, network pixels: a crop's height (and twice it as width for wide strips)
 WIDE = 2.5  # aspect ratio (width / height) from which images count as strips
@@ -93,6 +100,32 @@ def geometry(fp: Fingerprint) -> tuple[Geometry, list[tuple[str, str]]]:
         why_crop = f"{net_h}x{net_w} network pixels ({shape}), within 95% of the images"
     net_crop = crop or net_image
     return Geometry(scale, crop, net_crop, net_image), [("input scale", why_scale), ("crop", why_crop)]
+
+
+def coarser(geo: Geometry, fp: Fingerprint) -> tuple[Geometry, list[tuple[str, str]]] | None:
+    """``geo`` at half the resolution on the same field of view (a crop of the same image area,
+    half as many pixels each way); None where the 25th-percentile defect would fall below
+    ``MIN_COARSE_DEFECT_PX`` pixels or a crop below ``MIN_COARSE_CROP`` (module docstring)."""
+    extents = [c.extent["p25"] for c in fp.classes if c.extent]
+    scale = geo.scale / 2
+    if not extents or min(extents) * scale < MIN_COARSE_DEFECT_PX:
+        return None
+    crop = None
+    if geo.crop is not None:
+        crop = (max(32, _down32(geo.crop[0] / 2)), max(32, _down32(geo.crop[1] / 2)))
+        if min(crop) < MIN_COARSE_CROP:
+            return None
+    net_image = (up32(fp.height["p50"] * scale), up32(fp.width["p50"] * scale))
+    why_scale = (
+        f"half of {geo.scale:g}; the 25th-percentile defect ({min(extents):.0f} px) keeps "
+        f"{min(extents) * scale:.1f} >= {MIN_COARSE_DEFECT_PX} px"
+    )
+    why_crop = (
+        f"{crop[0]}x{crop[1]} network pixels: the same field of view as {geo.crop[0]}x{geo.crop[1]} at {geo.scale:g}"
+        if crop
+        else "whole images"
+    )
+    return Geometry(scale, crop, crop or net_image, net_image), [("input scale", why_scale), ("crop", why_crop)]
 
 
 def batch_size(bytes_per_sample: int, free_bytes: int, device: str) -> tuple[int, str]:
@@ -213,10 +246,11 @@ def folds(fp: Fingerprint, steps_at) -> tuple[int, int, str]:
     return k, trained, reason
 
 
-def tta_views(predict_s: float, images: int, members: int, budget_s: float) -> tuple[str, str]:
-    """Flips (3 views) unless predicting every image that way would take over 15% of the budget."""
+def tta_views(predict_s: float, images: int, budget_s: float) -> tuple[str, str]:
+    """Flips (3 views) unless predicting every image that way would take over 15% of the budget;
+    ``predict_s``: seconds per image of all the members together (what the estimate counts)."""
     for tta, views in (("both", 3), ("hflip", 2)):
-        cost = predict_s * images * members * views
+        cost = predict_s * images * views
         if cost <= 0.15 * budget_s:
             return tta, f"{views} views cost {cost / 60:.1f} min over the out-of-fold images"
     return "none", "flips would take over 15% of the budget"

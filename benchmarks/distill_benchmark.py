@@ -4,7 +4,8 @@ masks alone, on the 20% hold-out of ``neu_engine.py`` (its split function, seed 
 
     python benchmarks/distill_benchmark.py [--data ../shared/data/neu-seg] [--k 3] [--minutes 6]
                                            [--out runs/neu-distill] [--quick]
-    python benchmarks/distill_benchmark.py --half-clean runs/fit-half-clean-50 [--minutes 10]
+    python benchmarks/distill_benchmark.py --half-clean runs/fit-half-clean-1k-60 [--from-member]
+                                           [--student two_head|segment] [--minutes 10]
 
 Every figure is the competition mean Dice on the held-out images and the seconds per image of
 prediction (CPU unless a GPU is visible). The teacher is ``neu_engine``'s fold ensemble (trained
@@ -16,11 +17,13 @@ per run): it shows the path works, not what distillation gains.
 U-Net and classifier screen members, its training and held-out synthetic strips). The
 teacher is both members gated and tuned on their out-of-fold files (``steelseg tune``), so a
 classifier is in it; the students are two-headed U-Nets (a class head learns the teacher's class
-scores), distilled or trained on the masks alone for ``--minutes`` each, scored on the held-out
-strips with competition and dataset Dice. Both students see images at the
-input scale and crop of the teacher's U-Net. ``--from-member`` starts both students from the
-weights of the teacher's own trained U-Net fold model (its class head fresh): the student then
-has to learn what the screen adds, not the whole segmenter again, in the same minutes.
+scores; ``--student segment``: plain U-Nets, the teacher's knowledge in the pixels alone), distilled
+or trained on the masks alone for ``--minutes`` each, scored on the held-out
+strips with competition and dataset Dice. Both students train as the teacher's U-Net did (its
+input scale, crop, sampler, loss, epoch length, cosine schedule), for as many epochs as the
+minutes hold at its seconds per epoch. ``--from-member`` starts both students from the weights of
+the teacher's own trained U-Net fold model (its class head fresh), at a fifth of its learning
+rate: the student then has to learn what the screen adds, not the whole segmenter again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from neu_engine import CLASSES, DEFAULT_DATA, SRC, TRAIN, split_holdout, steelseg, train  # noqa: E402
 
 NAMES = ["inclusion", "patches", "scratches"]
+STUDENT_NAMES = {"two_head": "two-headed student", "segment": "U-Net student"}
 STUDENT = [*TRAIN, "--set", "train.epochs=1000"]  # the default recipe (U-Net resnet18), whole images
 
 
@@ -62,10 +66,13 @@ def students(cv_data: Path, teacher: Path, out: Path, minutes: float) -> tuple[P
     return distilled, plain
 
 
-def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
+def half_clean(bench: Path, minutes: float, from_member: bool = False, task: str = "two_head") -> None:
     """The ``--half-clean`` comparison (module docstring), in ``BENCH/distill``; with
     ``from_member`` both students start from the weights of the teacher's trained U-Net fold model
-    (its class head fresh) instead of from scratch, in ``BENCH/distill-from-member``."""
+    (a two-headed student's class head fresh) instead of from scratch, in
+    ``BENCH/distill-from-member``; a ``task`` other than two_head adds ``-TASK`` to the folder."""
+    import yaml
+
     from neu_engine import SRC
 
     sys.path.insert(0, str(SRC))
@@ -76,13 +83,13 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
     teacher = out / "teacher"
     if not (teacher / "ensemble.yaml").is_file():
         steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(teacher))
-    two_head = ["--set", "model.task=two_head", "--set", "train.epochs=1000", "--set", f"train.max_minutes={minutes}"]
     folds = sorted(path.parent for path in (fit / "members" / "unet").glob("fold-*/finished"))
-    two_head += geometry_of(folds[0])
+    two_head = ["--set", f"model.task={task}", *student_settings(folds[0], minutes, from_member)]
     if from_member:
         two_head += ["--set", f"model.init_from={folds[0].resolve()}"]
         out = bench / "distill-from-member"
-        print(f"both students start from {folds[0]} (the teacher's U-Net; class head fresh)")
+        print(f"both students start from {folds[0]} (the teacher's U-Net)")
+    out = out if task == "two_head" else out.with_name(f"{out.name}-{task}")
     distilled, plain = out / "student-distilled", out / "student-masks"
     start = time.monotonic()
     if not (distilled / "finished").is_file():
@@ -93,11 +100,12 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
     print(f"students: {(time.monotonic() - start) / 60:.1f} min")
     images = len(list((test_data / "train_images").iterdir()))
     shipped = json.loads((fit / "selection.json").read_text())["shipped"]["members"]
+    views = yaml.safe_load((teacher / "ensemble.yaml").read_text())["members"][0].get("tta", "none")
     rows = [
-        ("teacher: U-Net + classifier screen, tuned, flip TTA", [teacher / "ensemble.yaml"], None),
+        (f"teacher: U-Net + classifier screen, tuned, TTA {views}", [teacher / "ensemble.yaml"], None),
         (f"fit's shipped system ({' + '.join(shipped)})", [fit], None),
-        ("two-headed student distilled from the teacher", [distilled], None),
-        ("two-headed student of the masks alone", [plain], None),
+        (f"{STUDENT_NAMES[task]} distilled from the teacher", [distilled], None),
+        (f"{STUDENT_NAMES[task]} of the masks alone", [plain], None),
     ]
     print(f"\n{'held-out half-clean strips (' + str(images) + ')':<56}{'competition':>12}{'dataset':>9}  ms/image")
     for name, models, tta in rows:
@@ -106,17 +114,33 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False) -> None:
         print(f"{name:<56}{result.mean_dice:>12.4f}{dataset:>9.4f}  {1000 * seconds / images:8.1f}")
 
 
-def geometry_of(run: Path) -> list[str]:
-    """``--set`` options for a student to see images as the teacher's U-Net ``run`` did: its input
-    scale and crop (a plan halves the resolution where the budget is short for the hardware)."""
+def student_settings(run: Path, minutes: float, fine_tune: bool) -> list[str]:
+    """``--set`` options for a student to train as the teacher's U-Net ``run`` did: its input
+    scale and crop (a plan halves the resolution where the budget is short for the hardware),
+    sampler, batch, loss, epoch length and cosine schedule, with as many epochs as 90% of
+    ``minutes`` hold at ``run``'s own seconds per epoch, so the learning rate decays within the
+    minutes. With ``fine_tune`` (the student starts from ``run``'s weights) a fifth of its
+    learning rate: the full rate on trained weights undoes their training first (measured
+    2026-12-03: 2 epochs at 1e-3 took the teacher's U-Net from 0.987 to 0.911)."""
+    import csv
+
     import yaml
 
     config = yaml.safe_load((run / "config.yaml").read_text())
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epoch_s = float(rows[-1]["seconds"]) / len(rows)
+    data, train = config["data"], config["train"]
     settings = {
         "model.input_scale": config["model"]["input_scale"],
-        "data.crop_height": config["data"]["crop_height"],
-        "data.crop_width": config["data"]["crop_width"],
+        **{f"data.{key}": data[key] for key in ("crop_height", "crop_width", "sampler", "batch_size")},
+        **{f"train.{key}": train[key] for key in ("loss", "batches_per_epoch", "val_batches", "scheduler")},
+        "train.epochs": max(1, int(0.9 * minutes * 60 // epoch_s)),
+        "train.max_minutes": minutes,
+        "train.lr": train["lr"] / 5 if fine_tune else train["lr"],
     }
+    epochs, lr = settings["train.epochs"], settings["train.lr"]
+    print(f"students: {epochs} epochs of {epoch_s:.0f} s (the teacher U-Net's), learning rate {lr:g}")
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
 
 
@@ -131,9 +155,12 @@ def main() -> None:
     parser.add_argument(
         "--from-member", action="store_true", help="--half-clean: students start from the teacher's U-Net weights"
     )
+    parser.add_argument(
+        "--student", choices=sorted(STUDENT_NAMES), default="two_head", help="--half-clean: the students' model.task"
+    )
     args = parser.parse_args()
     if args.half_clean:
-        return half_clean(args.half_clean, args.minutes, args.from_member)
+        return half_clean(args.half_clean, args.minutes, args.from_member, args.student)
     if not (args.data / "masks").is_dir():
         sys.exit(f"NEU-Seg not found at {args.data}")
     args.out = args.out or Path("runs/neu-distill-quick" if args.quick else "runs/neu-distill")

@@ -19,9 +19,12 @@ CLASSES = ["pits", "scratches"]
 GRIDS = {"head_grid": (), "peak_grid": (), "progress": False}  # segmentation members: no heads
 
 
-def make_run(path: Path, ids, probs: np.ndarray, masks: np.ndarray, scale: int = 1, overrides=(), scores=None) -> Path:
+def make_run(
+    path: Path, ids, probs: np.ndarray, masks: np.ndarray, scale: int = 1, overrides=(), scores=None, tta=None
+) -> Path:
     """A run directory: config.yaml and oof.npz holding ``probs`` (N, C, h, w) of images
-    ``scale`` times larger on each side, and class scores (N, C) (default: the max pixel)."""
+    ``scale`` times larger on each side, and class scores (N, C) (default: the max pixel);
+    ``tta``: the views it records (None: a file from before they were recorded)."""
     config = load_config(None, [f"data.class_names={json.dumps(CLASSES)}", *overrides])
     path.mkdir(parents=True)
     rundir.save_config(path, config)
@@ -36,6 +39,7 @@ def make_run(path: Path, ids, probs: np.ndarray, masks: np.ndarray, scale: int =
         probs=probs.astype(np.float16),
         masks=masks,
         shapes=np.array([(h, w)] * n, dtype=np.int64),
+        **({} if tta is None else {"tta": np.array(tta)}),
     )
     return path
 
@@ -162,6 +166,31 @@ def test_two_members_get_their_temperatures_and_an_ensemble_file(tmp_path):
     combined = (scale_logits(stored_good, t_good) + scale_logits(stored_sharp, 2.0)) / 2
     written = PostProcess.from_json(post_path.read_text(), 2)
     np.testing.assert_allclose(direct_dice(written, combined, truth), result.after, atol=1e-12)
+
+
+def test_the_ensemble_file_predicts_with_the_views_its_members_were_tuned_on(tmp_path):
+    """Out-of-fold files made with flip TTA (``train.oof_tta``) tune thresholds for TTA-averaged
+    probabilities: the ensemble file says so, or predict would threshold other numbers. An
+    entry's own TTA and files without a record are left as they are."""
+    ids, probs, masks = planted(np.random.default_rng(7))
+    make_run(tmp_path / "cv" / "fold-0", ids[:2], probs[:2], masks[:2], tta="both")
+    make_run(tmp_path / "cv" / "fold-1", ids[2:], probs[2:], masks[2:], tta="both")
+    make_run(tmp_path / "old", ids, probs, masks)  # no record: predicted as before
+    make_run(tmp_path / "own", ids, probs, masks, tta="both")
+    (tmp_path / "in.yaml").write_text("members:\n  - run: own\n    tta: hflip\n")
+    tune([tmp_path / "cv", tmp_path / "old", tmp_path / "in.yaml"], out=tmp_path / "out", **GRIDS)
+    members = yaml.safe_load((tmp_path / "out" / "ensemble.yaml").read_text())["members"]
+    assert [m.get("tta") for m in members] == ["both", None, "hflip"]
+    specs = [n.spec.tta for n in resolve([tmp_path / "out" / "ensemble.yaml"]).networks]
+    assert specs == ["both", "both", "none", "hflip"]
+
+
+def test_one_source_tuned_on_tta_files_says_which_tta_to_predict_with(tmp_path):
+    ids, probs, masks = planted(np.random.default_rng(8))
+    run = make_run(tmp_path / "run", ids, probs, masks, tta="both")
+    assert "made with TTA both: predict with the same --tta" in tune([run], **GRIDS).report()
+    plain = make_run(tmp_path / "plain", ids, probs, masks, tta="none")
+    assert "--tta" not in tune([plain], **GRIDS).report()
 
 
 def test_a_cv_folder_and_a_run_make_two_members(tmp_path):

@@ -38,6 +38,9 @@ class OofMember:
     entries: dict[str, Entry] = field(default_factory=dict)
     temperature: float = 1.0
     spec: object = None  # sources.MemberSpec
+    # The TTA views its runs' out-of-fold probabilities were made with (``oof.npz``'s ``tta``;
+    # files from before it was recorded: none): what post-processing tuned on them expects.
+    oof_tta: set[str] = field(default_factory=set)
 
 
 def load_members(networks: list[Network], position: dict[int, int], num_classes: int) -> list[OofMember]:
@@ -58,6 +61,7 @@ def load_members(networks: list[Network], position: dict[int, int], num_classes:
         _check_validated(network, path, oof["image_ids"].tolist())
         _check_folds(seen.setdefault(network.member, []), path, set(oof["image_ids"].tolist()), set(where), member.name)
         _merge(member, oof, where, num_classes, network.config.model.task, path)
+        member.oof_tta.add(str(oof["tta"]) if "tta" in oof else "none")
     return list(members.values())
 
 

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from neu_engine import CLASSES, DEFAULT_DATA, SRC, TRAIN, split_holdout, steelseg, train  # noqa: E402
@@ -70,9 +72,9 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False, task: str
     """The ``--half-clean`` comparison (module docstring), in ``BENCH/distill``; with
     ``from_member`` both students start from the weights of the teacher's trained U-Net fold model
     (a two-headed student's class head fresh) instead of from scratch, in
-    ``BENCH/distill-from-member``; a ``task`` other than two_head adds ``-TASK`` to the folder."""
-    import yaml
-
+    ``BENCH/distill-from-member``; a ``task`` other than two_head adds ``-TASK`` to the folder.
+    Where today's ``steelseg tune`` writes another ensemble file for the same members than the
+    teacher's (a teacher tuned before tune kept the members' TTA), that one is scored too."""
     from neu_engine import SRC
 
     sys.path.insert(0, str(SRC))
@@ -80,9 +82,10 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False, task: str
 
     fit, out = bench / "fit", bench / "distill"
     train_data, test_data = bench / "data" / "train", bench / "data" / "test"
-    teacher = out / "teacher"
-    if not (teacher / "ensemble.yaml").is_file():
-        steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(teacher))
+    teacher, retuned = out / "teacher", out / "teacher-now"
+    for folder in (teacher, retuned):
+        if not (folder / "ensemble.yaml").is_file():
+            steelseg("tune", str(fit / "members" / "unet"), str(fit / "members" / "screen"), "--out", str(folder))
     folds = sorted(path.parent for path in (fit / "members" / "unet").glob("fold-*/finished"))
     two_head = ["--set", f"model.task={task}", *student_settings(folds[0], minutes, from_member)]
     if from_member:
@@ -100,9 +103,13 @@ def half_clean(bench: Path, minutes: float, from_member: bool = False, task: str
     print(f"students: {(time.monotonic() - start) / 60:.1f} min")
     images = len(list((test_data / "train_images").iterdir()))
     shipped = json.loads((fit / "selection.json").read_text())["shipped"]["members"]
-    views = yaml.safe_load((teacher / "ensemble.yaml").read_text())["members"][0].get("tta", "none")
-    rows = [
-        (f"teacher: U-Net + classifier screen, tuned, TTA {views}", [teacher / "ensemble.yaml"], None),
+    members = {name: yaml.safe_load((name / "ensemble.yaml").read_text())["members"] for name in (teacher, retuned)}
+    views = members[teacher][0].get("tta", "none")
+    rows = [(f"teacher: U-Net + classifier screen, tuned, TTA {views}", [teacher / "ensemble.yaml"], None)]
+    if members[retuned] != members[teacher]:
+        views = members[retuned][0].get("tta", "none")
+        rows.append((f"the same members tuned by today's tune, TTA {views}", [retuned / "ensemble.yaml"], None))
+    rows += [
         (f"fit's shipped system ({' + '.join(shipped)})", [fit], None),
         (f"{STUDENT_NAMES[task]} distilled from the teacher", [distilled], None),
         (f"{STUDENT_NAMES[task]} of the masks alone", [plain], None),
@@ -122,14 +129,11 @@ def student_settings(run: Path, minutes: float, fine_tune: bool) -> list[str]:
     minutes. With ``fine_tune`` (the student starts from ``run``'s weights) a fifth of its
     learning rate: the full rate on trained weights undoes their training first (measured
     2026-12-03: 2 epochs at 1e-3 took the teacher's U-Net from 0.987 to 0.911)."""
-    import csv
-
-    import yaml
+    from steelseg.reports.curves import read_metrics
 
     config = yaml.safe_load((run / "config.yaml").read_text())
-    with open(run / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    epoch_s = float(rows[-1]["seconds"]) / len(rows)
+    seconds = read_metrics(run / "metrics.csv")[0]["seconds"]  # since the start, at each epoch's end
+    epoch_s = float(seconds[-1]) / len(seconds)
     data, train = config["data"], config["train"]
     settings = {
         "model.input_scale": config["model"]["input_scale"],

@@ -42,6 +42,12 @@ class OofMember:
     # files from before it was recorded: none): what post-processing tuned on them expects.
     oof_tta: set[str] = field(default_factory=set)
 
+    @property
+    def tuned_tta(self) -> str | None:
+        """The views every one of its out-of-fold files was made with, where that is a TTA
+        (None: no TTA, or files that disagree, for which no one setting is right)."""
+        return next(iter(self.oof_tta)) if len(self.oof_tta) == 1 and self.oof_tta != {"none"} else None
+
 
 def load_members(networks: list[Network], position: dict[int, int], num_classes: int) -> list[OofMember]:
     """Group the networks by the source entry they came from; merge their out-of-fold files."""

@@ -106,11 +106,10 @@ def tune(
     result = compare(before_post, choice, members, common, class_names, **options)
     result.written = _write(target, result.postprocess, members, resolved, sources)
     result.images, result.temperatures, result.skipped = len(common), fitted, skipped
-    views = members[0].oof_tta
-    if len(result.written) == 1 and views != {"none"} and members[0].spec.tta == "none":
+    views = members[0].tuned_tta
+    if len(result.written) == 1 and views and members[0].spec.tta == "none":
         # No ensemble file to carry the views: the user must ask predict for them.
-        made = "TTA " + " / ".join(sorted(views))
-        result.notes.append(f"the out-of-fold files were made with {made}: predict with the same --tta, as tuned")
+        result.notes.append(f"the out-of-fold files were made with TTA {views}: predict with the same --tta, as tuned")
     return result
 
 
@@ -282,10 +281,10 @@ def _write(target: Path, post: PostProcess, members: list[OofMember], resolved, 
         for member in members:
             spec = member.spec.model_dump(exclude_defaults=True)
             spec["run"] = str(Path(member.name).resolve())
-            if "tta" not in spec and len(member.oof_tta) == 1 and member.oof_tta != {"none"}:
+            if "tta" not in spec and member.tuned_tta:
                 # The post-processing was tuned on probabilities averaged over these views:
                 # predicting without them would threshold other numbers than were tuned.
-                spec["tta"] = next(iter(member.oof_tta))
+                spec["tta"] = member.tuned_tta
             spec["weight"] = member.weight
             spec.pop("temperature", None)  # the entry's own, replaced by the one tuned with
             if member.temperature != 1.0:
